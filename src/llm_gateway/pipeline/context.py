@@ -1,0 +1,91 @@
+"""The per-request context that travels through every stage, and the normalised usage record."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llm_gateway.server.http import Request
+
+
+class Usage:
+    """Token usage of one request, normalised across providers."""
+
+    __slots__ = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+                 "reasoning_tokens", "estimated")
+
+    def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, *, cached_tokens: int = 0,
+                 cache_write_tokens: int = 0, reasoning_tokens: int = 0, estimated: bool = False) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.cached_tokens = cached_tokens
+        self.cache_write_tokens = cache_write_tokens
+        self.reasoning_tokens = reasoning_tokens
+        self.estimated = estimated
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                   cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+                   reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0))
+
+    def __repr__(self) -> str:
+        return (f"Usage(prompt={self.prompt_tokens}, completion={self.completion_tokens}, "
+                f"cached={self.cached_tokens}, reasoning={self.reasoning_tokens}, estimated={self.estimated})")
+
+
+class RequestContext:
+    """Everything known about one request, filled in as it moves through the pipeline."""
+
+    __slots__ = (
+        "request", "request_id", "endpoint", "started", "body", "model", "user", "stream",
+        "client_wants_usage", "route", "deployment", "provider", "upstream_model", "usage", "status",
+        "error_type", "first_byte_at", "finished_at", "cache_status", "key", "team", "response_headers",
+        "completion_parts", "prompt_tokens_estimate", "attempts", "extensions", "settled", "disconnected",
+    )
+
+    def __init__(self, request: Request, request_id: str, endpoint: str) -> None:
+        self.request = request
+        self.request_id = request_id
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+        self.body: dict[str, Any] = {}
+        self.model = ""
+        self.user = ""
+        self.stream = False
+        self.client_wants_usage = False
+        self.route: Any = None
+        self.deployment: Any = None
+        self.provider = ""
+        self.upstream_model = ""
+        self.usage: Usage | None = None
+        self.status = 0
+        self.error_type = ""
+        self.first_byte_at = 0.0
+        self.finished_at = 0.0
+        self.cache_status = ""
+        self.key: Any = None
+        self.team = ""
+        self.response_headers: list[tuple[str, str]] = []
+        self.completion_parts: list[str] = []
+        self.prompt_tokens_estimate = -1
+        self.attempts = 0
+        self.extensions: dict[str, Any] = {}
+        self.settled = False
+        self.disconnected = False
+
+    @property
+    def latency(self) -> float:
+        end = self.finished_at or time.perf_counter()
+        return end - self.started
+
+    @property
+    def ttft(self) -> float:
+        """Seconds until the first byte of the answer left for the client (0 when none did)."""
+        return self.first_byte_at - self.started if self.first_byte_at else 0.0

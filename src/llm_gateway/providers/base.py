@@ -1,0 +1,115 @@
+"""The provider adapter interface: canonical (OpenAI wire) requests in, upstream HTTP requests out, and back.
+
+Adapters translate and never do I/O; `providers/http.py` owns the network. A provider type is one folder under
+`providers/` plus one line in `providers/registry.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_gateway.errors import GatewayError, UpstreamHTTPError, upstream_error_body
+from llm_gateway.pipeline.context import Usage
+from llm_gateway.providers.http import Origin, Timeouts
+from llm_gateway.settings import ProviderConfig
+
+# The gateway's endpoints, as the canonical (OpenAI) paths; any other `/v1/...` path is a raw pass-through.
+CHAT = "chat/completions"
+COMPLETIONS = "completions"
+EMBEDDINGS = "embeddings"
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One call to one deployment, in canonical form."""
+
+    endpoint: str  # CHAT, COMPLETIONS, EMBEDDINGS or a raw path below /v1 ("models", "files/abc", ...)
+    body: dict[str, Any]  # the OpenAI-shaped request body (already parsed); empty for raw GETs
+    model: str  # the model name the provider knows
+    stream: bool
+    client_wants_usage: bool
+    client_auth: str | None  # the client's Authorization header, when it may be forwarded upstream
+    client_headers: dict[str, str]
+    method: str = "POST"
+    query: str = ""
+    raw_body: bytes | None = None  # the client's bytes, when they may be forwarded unchanged
+
+
+@dataclass(slots=True)
+class PreparedRequest:
+    method: str
+    path: str  # the request target, with query string
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def head(self) -> bytes:
+        lines = [f"{self.method} {self.path} HTTP/1.1\r\n"]
+        lines.extend(f"{k}: {v}\r\n" for k, v in self.headers)
+        return "".join(lines).encode("latin-1")
+
+
+class StreamDecoder(ABC):
+    """Turns an upstream response stream into OpenAI `chat.completion.chunk` SSE events."""
+
+    usage: Usage | None = None
+
+    @abstractmethod
+    def feed(self, data: bytes) -> bytes:
+        """Take the next bytes from upstream; return the complete SSE events (`data: ...\\n\\n`) for the client."""
+
+    @abstractmethod
+    def finish(self) -> bytes:
+        """The upstream stream ended; return any last events (the final `data: [DONE]` included)."""
+
+    @abstractmethod
+    def completion_texts(self) -> list[str]:
+        """The generated texts so far (content, tool-call arguments), for counting when no usage came."""
+
+
+@dataclass(slots=True)
+class ParsedResponse:
+    body: bytes  # OpenAI-shaped JSON for the client
+    usage: Usage | None
+    completion_texts: list[str] = field(default_factory=list)
+
+
+class Provider(ABC):
+    """One configured provider: where it lives, how to authenticate, how to translate."""
+
+    type: str = ""
+    passthrough = False  # True: any /v1/* path may be forwarded as it is
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        base = config.base_url or self.default_base_url()
+        self.origin, self.base_path = Origin.from_url(base)
+        t = config.timeouts
+        self.timeouts = Timeouts(connect=t.connect, first_byte=t.first_token, idle=t.idle, total=t.total)
+
+    def default_base_url(self) -> str:
+        raise GatewayError(f"provider {self.name!r} needs a base_url")
+
+    @abstractmethod
+    def prepare(self, call: UpstreamCall) -> PreparedRequest:
+        """Build the upstream request."""
+
+    @abstractmethod
+    def parse(self, call: UpstreamCall, body: bytes) -> ParsedResponse:
+        """Turn a successful upstream body into the OpenAI response for the client."""
+
+    @abstractmethod
+    def stream_decoder(self, call: UpstreamCall) -> StreamDecoder:
+        """A decoder for one streamed response."""
+
+    def error(self, status: int, body: bytes, headers: dict[str, str]) -> GatewayError:
+        """Map an upstream error response to the error the client gets (status kept, body OpenAI-shaped)."""
+        out, message, etype = upstream_error_body(status, body)
+        extra = {k: v for k, v in headers.items() if k in ("retry-after",)}
+        return UpstreamHTTPError(status, message, out, type=etype, headers=extra)
+
+    def public_models(self) -> list[tuple[str, str]]:
+        """(name clients use, name the provider knows) for each configured model; "*" is a wildcard."""
+        return [(m.name, m.model or m.name) for m in self.config.model_entries()]

@@ -1,0 +1,335 @@
+"""The upstream HTTP/1.1 client: keep-alive pools per origin, streamed bodies, timeouts, cancellation.
+
+Hand-written on asyncio protocols and httptools for the same reason as the server: httpx's pool costs more
+CPU per request under concurrency than the gateway's whole budget. It is the only module that opens sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+from llm_gateway.errors import UpstreamTimeout, UpstreamUnavailable
+
+_PAUSE_AT = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.tls else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(cls, url: str) -> tuple[Origin, str]:
+        """Split a base URL into its origin and path prefix (without a trailing slash)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port), parts.path.rstrip("/")
+
+
+@dataclass(slots=True)
+class Timeouts:
+    connect: float = 10.0
+    first_byte: float = 600.0
+    idle: float = 600.0
+    total: float = 3600.0
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection; carries one request at a time."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self.keep_alive = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.complete = False
+        self.got_bytes = False
+        self.error: Exception | None = None
+        self.head_waiter: asyncio.Future[None] | None = None
+        self.data_waiter: asyncio.Future[None] | None = None
+        self.last_activity = 0.0
+
+    # transport callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if not self.complete:
+            self._fail(exc or ConnectionResetError("upstream closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        self.last_activity = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ValueError(f"upstream sent malformed HTTP: {exc}"))
+            self.abort()
+
+    # parser callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        self._wake_head()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > _PAUSE_AT and self.transport is not None:
+            self.transport.pause_reading()
+        self._wake_data()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._wake_data()
+
+    # helpers
+    def _wake_head(self) -> None:
+        if self.head_waiter is not None and not self.head_waiter.done():
+            self.head_waiter.set_result(None)
+
+    def _wake_data(self) -> None:
+        if self.data_waiter is not None and not self.data_waiter.done():
+            self.data_waiter.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.error is None:
+            self.error = exc
+        for waiter in (self.head_waiter, self.data_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+
+    def reset(self) -> None:
+        self.status = 0
+        self.headers = []
+        self.chunks.clear()
+        self.buffered = 0
+        self.complete = False
+        self.got_bytes = False
+        self.error = None
+        self.parser = httptools.HttpResponseParser(self)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.pool.forget(self)
+
+
+class UpstreamResponse:
+    """A response whose head has arrived; the body is read with `read()` or iterated with `chunks()`."""
+
+    def __init__(self, conn: _Conn, timeouts: Timeouts, started: float) -> None:
+        self._conn = conn
+        self.status = conn.status
+        self.headers = conn.headers
+        self._timeouts = timeouts
+        self._deadline = started + timeouts.total
+        self._released = False
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        try:
+            while True:
+                while conn.chunks:
+                    data = conn.chunks.popleft()
+                    conn.buffered -= len(data)
+                    if conn.buffered < _PAUSE_AT // 2 and conn.transport is not None:
+                        conn.transport.resume_reading()
+                    yield data
+                if conn.complete:
+                    break
+                if conn.error is not None:
+                    raise _translate(conn.error)
+                await self._wait_data()
+        finally:
+            self.release()
+
+    async def read(self) -> bytes:
+        parts = [chunk async for chunk in self.chunks()]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _wait_data(self) -> None:
+        conn = self._conn
+        loop = conn.loop
+        waiter = loop.create_future()
+        conn.data_waiter = waiter
+        timer = loop.call_later(min(self._timeouts.idle, max(0.0, self._deadline - loop.time())),
+                                _expire, waiter, "upstream went silent mid-response")
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            conn.data_waiter = None
+
+    def release(self) -> None:
+        """Give the connection back to the pool when the body was read completely, else drop it."""
+        if self._released:
+            return
+        self._released = True
+        conn = self._conn
+        if conn.complete and conn.keep_alive and not conn.closed:
+            conn.pool.put(conn)
+        else:
+            conn.abort()
+
+
+def _expire(waiter: asyncio.Future[None], message: str) -> None:
+    if not waiter.done():
+        waiter.set_exception(UpstreamTimeout(message))
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, (UpstreamTimeout, UpstreamUnavailable)):
+        return exc
+    return UpstreamUnavailable(f"upstream connection failed: {exc}")
+
+
+class Pool:
+    """Idle keep-alive connections to one origin."""
+
+    def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, ssl_context: ssl.SSLContext | None,
+                 max_idle: int) -> None:
+        self.origin = origin
+        self.loop = loop
+        self.ssl_context = ssl_context
+        self.max_idle = max_idle
+        self.idle: deque[_Conn] = deque()
+
+    def put(self, conn: _Conn) -> None:
+        if len(self.idle) >= self.max_idle:
+            conn.abort()
+            return
+        conn.reset()
+        conn.reused = True
+        self.idle.append(conn)
+
+    def forget(self, conn: _Conn) -> None:
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    async def acquire(self, connect_timeout: float) -> _Conn:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                return conn
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, conn = await self.loop.create_connection(
+                    lambda: _Conn(self), self.origin.host, self.origin.port, ssl=self.ssl_context,
+                    server_hostname=self.origin.host if self.ssl_context else None)
+        except TimeoutError:
+            raise UpstreamTimeout(f"connecting to {self.origin.host_header} timed out after "
+                                  f"{connect_timeout:g}s") from None
+        except OSError as exc:
+            raise UpstreamUnavailable(f"cannot connect to {self.origin.host_header}: "
+                                      f"{exc.strerror or exc}") from None
+        return conn
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().abort()
+
+
+class HttpClient:
+    """Sends requests to upstream origins over pooled keep-alive connections."""
+
+    def __init__(self, max_idle_per_origin: int = 256) -> None:
+        self._pools: dict[Origin, Pool] = {}
+        self._max_idle = max_idle_per_origin
+        self._ssl: ssl.SSLContext | None = None
+
+    def _pool(self, origin: Origin) -> Pool:
+        pool = self._pools.get(origin)
+        if pool is None:
+            if origin.tls and self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            pool = Pool(origin, asyncio.get_running_loop(), self._ssl if origin.tls else None, self._max_idle)
+            self._pools[origin] = pool
+        return pool
+
+    async def send(self, origin: Origin, head: bytes, body: bytes, timeouts: Timeouts) -> UpstreamResponse:
+        """Send a request whose request line and headers (without Host/Content-Length/ending) are `head`.
+
+        Returns once the response head arrived. A reused connection that turns out dead before any byte of
+        the response arrived is replaced once (the request never reached a live server).
+        """
+        pool = self._pool(origin)
+        data = b"%sHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+            head, origin.host_header.encode(), len(body), body)
+        started = pool.loop.time()
+        for _ in range(2):
+            conn = await pool.acquire(timeouts.connect)
+            try:
+                return await self._exchange(conn, data, timeouts, started)
+            except UpstreamUnavailable:
+                if conn.reused and not conn.got_bytes:
+                    continue
+                raise
+        raise UpstreamUnavailable(f"upstream {origin.host_header} keeps closing connections")
+
+    async def _exchange(self, conn: _Conn, data: bytes, timeouts: Timeouts, started: float) -> UpstreamResponse:
+        loop = conn.loop
+        waiter = loop.create_future()
+        conn.head_waiter = waiter
+        assert conn.transport is not None
+        conn.transport.write(data)
+        timer = loop.call_later(min(timeouts.first_byte, timeouts.total), _expire, waiter,
+                                f"upstream sent no response within {min(timeouts.first_byte, timeouts.total):g}s")
+        try:
+            if conn.status == 0:
+                await waiter
+        except BaseException as exc:
+            conn.abort()
+            if isinstance(exc, Exception):
+                raise _translate(exc) from None
+            raise
+        finally:
+            timer.cancel()
+            conn.head_waiter = None
+        return UpstreamResponse(conn, timeouts, started)
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()

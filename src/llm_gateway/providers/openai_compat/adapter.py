@@ -1,0 +1,177 @@
+"""OpenAI and OpenAI-compatible upstreams: bytes pass through, only `model` and `stream_options` change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from llm_gateway.pipeline.context import Usage
+from llm_gateway.providers.base import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    ParsedResponse,
+    PreparedRequest,
+    Provider,
+    StreamDecoder,
+    UpstreamCall,
+)
+from llm_gateway.providers.sse import EventSplitter
+
+# Client headers that carry meaning for an OpenAI-compatible upstream and are forwarded as they are.
+FORWARDED_HEADERS = ("openai-organization", "openai-project", "openai-beta")
+CANONICAL = (CHAT, COMPLETIONS, EMBEDDINGS)
+
+
+def _usage_is_set(payload: bytes) -> bool:
+    """Cheap test for a non-null `"usage"` member, so that most chunks are not parsed at all."""
+    at = payload.find(b'"usage"')
+    if at < 0:
+        return False
+    rest = payload[at + 7:at + 24].lstrip(b" :\t")
+    return not rest.startswith(b"null")
+
+
+def completion_texts_of_chunk(chunk: Any, out: list[str]) -> None:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or choice.get("message") or {}
+        text = choice.get("text")
+        if isinstance(text, str):
+            out.append(text)
+        for key in ("content", "reasoning_content", "refusal"):
+            value = delta.get(key)
+            if isinstance(value, str):
+                out.append(value)
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            for key in ("name", "arguments"):
+                if isinstance(fn.get(key), str):
+                    out.append(fn[key])
+
+
+class PassthroughDecoder(StreamDecoder):
+    """Relays an OpenAI SSE stream event by event; notes usage, drops the usage chunk nobody asked for."""
+
+    def __init__(self, strip_usage_chunk: bool) -> None:
+        self._split = EventSplitter()
+        self._strip = strip_usage_chunk
+        self._payloads: list[bytes] = []
+        self.usage: Usage | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        events = self._split.feed(data)
+        if not events:
+            return b""
+        return b"".join([e + b"\n\n" for e in events if self._keep(e)])
+
+    def finish(self) -> bytes:
+        rest = self._split.rest()
+        return rest + b"\n\n" if rest and self._keep(rest) else b""
+
+    def _keep(self, event: bytes) -> bool:
+        if not event.startswith(b"data:"):
+            return bool(event.strip())  # comments and named events pass as they are
+        payload = event[6:] if event[5:6] == b" " else event[5:]
+        if payload == b"[DONE]":
+            return True
+        self._payloads.append(payload)
+        if _usage_is_set(payload):
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                return True
+            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+                self.usage = Usage.from_openai(chunk["usage"])
+                if self._strip and not chunk.get("choices"):
+                    return False
+        return True
+
+    def completion_texts(self) -> list[str]:
+        out: list[str] = []
+        for payload in self._payloads:
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(chunk, dict):
+                completion_texts_of_chunk(chunk, out)
+        return out
+
+
+class OpenAICompatibleProvider(Provider):
+    """`openai` and `openai-compatible` provider types."""
+
+    type = "openai-compatible"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.passthrough = bool(config.options.get("passthrough", False))
+        static = [("content-type", "application/json"), ("user-agent", "llm-gateway")]
+        static.extend((k.lower(), v) for k, v in config.headers.items())
+        self._static_headers = static
+        self._auth = f"Bearer {config.api_key}" if config.api_key else None
+
+    def default_base_url(self) -> str:
+        if self.config.type == "openai":
+            return "https://api.openai.com/v1"
+        return super().default_base_url()
+
+    def _headers(self, call: UpstreamCall, content_type: str | None = None) -> list[tuple[str, str]]:
+        headers = list(self._static_headers)
+        if content_type is not None:
+            headers[0] = ("content-type", content_type)
+        auth = self._auth or call.client_auth
+        if auth:
+            headers.append(("authorization", auth))
+        for name in FORWARDED_HEADERS:
+            value = call.client_headers.get(name)
+            if value is not None:
+                headers.append((name, value))
+        if call.stream:
+            headers.append(("accept", "text/event-stream"))
+        return headers
+
+    def prepare(self, call: UpstreamCall) -> PreparedRequest:
+        target = f"{self.base_path}/{call.endpoint}" + (f"?{call.query}" if call.query else "")
+        if call.endpoint not in CANONICAL:
+            content_type = call.client_headers.get("content-type")
+            body = call.raw_body or b""
+            headers = self._headers(call, content_type)
+            if not body and call.method in ("GET", "HEAD", "DELETE"):
+                headers = [h for h in headers if h[0] != "content-type"]
+            return PreparedRequest(call.method, target, headers, body)
+        body = call.body
+        changed = body.get("model") != call.model
+        if call.stream and call.endpoint != EMBEDDINGS:
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                body = dict(body)
+                body["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                          "include_usage": True}
+                changed = True
+        if changed:
+            body = dict(body) if body is call.body else body
+            body["model"] = call.model
+            data = orjson.dumps(body)
+        else:
+            data = call.raw_body if call.raw_body is not None else orjson.dumps(body)
+        return PreparedRequest("POST", target, self._headers(call), data)
+
+    def parse(self, call: UpstreamCall, body: bytes) -> ParsedResponse:
+        if call.endpoint not in CANONICAL:
+            return ParsedResponse(body, None)
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ParsedResponse(body, None)
+        usage = obj.get("usage") if isinstance(obj, dict) else None
+        if isinstance(usage, dict):
+            return ParsedResponse(body, Usage.from_openai(usage))
+        texts: list[str] = []
+        if isinstance(obj, dict):
+            completion_texts_of_chunk(obj, texts)
+        return ParsedResponse(body, None, texts)
+
+    def stream_decoder(self, call: UpstreamCall) -> StreamDecoder:
+        return PassthroughDecoder(strip_usage_chunk=not call.client_wants_usage)

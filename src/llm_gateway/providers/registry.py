@@ -1,0 +1,20 @@
+"""Provider types by name: adding a provider is one folder under providers/ and one line here."""
+
+from __future__ import annotations
+
+from llm_gateway.providers.base import Provider
+from llm_gateway.providers.openai_compat.adapter import OpenAICompatibleProvider
+from llm_gateway.settings import ProviderConfig
+
+PROVIDER_TYPES: dict[str, type[Provider]] = {
+    "openai": OpenAICompatibleProvider,
+    "openai-compatible": OpenAICompatibleProvider,
+}
+
+
+def build_provider(config: ProviderConfig) -> Provider:
+    cls = PROVIDER_TYPES.get(config.type)
+    if cls is None:
+        raise ValueError(f"providers.{config.name}: provider type {config.type!r} is not available "
+                         f"(available: {', '.join(sorted(PROVIDER_TYPES))})")
+    return cls(config)

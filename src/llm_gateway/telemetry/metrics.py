@@ -1,0 +1,165 @@
+"""Prometheus metrics: counters, gauges and histograms with labels, rendered in the text exposition format.
+
+Our own small registry rather than prometheus_client: an increment here is a dict update with no lock
+(the gateway is one event loop per process), which matters when every request touches a dozen series.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+LabelValues = tuple[str, ...]
+M = TypeVar("M", bound="Metric")
+
+_INF = 'le="+Inf"'
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: tuple[str, ...], values: LabelValues, extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _num(value: float) -> str:
+    if value == math.inf:
+        return "+Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+class Metric:
+    kind = "untyped"
+
+    def __init__(self, name: str, help: str, labels: Iterable[str] = ()) -> None:
+        self.name = name
+        self.help = help
+        self.label_names = tuple(labels)
+
+    def samples(self) -> Iterable[str]:
+        raise NotImplementedError
+
+    def render(self) -> str:
+        head = f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.kind}\n"
+        return head + "".join(f"{line}\n" for line in self.samples())
+
+
+class Counter(Metric):
+    kind = "counter"
+
+    def __init__(self, name: str, help: str, labels: Iterable[str] = ()) -> None:
+        super().__init__(name, help, labels)
+        self.values: dict[LabelValues, float] = {}
+
+    def inc(self, labels: LabelValues = (), amount: float = 1.0) -> None:
+        values = self.values
+        values[labels] = values.get(labels, 0.0) + amount
+
+    def get(self, labels: LabelValues = ()) -> float:
+        return self.values.get(labels, 0.0)
+
+    def samples(self) -> Iterable[str]:
+        # Exposition names counters without the _total suffix in TYPE lines only for OpenMetrics; the
+        # classic text format keeps the full name, which is what scrapers and our users' queries expect.
+        for labels, value in self.values.items():
+            yield f"{self.name}{_labels(self.label_names, labels)} {_num(value)}"
+
+
+class Gauge(Metric):
+    kind = "gauge"
+
+    def __init__(self, name: str, help: str, labels: Iterable[str] = (),
+                 read: Callable[[], float] | None = None) -> None:
+        super().__init__(name, help, labels)
+        self.values: dict[LabelValues, float] = {}
+        self._read = read
+
+    def set(self, value: float, labels: LabelValues = ()) -> None:
+        self.values[labels] = value
+
+    def add(self, amount: float, labels: LabelValues = ()) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def get(self, labels: LabelValues = ()) -> float:
+        if self._read is not None:
+            return self._read()
+        return self.values.get(labels, 0.0)
+
+    def samples(self) -> Iterable[str]:
+        if self._read is not None:
+            yield f"{self.name} {_num(self._read())}"
+            return
+        for labels, value in self.values.items():
+            yield f"{self.name}{_labels(self.label_names, labels)} {_num(value)}"
+
+
+class Histogram(Metric):
+    kind = "histogram"
+
+    def __init__(self, name: str, help: str, labels: Iterable[str] = (),
+                 buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> None:
+        super().__init__(name, help, labels)
+        self.bounds = tuple(sorted(buckets))
+        self.series: dict[LabelValues, list[float]] = {}  # bucket counts..., sum, count
+
+    def observe(self, value: float, labels: LabelValues = ()) -> None:
+        row = self.series.get(labels)
+        if row is None:
+            row = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+        slot = bisect.bisect_left(self.bounds, value)
+        if slot < len(self.bounds):
+            row[slot] += 1
+        row[-2] += value
+        row[-1] += 1
+
+    def count(self, labels: LabelValues = ()) -> float:
+        row = self.series.get(labels)
+        return row[-1] if row else 0.0
+
+    def samples(self) -> Iterable[str]:
+        names = self.label_names
+        for labels, row in self.series.items():
+            running = 0.0
+            for bound, n in zip(self.bounds, row, strict=False):
+                running += n
+                le = 'le="%s"' % _num(bound)
+                yield f"{self.name}_bucket{_labels(names, labels, le)} {_num(running)}"
+            yield f"{self.name}_bucket{_labels(names, labels, _INF)} {_num(row[-1])}"
+            yield f"{self.name}_sum{_labels(self.label_names, labels)} {_num(row[-2])}"
+            yield f"{self.name}_count{_labels(self.label_names, labels)} {_num(row[-1])}"
+
+
+class Registry:
+    """All metrics of one gateway process, in registration order."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, Metric] = {}
+
+    def add(self, metric: M) -> M:
+        if metric.name in self.metrics:
+            raise ValueError(f"metric {metric.name} registered twice")
+        self.metrics[metric.name] = metric
+        return metric
+
+    def counter(self, name: str, help: str, labels: Iterable[str] = ()) -> Counter:
+        return self.add(Counter(name, help, labels))
+
+    def gauge(self, name: str, help: str, labels: Iterable[str] = (),
+              read: Callable[[], float] | None = None) -> Gauge:
+        return self.add(Gauge(name, help, labels, read))
+
+    def histogram(self, name: str, help: str, labels: Iterable[str] = (),
+                  buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> Histogram:
+        return self.add(Histogram(name, help, labels, buckets))
+
+    def render(self) -> bytes:
+        return "".join(m.render() for m in self.metrics.values()).encode()
