@@ -135,7 +135,7 @@ def build_config(values: dict[str, Any], env: dict[str, str]) -> GatewayConfig:
     upstream_given = any(given(n) is not None for n in ("openai_domain", "openai_port", "openai_tls"))
     if upstream_given or not cfg.providers:
         tls = bool(pick("openai_tls"))
-        base_url = f"{'https' if tls else 'http'}://{pick('openai_domain')}:{pick('openai_port')}"
+        base_url = f"{'https' if tls else 'http'}://{pick('openai_domain')}:{pick('openai_port')}/v1"
         name = "upstream" if any(p.name == "openai" for p in cfg.providers) else "openai"
         cfg.providers.append(ProviderConfig(name=name, type="openai-compatible", base_url=base_url,
                                             models=["*"], options={"passthrough": True}))

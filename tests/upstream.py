@@ -1,0 +1,204 @@
+"""A local OpenAI-compatible upstream for tests; its behaviour is chosen by the model name.
+
+Model names (anything else answers normally, with usage):
+  no-usage        answers without `usage` (like llama.cpp streams): the gateway must count
+  error-400 / error-401 / error-429 / error-500 / error-503
+                  answers that status with an OpenAI-shaped error body (429 with Retry-After: 1)
+  error-text      answers 502 with a plain-text body (not OpenAI-shaped)
+  slow-N          waits N milliseconds before answering / between stream chunks
+  hang            never answers
+  cut-stream      sends three chunks, then drops the connection
+Every request is recorded (method, path, headers, JSON body) in `Upstream.requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+WORDS = "The quick brown fox jumps over the lazy dog".split()
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+
+@dataclass
+class Upstream:
+    url: str = ""
+    requests: list[Recorded] = field(default_factory=list)
+    chunks: int = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _error(status: int, message: str, etype: str, code: str | None = None) -> web.Response:
+    headers = {"retry-after": "1"} if status == 429 else {}
+    return web.json_response({"error": {"message": message, "type": etype, "param": None, "code": code}},
+                             status=status, headers=headers)
+
+
+def _delay(model: str) -> float:
+    if model.startswith("slow-"):
+        return int(model.split("-", 1)[1]) / 1000
+    return 0.0
+
+
+def make_app(state: Upstream) -> web.Application:
+    async def record(request: web.Request) -> Any:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        state.requests.append(Recorded(request.method, request.path_qs, dict(request.headers), body, raw))
+        return body
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await record(request) or {}
+        model = str(body.get("model", ""))
+        if model.startswith("error-"):
+            kind = model.split("-", 1)[1]
+            if kind == "text":
+                return web.Response(status=502, text="Bad Gateway from the upstream's proxy")
+            status = int(kind)
+            etype = {400: "invalid_request_error", 401: "invalid_request_error", 429: "rate_limit_error"}.get(
+                status, "server_error")
+            return _error(status, f"simulated {status}", etype, "simulated")
+        if model == "hang":
+            await asyncio.sleep(3600)
+        delay = _delay(model)
+        words = [WORDS[i % len(WORDS)] for i in range(state.chunks)]
+        prompt_tokens = 11
+        created = int(time.time())
+        base = {"id": "chatcmpl-test", "created": created, "model": model, "system_fingerprint": "fp_test"}
+        with_usage = model != "no-usage"
+        if not body.get("stream"):
+            if delay:
+                await asyncio.sleep(delay)
+            message: dict[str, Any] = {"role": "assistant", "content": " ".join(words)}
+            if body.get("tools"):
+                message = {"role": "assistant", "content": None, "tool_calls": [{
+                    "id": "call_1", "type": "function",
+                    "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"city":"Paris"}'}}]}
+            out = {**base, "object": "chat.completion", "choices": [
+                {"index": 0, "message": message, "logprobs": None,
+                 "finish_reason": "tool_calls" if body.get("tools") else "stop"}]}
+            if with_usage:
+                out["usage"] = _usage(prompt_tokens, len(words))
+            return web.json_response(out)
+        include = bool((body.get("stream_options") or {}).get("include_usage")) and with_usage
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+
+        async def send(obj: Any) -> None:
+            if include and isinstance(obj, dict):
+                obj.setdefault("usage", None)
+            await resp.write(b"data: " + orjson.dumps(obj) + b"\n\n")
+
+        await send({**base, "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        for i, word in enumerate(words):
+            if delay:
+                await asyncio.sleep(delay)
+            if model == "cut-stream" and i == 3:
+                assert request.transport is not None
+                request.transport.abort()
+                return resp
+            text = word if i == 0 else " " + word
+            await send({**base, "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+        await send({**base, "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if include:
+            await send({**base, "object": "chat.completion.chunk", "choices": [],
+                        "usage": _usage(prompt_tokens, len(words))})
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await record(request) or {}
+        return web.json_response({"id": "cmpl-test", "object": "text_completion", "created": int(time.time()),
+                                  "model": body.get("model"), "choices": [
+                                      {"index": 0, "text": " world", "logprobs": None, "finish_reason": "stop"}],
+                                  "usage": _usage(2, 1)})
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await record(request) or {}
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))]
+        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
+                                  "usage": {"prompt_tokens": 4 * len(items), "total_tokens": 4 * len(items)}})
+
+    async def models(request: web.Request) -> web.Response:
+        await record(request)
+        return web.json_response({"object": "list", "data": [
+            {"id": "upstream-model", "object": "model", "created": 0, "owned_by": "test"}]})
+
+    async def other(request: web.Request) -> web.Response:
+        await record(request)
+        return web.json_response({"echo": request.path, "method": request.method})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/models", models)
+    app.router.add_route("*", "/v1/{tail:.*}", other)
+    return app
+
+
+class UpstreamThread:
+    """Runs the upstream on its own event loop in a thread, so sync and async tests can both use it."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.state = Upstream()
+        self.port = port or free_port()
+        self.state.url = f"http://127.0.0.1:{self.port}"
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._run, name="test-upstream", daemon=True)
+
+    def start(self) -> Upstream:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("test upstream did not start")
+        return self.state
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(make_app(self.state), access_log=None)
+        loop.run_until_complete(self._runner.setup())
+        loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup())
+        loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
