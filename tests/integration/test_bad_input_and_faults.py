@@ -1,0 +1,138 @@
+"""Bad input gets a clear OpenAI-shaped 4xx; upstream faults a clear 502/504; never a stack trace or a hang."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayProcess, metric_value, upstream_args
+from tests.upstream import Upstream, free_port
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def error_of(r: httpx.Response) -> dict[str, object]:
+    body = r.json()
+    assert set(body) == {"error"}, body
+    assert {"message", "type", "code", "param"} <= set(body["error"]), body
+    return body["error"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("data", "headers", "status", "needle"), [
+    (b"{not json", {"content-type": "application/json"}, 400, "not valid JSON"),
+    (b"[1, 2]", {"content-type": "application/json"}, 400, "must be a JSON object"),
+    (b"", {"content-type": "application/json"}, 400, "empty"),
+    (b'{"messages": []}', {"content-type": "application/json"}, 400, "model"),
+    (b'{"model": 5, "messages": []}', {"content-type": "application/json"}, 400, "model must be a string"),
+    (b'{"model": "m", "stream": "yes"}', {"content-type": "application/json"}, 400, "stream must be a boolean"),
+    (b"model=m", {"content-type": "text/plain"}, 415, "text/plain"),
+])
+def test_malformed_requests(gateway: GatewayProcess, data: bytes, headers: dict[str, str], status: int,
+                            needle: str) -> None:
+    r = httpx.post(f"{gateway.v1}/chat/completions", content=data, headers=headers)
+    assert r.status_code == status
+    assert needle in str(error_of(r)["message"])
+
+
+def test_curl_default_form_content_type_with_json_body_is_accepted(gateway: GatewayProcess) -> None:
+    r = httpx.post(f"{gateway.v1}/chat/completions", content=httpx.Request("POST", "/", json=CHAT).content,
+                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200
+
+
+def test_body_over_limit_is_413(gateway_factory: Callable[..., GatewayProcess], upstream: Upstream) -> None:
+    config = {"server": {"max_body_mb": 0.01}}
+    gw = gateway_factory(upstream_args(upstream), config=config)
+    big = {"model": "m", "messages": [{"role": "user", "content": "x" * 20_000}]}
+    r = httpx.post(f"{gw.v1}/chat/completions", json=big)
+    assert r.status_code == 413
+    assert "larger than the limit" in str(error_of(r)["message"])
+    assert httpx.post(f"{gw.v1}/chat/completions", json=CHAT).status_code == 200  # the gateway lives on
+
+
+def test_unknown_model_and_path_with_config(gateway_factory: Callable[..., GatewayProcess],
+                                            upstream: Upstream) -> None:
+    config = {"providers": [{"name": "local", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                             "api_key": "sk-provider-secret", "models": ["small", {"name": "big", "model": "m-2"}]}]}
+    gw = gateway_factory(config=config)
+    r = httpx.post(f"{gw.v1}/chat/completions", json={**CHAT, "model": "nope"})
+    assert r.status_code == 404
+    err = error_of(r)
+    assert err["code"] == "model_not_found" and "nope" in str(err["message"])
+    r = httpx.post(f"{gw.v1}/chat/completions", json={**CHAT, "model": "big"}, headers={"authorization": "Bearer c"})
+    assert r.status_code == 200
+    sent = upstream.requests[-1]
+    assert sent.body["model"] == "m-2"  # the provider's own name for it
+    assert sent.headers["Authorization"] == "Bearer sk-provider-secret"  # config key replaces the client's
+    r = httpx.get(f"{gw.v1}/models")
+    assert sorted(m["id"] for m in r.json()["data"]) == ["big", "small"]
+    assert httpx.get(f"{gw.v1}/files").status_code == 404  # no single pass-through upstream here
+    r = httpx.get(f"{gw.v1}/chat/completions")
+    assert r.status_code == 405
+    assert "sk-provider-secret" not in gw.log()
+
+
+def test_upstream_down_is_502(gateway_factory: Callable[..., GatewayProcess]) -> None:
+    gw = gateway_factory(["--openai-domain", "127.0.0.1", "--openai-port", str(free_port())])
+    r = httpx.post(f"{gw.v1}/chat/completions", json=CHAT)
+    assert r.status_code == 502
+    assert "cannot connect" in str(error_of(r)["message"])
+    assert httpx.get(f"{gw.url}/ready").status_code == 503
+
+
+def test_upstream_timeout_is_504(gateway_factory: Callable[..., GatewayProcess], upstream: Upstream) -> None:
+    config = {"providers": [{"name": "slow", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                             "models": ["*"], "timeouts": {"first_token": 0.5}}]}
+    gw = gateway_factory(config=config)
+    started = time.monotonic()
+    r = httpx.post(f"{gw.v1}/chat/completions", json={**CHAT, "model": "hang"}, timeout=10)
+    assert r.status_code == 504
+    assert time.monotonic() - started < 3
+    assert "no response within 0.5s" in str(error_of(r)["message"])
+
+
+def test_stream_cut_by_upstream_ends_with_error_event(gateway: GatewayProcess) -> None:
+    with httpx.stream("POST", f"{gateway.v1}/chat/completions", json={**CHAT, "model": "cut-stream",
+                                                                      "stream": True}) as r:
+        assert r.status_code == 200
+        body = b"".join(r.iter_bytes())
+    events = [e for e in body.split(b"\n\n") if e]
+    assert events[-1].startswith(b'data: {"error"'), events[-1]
+    assert b"[DONE]" not in body
+
+
+def test_client_disconnect_mid_stream_cancels_upstream_and_still_counts(gateway: GatewayProcess) -> None:
+    port = gateway.port
+    payload = httpx.Request("POST", "/", json={**CHAT, "model": "slow-300", "stream": True}).content
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  b"user: leaver\r\ncontent-length: %d\r\n\r\n%s" % (len(payload), payload))
+        got = b""
+        while b'"content":"The"' not in got:
+            got += s.recv(65536)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{gateway.url}/metrics").text
+        if metric_value(metrics, "llm_gateway_requests_total",
+                        {"model": "slow-300", "provider": "openai", "status": "499"}) == 1:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the disconnected request was not recorded")
+    # What streamed ("The") was counted locally; the prompt too: 1 message "hi" -> 1 + 1 role + 3 + 3 = 8.
+    assert metric_value(metrics, "completion_tokens_by_user_by_model_total",
+                        {"user": "leaver", "model": "slow-300"}) >= 1
+    assert metric_value(metrics, "prompt_tokens_by_user_by_model_total",
+                        {"user": "leaver", "model": "slow-300"}) == 8
+
+
+def test_health_ready_and_metrics_port(gateway: GatewayProcess) -> None:
+    assert httpx.get(f"{gateway.url}/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{gateway.url}/ready")
+    assert ready.status_code == 200 and ready.json()["providers"] == {"openai": "reachable"}
+    r = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics")
+    assert r.status_code == 200 and "# TYPE tokens_total counter" in r.text

@@ -1,0 +1,55 @@
+"""SIGTERM lets in-flight streams finish; LangChain's ChatOpenAI works through the gateway with a user header."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import openai
+
+from tests.conftest import GatewayProcess, upstream_args
+from tests.upstream import Upstream
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def test_sigterm_lets_inflight_stream_finish_and_refuses_new(gateway_factory: Callable[..., GatewayProcess],
+                                                             upstream: Upstream) -> None:
+    gw = gateway_factory(upstream_args(upstream))
+    c = openai.OpenAI(base_url=gw.v1, api_key="k", max_retries=0)
+    result: dict[str, str] = {}
+
+    def consume() -> None:
+        stream = c.chat.completions.create(model="slow-200", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        result["text"] = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.4)  # the stream is under way (5 chunks, 200 ms apart)
+    gw.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    try:
+        refused = httpx.post(f"{gw.v1}/chat/completions", json={"model": "m", "messages": MESSAGES}, timeout=2)
+        assert refused.status_code != 200
+    except httpx.TransportError:
+        pass  # the listener is closed: that is the expected refusal
+    t.join(10)
+    assert result["text"] == "The quick brown fox jumps"
+    assert gw.proc.wait(10) == 0
+
+
+def test_langchain_chat_openai_with_user_header(gateway: GatewayProcess, upstream: Upstream) -> None:
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=gateway.v1, api_key="sk-lc", model="gpt-4o-mini",  # type: ignore[arg-type]
+                     default_headers={"user": "user1"}, max_retries=0)
+    reply = llm.invoke("Say hello")
+    assert reply.content == "The quick brown fox jumps"
+    assert upstream.requests[-1].headers.get("user") is None  # the user header stays at the gateway
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'tokens_by_user_by_model_total{user="user1",model="gpt-4o-mini"} 16' in metrics
+    chunks = list(llm.stream("Say hello"))
+    assert "".join(str(ch.content) for ch in chunks) == "The quick brown fox jumps"

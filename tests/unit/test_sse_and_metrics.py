@@ -1,0 +1,59 @@
+"""SSE splitting, the pass-through decoder's usage handling, and the Prometheus exposition."""
+
+from __future__ import annotations
+
+import orjson
+
+from llm_gateway.providers.openai_compat.adapter import PassthroughDecoder
+from llm_gateway.providers.sse import EventSplitter
+from llm_gateway.telemetry.metrics import Registry
+
+
+def test_splitter_handles_events_across_chunks_and_crlf() -> None:
+    s = EventSplitter()
+    assert s.feed(b"data: a\r") == []
+    assert s.feed(b"\n\r\ndata: b\n") == [b"data: a"]
+    assert s.feed(b"\ndata: [DONE]\n\n") == [b"data: b", b"data: [DONE]"]
+    assert s.rest() == b""
+
+
+def chunk(**kw: object) -> bytes:
+    return b"data: " + orjson.dumps({"object": "chat.completion.chunk", **kw}) + b"\n\n"
+
+
+def test_decoder_strips_unrequested_usage_chunk_byte_for_byte() -> None:
+    a = chunk(choices=[{"index": 0, "delta": {"content": "hi"}}], usage=None)
+    u = chunk(choices=[], usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4})
+    d = PassthroughDecoder(strip_usage_chunk=True)
+    stream = a + u + b"data: [DONE]\n\n"
+    out = d.feed(stream[:7]) + d.feed(stream[7:]) + d.finish()
+    assert out == a + b"data: [DONE]\n\n"
+    assert d.usage is not None and d.usage.total_tokens == 4
+    keep = PassthroughDecoder(strip_usage_chunk=False)
+    assert keep.feed(stream) == stream
+
+
+def test_decoder_collects_text_for_local_counting() -> None:
+    d = PassthroughDecoder(strip_usage_chunk=True)
+    d.feed(chunk(choices=[{"index": 0, "delta": {"content": "Hel"}}]) +
+           chunk(choices=[{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": "{}"}}]}}]))
+    assert d.usage is None
+    assert d.completion_texts() == ["Hel", "{}"]
+
+
+def test_registry_renders_prometheus_text() -> None:
+    r = Registry()
+    c = r.counter("tokens_total", "Tokens", ["model"])
+    c.inc(("gpt-4o",), 5)
+    c.inc(("gpt-4o",), 2)
+    c.inc(('we"ird',))
+    h = r.histogram("lat_seconds", "Latency", buckets=(0.1, 1.0))
+    h.observe(0.05)
+    h.observe(5.0)
+    text = r.render().decode()
+    assert 'tokens_total{model="gpt-4o"} 7' in text
+    assert 'tokens_total{model="we\\"ird"} 1' in text
+    assert 'lat_seconds_bucket{le="0.1"} 1' in text
+    assert 'lat_seconds_bucket{le="1"} 1' in text
+    assert 'lat_seconds_bucket{le="+Inf"} 2' in text
+    assert "lat_seconds_count 2" in text and "lat_seconds_sum 5.05" in text
