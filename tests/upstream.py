@@ -8,6 +8,15 @@ Model names (anything else answers normally, with usage):
   slow-N          waits N milliseconds before answering / between stream chunks
   hang            never answers
   cut-stream      sends three chunks, then drops the connection
+  flaky-N-TAG     answers 503 the first N times this exact model name is seen, normally afterwards
+  limited-S-TAG   answers 429 with `Retry-After: S` the first time this exact model name is seen
+  reset / reset-once-TAG
+                  drops the connection without answering (always / the first time)
+  garbage         answers bytes that are not HTTP, then closes
+  error-context   answers 400 `context_length_exceeded`
+  stall-stream    streams the first chunk, then goes silent forever
+  garbage-stream  streams two chunks, then bytes that break the HTTP chunked encoding
+  ttft-N          waits N milliseconds before the first byte of the answer only
 Every request is recorded (method, path, headers, JSON body) in `Upstream.requests`.
 """
 
@@ -40,6 +49,7 @@ class Upstream:
     url: str = ""
     requests: list[Recorded] = field(default_factory=list)
     chunks: int = 5
+    seen: dict[str, int] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -64,6 +74,38 @@ def _delay(model: str) -> float:
     return 0.0
 
 
+async def _abort(request: web.Request, data: bytes = b"") -> web.Response:
+    assert request.transport is not None
+    if data:
+        request.transport.write(data)
+    request.transport.abort()
+    await asyncio.sleep(3600)  # the handler is cancelled when the connection goes
+    raise AssertionError("unreachable")
+
+
+async def _respond(response: web.Response) -> web.Response:
+    return response
+
+
+def _fault(model: str, times: int, request: web.Request) -> Any:
+    """The awaitable answer of a fault-injecting model name, or None for a normal answer."""
+    parts = model.split("-")
+    if parts[0] == "flaky" and times <= int(parts[1]):
+        return _respond(_error(503, f"simulated 503 ({times})", "server_error", "simulated"))
+    if parts[0] == "limited" and times == 1:
+        resp = _error(429, "simulated 429", "rate_limit_error", "simulated")
+        resp.headers["retry-after"] = parts[1]
+        return _respond(resp)
+    if model == "reset" or (model.startswith("reset-once-") and times == 1):
+        return _abort(request)
+    if model == "garbage":
+        return _abort(request, b"\x00\x01 this is not HTTP at all \xff\r\n\r\n")
+    if model == "error-context":
+        return _respond(_error(400, "This model's maximum context length is 8192 tokens.",
+                               "invalid_request_error", "context_length_exceeded"))
+    return None
+
+
 def make_app(state: Upstream) -> web.Application:
     async def record(request: web.Request) -> Any:
         raw = await request.read()
@@ -77,6 +119,10 @@ def make_app(state: Upstream) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await record(request) or {}
         model = str(body.get("model", ""))
+        state.seen[model] = times = state.seen.get(model, 0) + 1
+        fault = _fault(model, times, request)
+        if fault is not None:
+            return await fault
         if model.startswith("error-"):
             kind = model.split("-", 1)[1]
             if kind == "text":
@@ -88,14 +134,15 @@ def make_app(state: Upstream) -> web.Application:
         if model == "hang":
             await asyncio.sleep(3600)
         delay = _delay(model)
+        first_token = int(model.split("-")[1]) / 1000 if model.startswith("ttft-") else 0.0
         words = [WORDS[i % len(WORDS)] for i in range(state.chunks)]
         prompt_tokens = 11
         created = int(time.time())
         base = {"id": "chatcmpl-test", "created": created, "model": model, "system_fingerprint": "fp_test"}
         with_usage = model != "no-usage"
         if not body.get("stream"):
-            if delay:
-                await asyncio.sleep(delay)
+            if delay or first_token:
+                await asyncio.sleep(delay or first_token)
             message: dict[str, Any] = {"role": "assistant", "content": " ".join(words)}
             if body.get("tools"):
                 message = {"role": "assistant", "content": None, "tool_calls": [{
@@ -110,6 +157,8 @@ def make_app(state: Upstream) -> web.Application:
         include = bool((body.get("stream_options") or {}).get("include_usage")) and with_usage
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
+        if first_token:
+            await asyncio.sleep(first_token)
 
         async def send(obj: Any) -> None:
             if include and isinstance(obj, dict):
@@ -121,6 +170,12 @@ def make_app(state: Upstream) -> web.Application:
         for i, word in enumerate(words):
             if delay:
                 await asyncio.sleep(delay)
+            if model == "garbage-stream" and i == 2:  # breaks the chunked encoding half-way
+                assert request.transport is not None
+                request.transport.write(b"\r\nnot a chunk size\r\n\r\n")
+                await asyncio.sleep(3600)
+            if model == "stall-stream" and i == 1:
+                await asyncio.sleep(3600)
             if model == "cut-stream" and i == 3:
                 assert request.transport is not None
                 request.transport.abort()
@@ -190,12 +245,18 @@ class UpstreamThread:
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(make_app(self.state), access_log=None)
+        # hanging handlers (`hang`, `stall-stream`) must not hold the test session's end for a minute
+        self._runner = web.AppRunner(make_app(self.state), access_log=None, shutdown_timeout=0.5)
         loop.run_until_complete(self._runner.setup())
         loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
         self._ready.set()
         loop.run_forever()
         loop.run_until_complete(self._runner.cleanup())
+        pending = asyncio.all_tasks(loop)  # handlers still hanging (`hang`, `stall-stream`)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending))
         loop.close()
 
     def stop(self) -> None:

@@ -7,18 +7,27 @@ from dataclasses import dataclass, field
 
 from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.accounting.usage import UsageStage
+from llm_gateway.api.admin import mount_admin
+from llm_gateway.api.anthropic import MessagesApi
+from llm_gateway.api.cache_admin import CacheAdminApi
 from llm_gateway.api.health import HealthApi
 from llm_gateway.api.openai import ENDPOINTS, OpenAIApi
+from llm_gateway.api.routing import RoutingApi
+from llm_gateway.cache.setup import build_cache
+from llm_gateway.keys.accounts import build_accounts
+from llm_gateway.limits.stage import build_limit_stage
 from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline, Stage
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.http import HttpClient
 from llm_gateway.providers.registry import build_provider
 from llm_gateway.routing.catalog import Catalog
+from llm_gateway.routing.cooldown import Cooldowns, build_cooldown_sync
+from llm_gateway.routing.stage import RoutingStage
 from llm_gateway.server.router import Router
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.metrics import Registry
-from llm_gateway.telemetry.recorder import CoreMetrics, MetricsStage
+from llm_gateway.telemetry.setup import Telemetry
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -36,6 +45,7 @@ class Gateway:
     pipeline: Pipeline
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
+    telemetry: Telemetry | None = None
 
     async def startup(self) -> None:
         self.counter.preload()
@@ -50,32 +60,69 @@ class Gateway:
 
 def create_app(config: GatewayConfig) -> Gateway:
     registry = Registry()
-    core_metrics = CoreMetrics(registry)
+    telemetry = Telemetry(config, registry)
     counter = TokenCounter()
     client = HttpClient()
     providers = {p.name: build_provider(p) for p in config.providers}
-    catalog = Catalog(providers, config.models)
+    catalog = Catalog(providers, config.models, config.routing)
+    cooldowns = Cooldowns(config.routing.cooldown)
 
+    accounts = build_accounts(config, registry)  # keys, budgets, prices and the ledger on database.url
     stages: list[Stage] = [
         UsageStage(counter),  # first to settle: the stages after it read ctx.usage
-        MetricsStage(core_metrics),
+        accounts.cost_stage,  # settles second: ctx.cost for budgets and the ledger (admits nothing)
+        accounts.auth_stage,  # the first to admit (the two above only settle): sets ctx.key, checks budgets
+        RoutingStage(cooldowns),  # gives back the deployment's in-flight slot
     ]
+    limit_stage = build_limit_stage(config, registry, counter)
+    if limit_stage is not None:
+        # Admits after authentication (it reads ctx.key); settles after UsageStage (it reads ctx.usage).
+        stages.append(limit_stage)
+    cache_stage = build_cache(config, registry, catalog, client)
+    if cache_stage is not None:
+        stages.append(cache_stage)  # admits after limits: an answer from the cache still counts against them
+    stages.append(accounts.ledger_stage)  # records what the stages before it decided
+    stages.extend(telemetry.stages)  # keep last: metrics, access log and traces read what every stage set
     pipeline = Pipeline(stages)
-    dispatcher = Dispatcher(client)
+    dispatcher = Dispatcher(client, catalog, cooldowns, config.routing)
+    dispatcher.on_attempt = telemetry.attempts.on_attempt
     openai = OpenAIApi(catalog, pipeline, dispatcher, config.auth.user_header,
                        forward_client_auth=config.auth.master_key is None)
+    telemetry.core.in_flight.read_from(lambda: openai.in_flight)
     health = HealthApi(list(providers.values()), registry)
 
     router = Router()
     for path in ENDPOINTS:
         router.add("POST", path, openai.endpoint)
+    messages = MessagesApi(openai, catalog, counter)
+    router.add("POST", "/v1/messages", messages.create)
+    router.add("POST", "/v1/messages/count_tokens", messages.count_tokens)
     router.add("GET", "/v1/models", openai.models)
     router.add_prefix("/v1/", openai.other)
     router.add("GET", "/health", health.health)
     router.add("GET", "/ready", health.ready)
     router.add("GET", "/metrics", health.metrics)
+    mount_admin(router, accounts, catalog)
+    routing_api = RoutingApi(catalog, cooldowns, config.auth.master_key)
+    router.add("GET", "/api/v1/providers/status", routing_api.status)
+    router.add("POST", "/api/v1/cache/clear", CacheAdminApi(cache_stage, catalog, config.auth.master_key).clear)
     metrics_router = Router()
     metrics_router.add("GET", "/metrics", health.metrics)
     metrics_router.add("GET", "/health", health.health)
 
-    return Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline)
+    gateway = Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline)
+    gateway.telemetry = telemetry
+    telemetry.metrics.watch_ledger_backlog(accounts.ledger.backlog)
+    gateway.on_startup.append(accounts.start)
+    gateway.on_shutdown.append(accounts.stop)  # flushes the ledger after the server drained its requests
+    gateway.on_shutdown.insert(0, telemetry.close)  # hooks run in reverse: telemetry flushes last
+    cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown)
+    if cooldown_sync is not None:
+        gateway.on_startup.append(cooldown_sync.start)
+        gateway.on_shutdown.append(cooldown_sync.stop)
+    if limit_stage is not None:
+        gateway.on_startup.append(limit_stage.start)
+        gateway.on_shutdown.append(limit_stage.close)
+    if cache_stage is not None:
+        gateway.on_shutdown.append(cache_stage.close)
+    return gateway

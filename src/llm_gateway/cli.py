@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_gateway import __version__
+from llm_gateway.keys.commands import COMMANDS as ACCOUNT_COMMANDS
+from llm_gateway.keys.commands import add_parsers as add_account_parsers
+from llm_gateway.keys.commands import run as run_account_command
 from llm_gateway.runner import run
 from llm_gateway.settings import ConfigError, GatewayConfig, ProviderConfig, load_config_file
 
@@ -24,6 +27,13 @@ class Flag:
     switch: bool = False
 
 
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("json", "console"):
+        raise argparse.ArgumentTypeError(f"not a log format: {text!r} (json or console)")
+    return value
+
+
 def _bool(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -31,6 +41,12 @@ def _bool(text: str) -> bool:
     if value in ("0", "false", "no", "off", ""):
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _cache_backend(text: str) -> str:
+    if text not in ("memory", "redis"):
+        raise argparse.ArgumentTypeError("must be memory or redis")
+    return text
 
 
 # The genai-gateway flags, with its defaults, then ours. Every flag is also an environment variable.
@@ -57,7 +73,21 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--config", "LLM_GATEWAY_CONFIG", "YAML configuration file", str, None),
     Flag("--host", "LLM_GATEWAY_HOST", "address to listen on", str, "0.0.0.0"),
     Flag("--log-level", "LLM_GATEWAY_LOG_LEVEL", "debug, info, warning or error", str, "info"),
+    Flag("--log-format", "LLM_GATEWAY_LOG_FORMAT", "json or console (logs and the access log)", _log_format, None),
+    Flag("--log-bodies", "LLM_GATEWAY_LOG_BODIES", "add request/response bodies to access log lines (redacted)",
+         _bool, False, switch=True),
+    Flag("--tracing", "LLM_GATEWAY_TRACING", "export OpenTelemetry traces (endpoint etc. from OTEL_* variables)",
+         _bool, False, switch=True),
     Flag("--workers", "LLM_GATEWAY_WORKERS", "server processes sharing the port", int, 1),
+    Flag("--master-key", "LLM_GATEWAY_MASTER_KEY", "admin key; when set every call needs a key (prefer the "
+         "environment variable: flags show in the process list)", str, None),
+    Flag("--database-url", "LLM_GATEWAY_DATABASE_URL", "keys and usage ledger database (sqlite:///… or "
+         "postgresql://…)", str, None),
+    Flag("--cache", "LLM_GATEWAY_CACHE", "answer repeated requests from the response cache", _bool, False,
+         switch=True),
+    Flag("--cache-backend", "LLM_GATEWAY_CACHE_BACKEND", "memory, or redis (the redis.url of the config)",
+         _cache_backend, None),
+    Flag("--cache-ttl", "LLM_GATEWAY_CACHE_TTL", "seconds a cached answer is kept", float, None),
 )
 
 
@@ -85,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="check")
     check = config_sub.add_parser("check", help="validate a config file and print each error with its path")
     check.add_argument("file")
+    add_account_parsers(sub)
     return parser
 
 
@@ -123,6 +154,24 @@ def build_config(values: dict[str, Any], env: dict[str, str]) -> GatewayConfig:
         cfg.server.workers = given("workers")
     if given("log_level") is not None:
         cfg.telemetry.log_level = given("log_level")
+    if given("log_format") is not None:
+        cfg.telemetry.log_format = given("log_format")
+    if given("log_bodies"):
+        cfg.telemetry.log_bodies = True
+    if given("tracing"):
+        cfg.telemetry.tracing.enabled = True
+    if given("master_key") is not None:
+        cfg.auth.master_key = given("master_key")
+    if given("database_url") is not None:
+        cfg.database.url = given("database_url")
+    if given("cache"):
+        cfg.cache.enabled = True
+    if given("cache_backend") is not None:
+        cfg.cache.backend = given("cache_backend")
+        if cfg.cache.backend == "redis" and not cfg.redis.url:
+            cfg.redis.url = pick("rate_limiting_redis_connection_string")
+    if given("cache_ttl") is not None:
+        cfg.cache.ttl_s = given("cache_ttl")
     if given("rate_limiting_user_header_key") is not None:
         cfg.auth.user_header = given("rate_limiting_user_header_key")
     if given("enable_rate_limiting"):
@@ -168,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    if args.command in ACCOUNT_COMMANDS:
+        return run_account_command(args, cfg.database.url)
     return run(cfg)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 import uvloop
@@ -11,6 +12,7 @@ import uvloop
 from llm_gateway.app import create_app
 from llm_gateway.server.http import ServerState, serve, shutdown
 from llm_gateway.settings import GatewayConfig
+from llm_gateway.telemetry.logs import setup_logging
 
 log = logging.getLogger("llm_gateway")
 
@@ -38,9 +40,44 @@ async def serve_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
 
 
 def run(config: GatewayConfig) -> int:
-    logging.basicConfig(level=config.telemetry.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(config.telemetry)
+    if config.server.workers > 1:
+        return _supervise(config)
+    return _run_one(config)
 
+
+def _supervise(config: GatewayConfig) -> int:
+    """Fork one process per worker; they share the port (SO_REUSEPORT) and state through Redis/the database.
+
+    Each worker keeps its own metrics, so worker i serves its metrics listener on `metrics_port + i`.
+    """
+    children: list[int] = []
+    for index in range(config.server.workers):
+        pid = os.fork()
+        if pid == 0:
+            worker = config.model_copy(deep=True)
+            if worker.server.metrics_port:
+                worker.server.metrics_port += index
+            os._exit(_run_one(worker))
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    return status
+
+
+def _run_one(config: GatewayConfig) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llm_gateway.providers.openai_compat.presets import PRESET_NAMES
+
 PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini", "bedrock", "openai-compatible")
 
 
@@ -51,6 +53,16 @@ class ProviderConfig(_Section):
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="provider-type specific settings")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_type(cls, data: Any) -> Any:
+        """`type: groq` (any OpenAI-compatible preset) means `type: openai-compatible, options: {preset: groq}`."""
+        if isinstance(data, dict) and data.get("type") in PRESET_NAMES:
+            options = dict(data.get("options") or {})
+            options.setdefault("preset", data["type"])
+            data = {**data, "type": "openai-compatible", "options": options}
+        return data
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -66,16 +78,82 @@ class DeploymentConfig(_Section):
     provider: str
     model: str
     weight: float = Field(1.0, gt=0)
+    name: str | None = Field(None, description="the deployment's id; defaults to provider/model")
+    cost: float | None = Field(None, ge=0, description="price per 1M tokens, for the cost strategy")
+    max_in_flight: int | None = Field(None, ge=1, description="skip this deployment while it has this many")
+    timeouts: TimeoutsConfig | None = Field(None, description="overrides the provider's timeouts")
+
+
+RoutingStrategy = Literal["weighted", "least-in-flight", "lowest-latency", "cost"]
+
+
+class HedgeConfig(_Section):
+    """Send the same request to the next deployment when the first token is late; keep the first answer."""
+
+    enabled: bool = False
+    delay_s: float = Field(1.0, gt=0, description="wait this long for a first token before hedging")
+    use_p95: bool = Field(False, description="wait the deployment's p95 time to first token instead, once known")
 
 
 class ModelGroupConfig(_Section):
     deployments: list[DeploymentConfig] = Field(min_length=1)
     fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    strategy: RoutingStrategy = "weighted"
+    retries: int | None = Field(None, ge=0, le=10, description="defaults to routing.retries.max_retries")
+    hedge: HedgeConfig | None = None
+
+
+class RetryConfig(_Section):
+    max_retries: int = Field(0, ge=0, le=10, description="retries of a failed attempt before fallbacks")
+    backoff_s: float = Field(0.1, ge=0, description="first backoff; doubles with each retry, with jitter")
+    max_backoff_s: float = Field(5.0, ge=0)
+    max_retry_after_s: float = Field(10.0, ge=0, description="a longer upstream Retry-After moves on instead")
+
+
+class CooldownConfig(_Section):
+    failures: int = Field(3, ge=1, description="consecutive failures that take a deployment out")
+    cooldown_s: float = Field(30.0, gt=0, description="first cooldown; doubles while probes keep failing")
+    max_cooldown_s: float = Field(300.0, gt=0)
+    sync_interval_s: float = Field(1.0, gt=0, description="how often replicas read shared cooldowns (Redis)")
+    redis_prefix: str = "llmgw:cooldown:"
+
+
+class RoutingConfig(_Section):
+    """Routing and resilience; also the seeds' `defaultProvider`, `modelMappings` and `fallbackChain`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    default_provider: str | None = Field(None, alias="defaultProvider",
+                                         description="serves model names nothing else serves")
+    model_mappings: dict[str, dict[str, str]] = Field(
+        default_factory=dict, alias="modelMappings",
+        description="model name -> provider -> the name that provider knows")
+    fallback_chain: list[str] = Field(default_factory=list, alias="fallbackChain",
+                                      description="providers tried in order when one fails")
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+    cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
+    hedge: HedgeConfig = Field(default_factory=HedgeConfig)
+    max_attempts: int = Field(10, ge=1, le=50, description="attempts of one request, fallbacks included")
 
 
 class AuthConfig(_Section):
-    master_key: str | None = None
+    master_key: str | None = Field(None, description="env LLM_GATEWAY_MASTER_KEY; when set, every call needs a key")
     user_header: str = "user"
+    key_cache_ttl_s: float = Field(10.0, gt=0, description="how stale a cached virtual key may be before a re-read")
+    max_keys_per_user: int = Field(10, ge=0, description="self-service keys a user may hold (users.max_keys wins)")
+    budget_output_tokens: int = Field(
+        1024, ge=1, description="completion tokens a budget reserves when a request sets no max_tokens")
+
+
+class PriceConfig(_Section):
+    """USD per 1M tokens; cached_input, cache_write and reasoning default to input, input and output."""
+
+    input: float = Field(ge=0)
+    output: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    reasoning: float | None = Field(None, ge=0)
 
 
 class GenaiRateLimitConfig(_Section):
@@ -87,12 +165,90 @@ class GenaiRateLimitConfig(_Section):
     count: Literal["prompt", "completion", "total"] = "total"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: float | str) -> float:
+    """Seconds of `30`, `"30s"`, `"1m"`, `"1h"`, `"1d"`, `"250ms"`."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 1m, 1h, 1d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class LimitRuleConfig(_Section):
+    """One limit: requests and/or tokens per sliding window, for each subject of a scope."""
+
+    name: str | None = Field(None, description="shown in 429 messages and metrics; defaults to scope/window")
+    scope: Literal["global", "key", "user", "model", "key_model", "user_model"]
+    window: float | str | None = Field(None, description="sliding window: seconds or 30s, 1m, 1h, 1d (default 1m)")
+    window_seconds: float | None = Field(None, gt=0, description="the window in seconds (instead of window)")
+    requests: int | None = Field(None, ge=0, description="requests per window")
+    tokens: int | None = Field(None, ge=0, description="tokens per window")
+    count: Literal["prompt", "completion", "total"] = Field("total", description="which tokens count")
+    models: list[str] | None = Field(None, description="only requests for these model names")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: float | str | None) -> float | str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _something_limited(self) -> LimitRuleConfig:
+        if self.requests is None and self.tokens is None:
+            raise ValueError("set requests, tokens or both")
+        if self.window is not None and self.window_seconds is not None:
+            raise ValueError("set window or window_seconds, not both")
+        return self
+
+    @property
+    def window_s(self) -> float:
+        if self.window_seconds is not None:
+            return self.window_seconds
+        return parse_duration(self.window if self.window is not None else "1m")
+
+    @property
+    def id(self) -> str:
+        return self.name or f"{self.scope}/{_num_text(self.window_s)}s"
+
+
+def _num_text(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
 class LimitsConfig(_Section):
     per_user_tokens: GenaiRateLimitConfig = Field(default_factory=GenaiRateLimitConfig)
+    rules: list[LimitRuleConfig] = Field(default_factory=list)
+    backend: Literal["auto", "memory", "redis"] = Field(
+        "auto", description="auto: Redis when redis.url is set, else memory")
+    on_backend_error: Literal["open", "closed"] = Field(
+        "open", description="Redis unavailable: open serves unchecked, closed answers 503")
+    completion_estimate: int = Field(
+        256, ge=0, description="completion tokens reserved when a request sets no max_tokens")
+    buckets: int = Field(20, ge=1, le=600, description="sub-buckets per sliding window (its resolution)")
+    redis_prefix: str = "llmgw:limits:"
+    redis_timeout_s: float = Field(0.5, gt=0, description="per Redis call, connect included")
+    retry_backend_after_s: float = Field(
+        1.0, ge=0, description="after a Redis failure, skip Redis this long before trying again")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> LimitsConfig:
+        ids = [rule.id for rule in self.rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"rules: duplicate limit(s) {', '.join(dupes)}: give each a distinct name")
+        return self
 
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///llm-gateway.db"
+    ledger_batch_size: int = Field(1000, ge=1, description="usage rows per write")
+    ledger_flush_interval_s: float = Field(0.5, gt=0, description="longest wait before queued rows are written")
 
 
 class RedisConfig(_Section):
@@ -100,20 +256,94 @@ class RedisConfig(_Section):
     pool_size: int = Field(5, ge=1)
 
 
+class ModelCacheConfig(_Section):
+    """Per-model overrides of the cache settings (keyed by the model name clients send, or the resolved one)."""
+
+    enabled: bool | None = None
+    ttl_s: float | None = Field(None, gt=0)
+    semantic: bool | None = None
+    semantic_threshold: float | None = Field(None, gt=0, le=1)
+
+
+class SemanticCacheConfig(_Section):
+    enabled: bool = False
+    embedding: str = Field("local", description='"local" (bundled ONNX MiniLM) or a model name served by this '
+                                                 "gateway's providers")
+    threshold: float = Field(0.88, gt=0, le=1, description="cosine similarity for a hit")
+    scope: Literal["key", "team", "global"] = Field("key", description="answers are shared only within this")
+    backend: Literal["memory", "pgvector"] = "memory"
+    pg_url: str | None = Field(None, description="PostgreSQL with pgvector (postgresql://...); pgvector backend")
+    pg_table: str = "llm_gateway_semantic_cache"
+    max_entries: int = Field(10000, ge=1, description="per memory index; oldest go first")
+    max_text_chars: int = Field(4000, ge=1, description="prompt text embedded (its end is kept)")
+
+
+class CacheConfig(_Section):
+    enabled: bool = False
+    backend: Literal["memory", "redis"] = Field("memory", description="redis uses redis.url")
+    max_size_mb: float = Field(256.0, gt=0, description="memory backend: total size of cached answers")
+    ttl_s: float = Field(3600.0, gt=0)
+    max_ttl_s: float = Field(86400.0, gt=0, description="upper bound of a per-request TTL")
+    max_entry_kb: float = Field(1024.0, gt=0, description="larger answers are not cached")
+    max_temperature: float | None = Field(None, ge=0, description="requests above it are not cached")
+    cache_tool_calls: bool = Field(False, description="also cache answers that call tools")
+    scope: Literal["global", "key", "team"] = Field("global", description="who shares exact-match answers")
+    coalesce: bool = Field(True, description="concurrent identical requests wait for one upstream call")
+    coalesce_timeout_s: float = Field(120.0, gt=0)
+    redis_prefix: str = "llmgw:cache:"
+    redis_timeout_s: float = Field(0.5, gt=0)
+    models: dict[str, ModelCacheConfig] = Field(default_factory=dict)
+    semantic: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
+
+
+class TracingConfig(_Section):
+    """OpenTelemetry traces; unset fields fall back to the standard OTEL_* environment variables."""
+
+    enabled: bool = Field(False, description="also turned on by OTEL_TRACES_EXPORTER=otlp; off costs nothing")
+    exporter: Literal["otlp", "console", "none"] = "otlp"
+    protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        None, description="default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL / http/protobuf")
+    endpoint: str | None = Field(None, description="default: OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT")
+    headers: dict[str, str] = Field(default_factory=dict, description="sent with every export (e.g. auth)")
+    service_name: str | None = Field(None, description="default: OTEL_SERVICE_NAME or llm-gateway")
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="share of new traces kept (parent decides otherwise)")
+    capture_content: bool = Field(False, description="record prompts and completions (secrets redacted)")
+
+
 class TelemetryConfig(_Section):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(True, description="one line per request")
+    access_log_path: str | None = Field(None, description="file to append access lines to; default stdout")
+    log_bodies: bool = Field(False, description="add request and response bodies (secrets redacted)")
+    metrics_user_labels: bool = Field(False, description="per-user cost and token series (unbounded cardinality)")
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
 
 class GatewayConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: dict[str, ModelGroupConfig] = Field(default_factory=dict)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    pricing: dict[str, PriceConfig] = Field(
+        default_factory=dict, description="price overrides by model name (or provider/model), USD per 1M tokens")
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+
+    @model_validator(mode="after")
+    def _cache_services(self) -> GatewayConfig:
+        if self.cache.enabled and self.cache.backend == "redis" and not self.redis.url:
+            raise ValueError("cache.backend: redis needs redis.url")
+        semantic = self.cache.semantic
+        if self.cache.enabled and semantic.backend == "pgvector" and not (
+                semantic.pg_url or self.database.url.startswith("postgres")):
+            raise ValueError("cache.semantic.backend: pgvector needs cache.semantic.pg_url or a PostgreSQL "
+                             "database.url")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -129,6 +359,15 @@ class GatewayConfig(_Section):
             for fb in group.fallbacks:
                 if fb not in self.models:
                     raise ValueError(f"models.{alias}.fallbacks: unknown model alias {fb!r}")
+            for fb in group.context_window_fallbacks:
+                if fb not in self.models:
+                    raise ValueError(f"models.{alias}.context_window_fallbacks: unknown model alias {fb!r}")
+        routing = self.routing
+        for where, name in [("defaultProvider", routing.default_provider), *(
+                ("fallbackChain", p) for p in routing.fallback_chain), *(
+                ("modelMappings", p) for m in routing.model_mappings.values() for p in m)]:
+            if name is not None and name not in names:
+                raise ValueError(f"routing.{where}: unknown provider {name!r} (known: {', '.join(names) or 'none'})")
         return self
 
 
@@ -188,7 +427,7 @@ def parse_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Gate
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown option"
-            problems.append(msg if msg.startswith(("providers:", "models.")) else f"{where}: {msg}")
+            problems.append(msg if msg.startswith(("providers:", "models.", "routing.")) else f"{where}: {msg}")
         raise ConfigError(problems) from None
 
 

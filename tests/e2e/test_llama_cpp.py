@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
 from tests.conftest import GatewayProcess, launch, metric_value
 from tests.upstream import free_port
 
@@ -93,3 +92,19 @@ def test_stream_without_upstream_usage_is_counted_by_the_gateway(gw: GatewayProc
     assert prompt == 11
     assert completion > 0 or text == ""
     assert metric_value(metrics, "tokens_by_model_total", {"model": "gemma"}) == prompt + completion
+
+
+def test_anthropic_messages_ingress_to_llama_cpp(gw: GatewayProcess) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gw.url, api_key="none", max_retries=0)
+    msg = client.messages.create(model="gemma", max_tokens=12, system="Answer briefly.",
+                                 messages=[{"role": "user", "content": "Name three colours."}])
+    assert msg.type == "message" and msg.role == "assistant"
+    assert msg.usage.input_tokens > 0 and 0 < msg.usage.output_tokens <= 12
+    with client.messages.stream(model="gemma", max_tokens=12,
+                                messages=[{"role": "user", "content": "Name three colours."}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert final.stop_reason in ("end_turn", "max_tokens")
+    assert final.content == [] or final.content[0].text == text  # type: ignore[union-attr]

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-
 from tests.conftest import GatewayProcess, metric_value, upstream_args
 from tests.upstream import Upstream, free_port
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import httpx
 import openai
-
 from tests.conftest import GatewayProcess, upstream_args
 from tests.upstream import Upstream
 

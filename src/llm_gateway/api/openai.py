@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.cache.replay import replay
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.pipeline.dispatch import Dispatcher
@@ -16,6 +17,7 @@ from llm_gateway.pipeline.stack import Pipeline
 from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 from llm_gateway.providers.sse import frame
 from llm_gateway.routing.catalog import Catalog
+from llm_gateway.routing.options import parse_options
 from llm_gateway.server.http import Request, Responder
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
@@ -54,6 +56,7 @@ class OpenAIApi:
         self.dispatcher = dispatcher
         self.user_header = user_header.lower()
         self.forward_client_auth = forward_client_auth
+        self.in_flight = 0  # read by the llm_gateway_in_flight_requests gauge at scrape time
 
     # -- entry points
     async def endpoint(self, request: Request, responder: Responder) -> None:
@@ -80,10 +83,14 @@ class OpenAIApi:
     # -- the request path
     async def proxy(self, request: Request, responder: Responder, endpoint: str) -> None:
         ctx = RequestContext(request, request_id_of(request), endpoint)
+        self.in_flight += 1
         try:
             self._read(ctx)
             await self.pipeline.admit(ctx)
-            await self._forward(ctx, responder)
+            if ctx.cache is not None and ctx.cache.answer is not None:  # the cache stage found the answer
+                await replay(ctx, responder, ctx.cache.answer, self._headers(ctx))
+            else:
+                await self._forward(ctx, responder)
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_type = err.type
@@ -97,6 +104,7 @@ class OpenAIApi:
             raise
         finally:
             ctx.finished_at = time.perf_counter()
+            self.in_flight -= 1
             self.pipeline.settle(ctx)
 
     def _read(self, ctx: RequestContext) -> None:
@@ -106,6 +114,7 @@ class OpenAIApi:
                          "json" in request.headers.get("content-type", "")):
             ctx.body = parse_body(request)
         body = ctx.body
+        ctx.options = parse_options(request.headers, body)  # the `x-gateway` extension, never forwarded
         model = body.get("model")
         if canonical and model is None:
             raise BadRequest("you must provide a model parameter", param="model", code="missing_model")
@@ -145,6 +154,7 @@ class OpenAIApi:
         if not ctx.stream:
             body = await response.read()
             parsed = provider.parse(call, body)
+            ctx.output = parsed.body
             ctx.usage = parsed.usage
             ctx.completion_parts = parsed.completion_texts
             ctx.first_byte_at = time.perf_counter()
@@ -152,6 +162,8 @@ class OpenAIApi:
             responder.send(200, parsed.body, headers)
             return
         decoder = provider.stream_decoder(call)
+        ctx.output = decoder
+        capture = ctx.cache.capture if ctx.cache is not None else None  # assembles the answer to cache it
         responder.start(200, headers)
         ctx.status = 200
         try:
@@ -161,9 +173,13 @@ class OpenAIApi:
                     if not ctx.first_byte_at:
                         ctx.first_byte_at = time.perf_counter()
                     await responder.write(out)
+                    if capture is not None:
+                        capture.feed(out)
             out = decoder.finish()
             if out:
                 await responder.write(out)
+                if capture is not None:
+                    capture.feed(out)
             responder.end()
         finally:
             ctx.usage = decoder.usage

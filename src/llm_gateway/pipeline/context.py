@@ -48,6 +48,8 @@ class RequestContext:
         "client_wants_usage", "route", "deployment", "provider", "upstream_model", "usage", "status",
         "error_type", "first_byte_at", "finished_at", "cache_status", "key", "team", "response_headers",
         "completion_parts", "prompt_tokens_estimate", "attempts", "extensions", "settled", "disconnected",
+        "attempt_log", "output", "cost", "cache", "limit_hold",
+        "options", "in_flight_on",
     )
 
     def __init__(self, request: Request, request_id: str, endpoint: str) -> None:
@@ -79,6 +81,13 @@ class RequestContext:
         self.extensions: dict[str, Any] = {}
         self.settled = False
         self.disconnected = False
+        self.attempt_log: list[Any] | None = None  # telemetry.attempts.Attempt records, when observed
+        self.output: Any = None  # the upstream answer for observers: JSON body bytes or the StreamDecoder
+        self.limit_hold: Any = None  # limits.stage.Hold: what the limits stage reserved, until settle
+        self.cost = 0.0  # USD, set by usage.cost.CostStage on settle
+        self.cache: Any = None  # cache.stage.Ticket: what the cache found or will store
+        self.options: Any = None  # routing.options.RequestOptions: the `x-gateway` extension, when sent
+        self.in_flight_on: Any = None  # the Deployment whose in-flight count this request holds until settle
 
     @property
     def latency(self) -> float:

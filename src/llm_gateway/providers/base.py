@@ -43,6 +43,7 @@ class PreparedRequest:
     path: str  # the request target, with query string
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    dropped: tuple[str, ...] = ()  # parameters the provider cannot take, left out (reported to the client)
 
     def head(self) -> bytes:
         lines = [f"{self.method} {self.path} HTTP/1.1\r\n"]
@@ -108,7 +109,7 @@ class Provider(ABC):
         """Map an upstream error response to the error the client gets (status kept, body OpenAI-shaped)."""
         out, message, etype = upstream_error_body(status, body)
         extra = {k: v for k, v in headers.items() if k in ("retry-after",)}
-        return UpstreamHTTPError(status, message, out, type=etype, headers=extra)
+        return UpstreamHTTPError(status, message, out, type=etype or "upstream_error", headers=extra)
 
     def public_models(self) -> list[tuple[str, str]]:
         """(name clients use, name the provider knows) for each configured model; "*" is a wildcard."""

@@ -7,11 +7,11 @@ CPU per request under concurrency than the gateway's whole budget. It is the onl
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -71,6 +71,7 @@ class _Conn(asyncio.Protocol):
         self.buffered = 0
         self.complete = False
         self.got_bytes = False
+        self.got_body = False
         self.error: Exception | None = None
         self.head_waiter: asyncio.Future[None] | None = None
         self.data_waiter: asyncio.Future[None] | None = None
@@ -105,6 +106,7 @@ class _Conn(asyncio.Protocol):
         self._wake_head()
 
     def on_body(self, body: bytes) -> None:
+        self.got_body = True
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > _PAUSE_AT and self.transport is not None:
@@ -138,6 +140,7 @@ class _Conn(asyncio.Protocol):
         self.buffered = 0
         self.complete = False
         self.got_bytes = False
+        self.got_body = False
         self.error = None
         self.parser = httptools.HttpResponseParser(self)
 
@@ -157,6 +160,7 @@ class UpstreamResponse:
         self.headers = conn.headers
         self._timeouts = timeouts
         self._deadline = started + timeouts.total
+        self._first_deadline = min(started + timeouts.first_byte, self._deadline)
         self._released = False
 
     def header(self, name: bytes) -> str | None:
@@ -179,7 +183,10 @@ class UpstreamResponse:
                     break
                 if conn.error is not None:
                     raise _translate(conn.error)
-                await self._wait_data()
+                try:
+                    await self._wait_data()
+                except (OSError, ValueError) as exc:
+                    raise _translate(exc) from None
         finally:
             self.release()
 
@@ -187,13 +194,35 @@ class UpstreamResponse:
         parts = [chunk async for chunk in self.chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    async def wait_body(self) -> None:
+        """Wait until the first body bytes (the first token of a stream) arrived or the body ended.
+
+        Raises like `chunks()` (the connection is then dropped); nothing is consumed.
+        """
+        conn = self._conn
+        try:
+            while not conn.chunks and not conn.complete:
+                if conn.error is not None:
+                    raise _translate(conn.error)
+                try:
+                    await self._wait_data()
+                except (OSError, ValueError) as exc:
+                    raise _translate(exc) from None
+        except BaseException:
+            self.release()
+            raise
+
     async def _wait_data(self) -> None:
         conn = self._conn
         loop = conn.loop
         waiter = loop.create_future()
         conn.data_waiter = waiter
-        timer = loop.call_later(min(self._timeouts.idle, max(0.0, self._deadline - loop.time())),
-                                _expire, waiter, "upstream went silent mid-response")
+        now = loop.time()
+        if conn.got_body:
+            limit, message = min(self._timeouts.idle, self._deadline - now), "upstream went silent mid-response"
+        else:  # the time-to-first-token budget runs from the request's start, not from the response head
+            limit, message = self._first_deadline - now, "upstream sent no first token in time"
+        timer = loop.call_later(max(0.0, limit), _expire, waiter, message)
         try:
             await waiter
         finally:

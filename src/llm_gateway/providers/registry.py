@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from llm_gateway.providers.anthropic.adapter import AnthropicProvider
+from llm_gateway.providers.azure.adapter import AzureProvider
 from llm_gateway.providers.base import Provider
+from llm_gateway.providers.bedrock.adapter import BedrockProvider
+from llm_gateway.providers.gemini.adapter import GeminiProvider
 from llm_gateway.providers.openai_compat.adapter import OpenAICompatibleProvider
+from llm_gateway.providers.openai_compat.preset_provider import PresetProvider
 from llm_gateway.settings import ProviderConfig
 
 PROVIDER_TYPES: dict[str, type[Provider]] = {
     "openai": OpenAICompatibleProvider,
-    "openai-compatible": OpenAICompatibleProvider,
+    "openai-compatible": PresetProvider,
+    "anthropic": AnthropicProvider,
+    "azure": AzureProvider,
+    "gemini": GeminiProvider,
+    "bedrock": BedrockProvider,
 }
 
 

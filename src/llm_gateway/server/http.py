@@ -7,11 +7,12 @@ microseconds; ASGI scope building and middleware layers cost more than the whole
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import logging
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import cast
 
 import httptools
 
@@ -316,11 +317,10 @@ class HttpConnection(asyncio.Protocol):
 
 
 async def serve(state: ServerState, host: str, port: int, *, reuse_port: bool = False,
-                sock: object | None = None) -> asyncio.Server:
+                sock: socket.socket | None = None) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     if sock is not None:
-        return await loop.create_server(lambda: HttpConnection(state), sock=sock,  # type: ignore[arg-type]
-                                        backlog=2048)
+        return await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=2048)
     return await loop.create_server(lambda: HttpConnection(state), host, port, reuse_port=reuse_port,
                                     backlog=2048)
 

@@ -30,11 +30,11 @@ class Router:
         if handler is None and len(path) > 1 and path.endswith("/"):
             handler = self._exact.get((request.method, path.rstrip("/")))
         if handler is None:
-            handler = self._match(request)
-        if handler is None:
-            if path in self._paths:
+            if path.rstrip("/") in self._paths:
                 raise GatewayError(f"method {request.method} is not allowed on {path}", status=405,
                                    type="invalid_request_error", code="method_not_allowed")
+            handler = self._match(request)
+        if handler is None:
             raise NotFound(f"unknown path {path}", code="unknown_url")
         await handler(request, responder)
 

@@ -83,6 +83,10 @@ class Gauge(Metric):
         self.values: dict[LabelValues, float] = {}
         self._read = read
 
+    def read_from(self, read: Callable[[], float]) -> None:
+        """Take the value from `read` at scrape time (e.g. a queue length owned by another part)."""
+        self._read = read
+
     def set(self, value: float, labels: LabelValues = ()) -> None:
         self.values[labels] = value
 
@@ -131,7 +135,7 @@ class Histogram(Metric):
             running = 0.0
             for bound, n in zip(self.bounds, row, strict=False):
                 running += n
-                le = 'le="%s"' % _num(bound)
+                le = f'le="{_num(bound)}"'
                 yield f"{self.name}_bucket{_labels(names, labels, le)} {_num(running)}"
             yield f"{self.name}_bucket{_labels(names, labels, _INF)} {_num(row[-1])}"
             yield f"{self.name}_sum{_labels(self.label_names, labels)} {_num(row[-2])}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.telemetry.gateway_metrics import GatewayMetrics
 from llm_gateway.telemetry.metrics import Registry
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -39,8 +40,9 @@ class CoreMetrics:
 
 
 class MetricsStage:
-    def __init__(self, metrics: CoreMetrics) -> None:
+    def __init__(self, metrics: CoreMetrics, gateway_metrics: GatewayMetrics | None = None) -> None:
         self.m = metrics
+        self.g = gateway_metrics
 
     async def admit(self, ctx: RequestContext) -> None:
         return None
@@ -54,6 +56,8 @@ class MetricsStage:
             m.ttft.observe(ctx.ttft, (model, provider))
             m.duration.observe(ctx.latency, (model, provider))
         usage = ctx.usage
+        if self.g is not None:
+            self.g.observe(ctx, model, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
         if usage is None or (usage.prompt_tokens == 0 and usage.completion_tokens == 0):
             return
         p, c, t = usage.prompt_tokens, usage.completion_tokens, usage.total_tokens

@@ -136,11 +136,11 @@ class OpenAICompatibleProvider(Provider):
         target = f"{self.base_path}/{call.endpoint}" + (f"?{call.query}" if call.query else "")
         if call.endpoint not in CANONICAL:
             content_type = call.client_headers.get("content-type")
-            body = call.raw_body or b""
+            raw = call.raw_body or b""
             headers = self._headers(call, content_type)
-            if not body and call.method in ("GET", "HEAD", "DELETE"):
+            if not raw and call.method in ("GET", "HEAD", "DELETE"):
                 headers = [h for h in headers if h[0] != "content-type"]
-            return PreparedRequest(call.method, target, headers, body)
+            return PreparedRequest(call.method, target, headers, raw)
         body = call.body
         changed = body.get("model") != call.model
         if call.stream and call.endpoint != EMBEDDINGS:

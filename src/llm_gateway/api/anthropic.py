@@ -1,0 +1,136 @@
+"""The Anthropic-compatible HTTP edge: POST /v1/messages and /v1/messages/count_tokens, for any model.
+
+A Messages request becomes the canonical OpenAI chat body and takes the same path as /v1/chat/completions
+(`OpenAIApi.proxy`: pipeline, dispatch, settle); the answer is translated back by the responder it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from llm_gateway.accounting.tokens import TokenCounter
+from llm_gateway.api.anthropic_stream import MessagesStreamEncoder
+from llm_gateway.api.anthropic_wire import error_body, error_object, to_message, to_openai_request
+from llm_gateway.api.openai import OpenAIApi, parse_body, request_id_of
+from llm_gateway.errors import GatewayError, NotFound
+from llm_gateway.providers.base import CHAT
+from llm_gateway.routing.catalog import Catalog
+from llm_gateway.server.http import Request, Responder
+
+
+class MessagesResponder(Responder):
+    """Writes OpenAI-shaped answers to the client in the Messages wire format."""
+
+    __slots__ = ("_encoder", "_inner", "_model")
+
+    def __init__(self, inner: Responder, model: str) -> None:  # no super().__init__: it wraps `inner`
+        self._inner = inner
+        self._conn = inner._conn
+        self._model = model
+        self._encoder: MessagesStreamEncoder | None = None
+
+    # the state the OpenAI edge reads and sets lives in the wrapped responder
+    @property
+    def started(self) -> bool:
+        return self._inner.started
+
+    @started.setter
+    def started(self, value: bool) -> None:
+        self._inner.started = value
+
+    @property
+    def finished(self) -> bool:
+        return self._inner.finished
+
+    @finished.setter
+    def finished(self, value: bool) -> None:
+        self._inner.finished = value
+
+    @property
+    def status(self) -> int:
+        return self._inner.status
+
+    @status.setter
+    def status(self, value: int) -> None:
+        self._inner.status = value
+
+    @property
+    def keep_alive(self) -> bool:
+        return self._inner.keep_alive
+
+    @keep_alive.setter
+    def keep_alive(self, value: bool) -> None:
+        self._inner.keep_alive = value
+
+    def send(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None,
+             content_type: bytes = b"application/json") -> None:
+        if status == 200:
+            try:
+                body = orjson.dumps(to_message(orjson.loads(body), self._model))
+            except (orjson.JSONDecodeError, AttributeError, TypeError):
+                status, body = 502, orjson.dumps(error_object(502, "the upstream answer could not be translated"))
+        elif status >= 400:
+            body = error_body(status, body)
+        self._inner.send(status, body, headers, b"application/json")
+
+    def start(self, status: int, headers: list[tuple[str, str]],
+              content_type: bytes = b"text/event-stream") -> None:
+        self._encoder = MessagesStreamEncoder(self._model)
+        self._inner.start(status, headers, content_type)
+
+    async def write(self, data: bytes) -> None:
+        if self._encoder is not None:
+            await self._inner.write(self._encoder.feed(data))
+
+    def end(self) -> None:
+        if self._encoder is not None and not self._encoder.done:
+            tail = self._encoder.finish()
+            if tail and not self._inner._conn.closed:
+                self._inner._conn.write(b"%x\r\n%s\r\n" % (len(tail), tail))  # end() is sync: no drain wait
+        self._inner.end()
+
+
+class MessagesApi:
+    def __init__(self, openai: OpenAIApi, catalog: Catalog, counter: TokenCounter) -> None:
+        self.openai = openai
+        self.catalog = catalog
+        self.counter = counter
+
+    def _canonical(self, request: Request, counting: bool = False) -> dict[str, Any]:
+        return to_openai_request(parse_body(request), counting)
+
+    @staticmethod
+    def _reject(request: Request, responder: Responder, err: GatewayError) -> None:
+        headers = [("x-request-id", request_id_of(request)), *err.headers.items()]
+        responder.send(err.status, orjson.dumps(error_object(err.status, err.message)), headers)
+
+    async def create(self, request: Request, responder: Responder) -> None:
+        try:
+            body = self._canonical(request)
+        except GatewayError as err:
+            self._reject(request, responder, err)
+            return
+        headers = dict(request.headers)
+        api_key = headers.get("x-api-key")
+        if api_key and "authorization" not in headers:
+            headers["authorization"] = f"Bearer {api_key}"  # the gateway's keys arrive either way
+        headers["content-type"] = "application/json"
+        # the canonical body, as if it had come to /v1/chat/completions (the path stays, for logs and traces)
+        inner = Request("POST", request.path, request.query, headers, orjson.dumps(body), request.client)
+        await self.openai.proxy(inner, MessagesResponder(responder, body["model"]), CHAT)
+
+    async def count_tokens(self, request: Request, responder: Responder) -> None:
+        """Counted locally with the gateway's tokenizer, whatever the model's provider."""
+        try:
+            body = self._canonical(request, counting=True)
+            route = self.catalog.resolve(body["model"])
+            if route is None:
+                raise NotFound(f"model: {body['model']!r} is not served by this gateway", param="model")
+            upstream = route.deployments[0].model if route.deployments else body["model"]
+            count = self.counter.count_prompt(body, upstream)
+        except GatewayError as err:
+            self._reject(request, responder, err)
+            return
+        responder.send(200, orjson.dumps({"input_tokens": count}), [("x-request-id", request_id_of(request))])

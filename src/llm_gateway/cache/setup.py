@@ -1,0 +1,58 @@
+"""Builds the cache from its configuration: the answer store, the semantic index and embedder, the stage."""
+
+from __future__ import annotations
+
+import importlib
+
+from llm_gateway.cache.backend import CacheBackend
+from llm_gateway.cache.memory import MemoryBackend
+from llm_gateway.cache.redis import RedisBackend
+from llm_gateway.cache.semantic import (
+    Embedder,
+    MemoryIndex,
+    ProviderEmbedder,
+    SemanticCache,
+    ThreadedEmbedder,
+    VectorIndex,
+)
+from llm_gateway.cache.stage import CacheStage
+from llm_gateway.providers.http import HttpClient
+from llm_gateway.routing.catalog import Catalog
+from llm_gateway.settings import GatewayConfig
+from llm_gateway.telemetry.metrics import Registry
+
+
+def build_backend(config: GatewayConfig) -> CacheBackend:
+    cache = config.cache
+    if cache.backend == "redis":
+        if not config.redis.url:
+            raise ValueError("cache.backend: redis needs redis.url")
+        return RedisBackend(config.redis.url, cache.redis_prefix, cache.redis_timeout_s, config.redis.pool_size)
+    return MemoryBackend(int(cache.max_size_mb * 1024 * 1024))
+
+
+def build_semantic(config: GatewayConfig, catalog: Catalog, client: HttpClient) -> SemanticCache | None:
+    semantic = config.cache.semantic
+    if not semantic.enabled and not any(m.semantic for m in config.cache.models.values()):
+        return None
+    embedder: Embedder
+    if semantic.embedding == "local":
+        # Imported only when configured: onnxruntime and the model file are the optional `semantic` extra.
+        local = importlib.import_module("llm_gateway.cache.local_embed")
+        embedder = ThreadedEmbedder(local.LocalEmbedder())
+    else:
+        embedder = ProviderEmbedder(catalog, client, semantic.embedding)
+    index: VectorIndex
+    if semantic.backend == "pgvector":
+        pg = importlib.import_module("llm_gateway.cache.pgvector")
+        index = pg.PgVectorIndex(semantic.pg_url or config.database.url, semantic.pg_table)
+    else:
+        index = MemoryIndex(semantic.max_entries)
+    return SemanticCache(semantic, embedder, index)
+
+
+def build_cache(config: GatewayConfig, registry: Registry, catalog: Catalog, client: HttpClient) -> CacheStage | None:
+    """The cache stage, or None when `cache.enabled` is off (then nothing of the cache runs per request)."""
+    if not config.cache.enabled:
+        return None
+    return CacheStage(config.cache, build_backend(config), registry, build_semantic(config, catalog, client))

@@ -1,0 +1,102 @@
+"""The relational schema: teams, users, virtual keys and the usage ledger, as SQLAlchemy Core tables.
+
+Times are integer epoch milliseconds: portable between SQLite and PostgreSQL, and `ts // 86_400_000` groups by
+day on both without dialect-specific date functions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for a ledger that grows forever.
+_ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+teams = Table(
+    "gw_teams", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("budget_usd", Float, nullable=True),
+    Column("budget_period", String(16), nullable=False, default="total"),
+    Column("metadata", Text, nullable=False, default="{}"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+users = Table(
+    "gw_users", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("email", String(320), nullable=True),
+    Column("team_id", String(64), nullable=True),
+    Column("budget_usd", Float, nullable=True),
+    Column("budget_period", String(16), nullable=False, default="total"),
+    Column("max_keys", Integer, nullable=True),
+    Column("token_hash", String(64), nullable=True, unique=True),
+    Column("metadata", Text, nullable=False, default="{}"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_gw_users_team", "team_id"),
+)
+
+keys = Table(
+    "gw_keys", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("alias", String(200), nullable=True),
+    Column("user_id", String(64), nullable=True),
+    Column("team_id", String(64), nullable=True),
+    Column("models", Text, nullable=True),
+    Column("budget_usd", Float, nullable=True),
+    Column("budget_period", String(16), nullable=False, default="total"),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("metadata", Text, nullable=False, default="{}"),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_gw_keys_user", "user_id", "id"),
+    Index("ix_gw_keys_team", "team_id", "id"),
+)
+
+usage = Table(
+    "gw_usage", metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("user_id", String(200), nullable=True),
+    Column("team_id", String(64), nullable=True),
+    Column("model", String(200), nullable=False, default=""),
+    Column("provider", String(100), nullable=False, default=""),
+    Column("deployment", String(300), nullable=False, default=""),
+    Column("endpoint", String(100), nullable=False, default=""),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("reasoning_tokens", Integer, nullable=False, default=0),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("latency_ms", Float, nullable=False, default=0.0),
+    Column("ttft_ms", Float, nullable=False, default=0.0),
+    Column("status", Integer, nullable=False, default=0),
+    Column("cache_hit", Boolean, nullable=False, default=False),
+    Column("estimated", Boolean, nullable=False, default=False),
+    Index("ix_gw_usage_ts", "ts"),
+    Index("ix_gw_usage_key_ts", "key_id", "ts"),
+    Index("ix_gw_usage_user_ts", "user_id", "ts"),
+    Index("ix_gw_usage_team_ts", "team_id", "ts"),
+    Index("ix_gw_usage_model_ts", "model", "ts"),
+)

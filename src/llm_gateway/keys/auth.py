@@ -1,0 +1,105 @@
+"""The auth stage: master key or virtual key from the request headers, model permission, budget admission."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from llm_gateway.errors import Forbidden, Unauthorized
+from llm_gateway.keys.budget import Budget, BudgetTracker
+from llm_gateway.keys.cache import MISSING, KeyCache
+from llm_gateway.keys.model import MASTER, KeyRecord, hash_secret
+from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.usage.pricing import Price, PriceTable
+
+_BUDGET = "budget"
+
+
+def client_secret(headers: dict[str, str]) -> str:
+    """The key a client sent: `Authorization: Bearer …` (OpenAI), `x-api-key` (Anthropic), `api-key` (Azure)."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return token.strip()
+    return headers.get("x-api-key") or headers.get("api-key") or ""
+
+
+class AuthStage:
+    """Admits first (UsageStage and CostStage before it in the list only settle). Without a master key the
+    gateway is open and this stage does nothing."""
+
+    def __init__(self, master_key: str | None, cache: KeyCache, budgets: BudgetTracker, prices: PriceTable,
+                 default_output_tokens: int = 1024) -> None:
+        self.master = master_key.encode() if master_key else None
+        self.cache = cache
+        self.budgets = budgets
+        self.prices = prices
+        self.default_output_tokens = default_output_tokens
+
+    async def admit(self, ctx: RequestContext) -> None:
+        if self.master is None:
+            return
+        secret = client_secret(ctx.request.headers)
+        if not secret:
+            raise Unauthorized("missing API key: send it as 'Authorization: Bearer <key>'")
+        if hmac.compare_digest(secret.encode(), self.master):
+            ctx.key = MASTER
+            return
+        key_hash = hash_secret(secret)
+        found = self.cache.get(key_hash)
+        key = await self.cache.fetch(key_hash) if found is MISSING else found
+        if not isinstance(key, KeyRecord):
+            raise Unauthorized("invalid API key")
+        if key.blocked:
+            raise Unauthorized("this API key is blocked", code="key_blocked")
+        if key.expired(int(time.time() * 1000)):
+            raise Unauthorized("this API key has expired", code="key_expired")
+        if key.models is not None and ctx.model not in key.models and "*" not in key.models:
+            raise Forbidden(f"this API key may not use the model {ctx.model!r}", param="model",
+                            code="model_not_allowed")
+        ctx.key = key
+        if key.team_id:
+            ctx.team = key.team_id
+        if key.user_id and not ctx.user:
+            ctx.user = key.user_id
+        budgets = self.budgets.applicable(self._entities(key))
+        if budgets:
+            estimate = self._estimate(ctx)
+            self.budgets.reserve(budgets, estimate)
+            ctx.extensions[_BUDGET] = (budgets, estimate)
+
+    def settle(self, ctx: RequestContext) -> None:
+        held: tuple[list[Budget], float] | None = ctx.extensions.get(_BUDGET)
+        if held is not None:
+            self.budgets.settle(held[0], held[1], ctx.cost)
+        elif isinstance(ctx.key, KeyRecord) and ctx.cost:
+            self.budgets.add(self._entities(ctx.key), ctx.cost)
+
+    @staticmethod
+    def _entities(key: KeyRecord) -> list[tuple[str, str]]:
+        out = [("key", key.id)]
+        if key.user_id:
+            out.append(("user", key.user_id))
+        if key.team_id:
+            out.append(("team", key.team_id))
+        return out
+
+    def _estimate(self, ctx: RequestContext) -> float:
+        """An upper bound of the request's cost: every request byte a prompt token, and the full max_tokens."""
+        price = self._price(ctx)
+        body: dict[str, Any] = ctx.body
+        out_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or self.default_output_tokens
+        if not isinstance(out_tokens, int) or out_tokens <= 0:
+            out_tokens = self.default_output_tokens
+        prompt_tokens = len(ctx.request.body)
+        return prompt_tokens * max(price.input, price.cache_write) + out_tokens * max(price.output,
+                                                                                         price.reasoning)
+
+    def _price(self, ctx: RequestContext) -> Price:
+        route = ctx.route
+        if route is not None and route.deployments:
+            prices = [self.prices.lookup(d.model, d.provider.name) for d in route.deployments]
+            return max(prices, key=lambda p: p.input + p.output)
+        return self.prices.lookup(ctx.model)

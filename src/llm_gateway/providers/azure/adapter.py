@@ -1,0 +1,40 @@
+"""The `azure` provider type: OpenAI wire bodies sent to Azure OpenAI deployments with an `api-key` header.
+
+The deployment is the model name the provider knows (`models: [{name: gpt-4o, model: my-gpt4o-deployment}]`),
+the path is `/openai/deployments/{deployment}/{endpoint}?api-version=...`.
+"""
+
+from __future__ import annotations
+
+from llm_gateway.errors import NotFound
+from llm_gateway.providers.base import PreparedRequest, UpstreamCall
+from llm_gateway.providers.openai_compat.adapter import CANONICAL, OpenAICompatibleProvider
+from llm_gateway.settings import ProviderConfig
+
+API_VERSION = "2024-10-21"
+
+
+class AzureProvider(OpenAICompatibleProvider):
+    type = "azure"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self.passthrough = False
+        self.api_version = str(config.options.get("api_version", API_VERSION))
+        self._auth = None  # Azure takes the key in `api-key`; an Entra token may still come as Authorization
+        if config.api_key:
+            self._static_headers.append(("api-key", config.api_key))
+
+    def prepare(self, call: UpstreamCall) -> PreparedRequest:
+        if call.endpoint not in CANONICAL:
+            raise NotFound(f"provider {self.name!r} serves chat completions, completions and embeddings only",
+                           code="unsupported_endpoint")
+        prepared = super().prepare(call)
+        if self.api_version == "v1":  # the v1 API takes the deployment as `model` in the body
+            prepared.path = f"{self.base_path}/openai/v1/{call.endpoint}"
+        else:
+            prepared.path = (f"{self.base_path}/openai/deployments/{call.model}/{call.endpoint}"
+                             f"?api-version={self.api_version}")
+        if self.config.api_key:  # never forward the client's own credentials next to the configured key
+            prepared.headers = [h for h in prepared.headers if h[0] != "authorization"]
+        return prepared

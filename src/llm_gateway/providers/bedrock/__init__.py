@@ -1,0 +1,1 @@
+"""The `bedrock` provider type: Amazon Bedrock Converse / ConverseStream and InvokeModel embeddings."""

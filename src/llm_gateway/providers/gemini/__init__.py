@@ -1,0 +1,1 @@
+"""The `gemini` provider type: the Gemini API (generateContent, streamGenerateContent, embeddings)."""

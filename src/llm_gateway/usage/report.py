@@ -1,0 +1,86 @@
+"""Usage reports from the ledger: totals and groups (key, user, team, model, provider, day) over a time range."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, Integer, and_, case, cast, func, select
+
+from llm_gateway.db.tables import usage
+from llm_gateway.errors import BadRequest
+
+DAY_MS = 86_400_000
+GROUPS: dict[str, ColumnElement[Any]] = {
+    "key": usage.c.key_id, "user": usage.c.user_id, "team": usage.c.team_id, "model": usage.c.model,
+    "provider": usage.c.provider, "day": usage.c.ts // DAY_MS,
+}
+FILTERS = {"key_id": usage.c.key_id, "user_id": usage.c.user_id, "team_id": usage.c.team_id,
+           "model": usage.c.model, "provider": usage.c.provider}
+
+
+def _aggregates() -> list[ColumnElement[Any]]:
+    hits = func.coalesce(func.sum(cast(usage.c.cache_hit, Integer)), 0)
+    return [
+        func.count().label("total_requests"),
+        func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),
+        func.coalesce(func.sum(usage.c.cost_usd), 0.0).label("total_cost"),
+        hits.label("cache_hits"),
+        func.coalesce(func.sum(case((usage.c.status >= 400, 1), else_=0)), 0).label("errors"),
+    ]
+
+
+def _shape(m: Any) -> dict[str, Any]:
+    requests, prompt, completion = int(m["total_requests"]), int(m["prompt_tokens"]), int(m["completion_tokens"])
+    hits = int(m["cache_hits"])
+    return {"total_requests": requests, "total_tokens": prompt + completion, "prompt_tokens": prompt,
+            "completion_tokens": completion, "total_cost": round(float(m["total_cost"]), 9),
+            "cache_hits": hits, "cache_misses": requests - hits, "errors": int(m["errors"])}
+
+
+def usage_report(engine: Engine, start_ms: int, end_ms: int, group_by: str | None = None,
+                 filters: dict[str, str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    """`{start, end, totals, groups?}`; groups are ordered by cost (by day for `day`) and paginated."""
+    where = and_(usage.c.ts >= start_ms, usage.c.ts < end_ms,
+                 *(FILTERS[name] == value for name, value in (filters or {}).items()))
+    out: dict[str, Any] = {"start": start_ms, "end": end_ms}
+    with engine.connect() as conn:
+        out["totals"] = _shape(conn.execute(select(*_aggregates()).where(where)).one()._mapping)
+        if group_by is not None:
+            column = GROUPS[group_by].label("group")
+            order = column if group_by == "day" else func.sum(usage.c.cost_usd).desc()
+            query = (select(column, *_aggregates()).where(where).group_by(column)
+                     .order_by(order, column).limit(limit).offset(offset))
+            groups = []
+            for row in conn.execute(query):
+                value = row._mapping["group"]
+                if group_by == "day":
+                    value = time.strftime("%Y-%m-%d", time.gmtime(int(value) * 86400))
+                groups.append({group_by: value, **_shape(row._mapping)})
+            out["group_by"] = group_by
+            out["groups"] = groups
+    return out
+
+
+def spend_since(engine: Engine, group: str, start_ms: int) -> dict[str, float]:
+    """Cost per key, user or team since `start_ms` (budgets load their period's spend at start)."""
+    column = GROUPS[group]
+    query = (select(column, func.sum(usage.c.cost_usd)).where(usage.c.ts >= start_ms, column.is_not(None))
+             .group_by(column))
+    with engine.connect() as conn:
+        return {str(owner): float(total or 0.0) for owner, total in conn.execute(query)}
+
+
+def timestamp_ms(value: str, name: str) -> int:
+    """Epoch milliseconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be epoch milliseconds or an ISO 8601 date", param=name) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)

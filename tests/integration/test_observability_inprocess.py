@@ -1,0 +1,62 @@
+"""Traces through the real server, pipeline and dispatcher in this process, read with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import openai
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from tests.upstream import Upstream
+
+from llm_gateway.app import create_app
+from llm_gateway.server.http import ServerState, serve, shutdown
+from llm_gateway.settings import parse_config
+
+TRACE_ID = "5b8efff798038103d269b633813fc60c"
+PARENT_ID = "eee19b7ec3c1b174"
+
+
+async def test_streamed_request_with_one_retry_in_memory(upstream: Upstream, tmp_path: Path) -> None:
+    config = parse_config({
+        "providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                       "models": ["*"]}],
+        "routing": {"retries": {"max_retries": 2, "backoff_s": 0.0}},
+        "database": {"url": f"sqlite:///{tmp_path}/g.db"},
+        "telemetry": {"access_log": False, "tracing": {"enabled": True, "exporter": "none"}},
+    }, env={})
+    gateway = create_app(config)
+    assert gateway.telemetry is not None and gateway.telemetry.tracing is not None
+    memory = InMemorySpanExporter()
+    gateway.telemetry.tracing.add_span_processor(SimpleSpanProcessor(memory))
+    await gateway.startup()
+    state = ServerState(gateway.router, 1 << 20)
+    server = await serve(state, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    model = f"flaky-1-{uuid.uuid4().hex[:8]}"
+    try:
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
+        stream = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], stream=True,
+            extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        await client.close()
+    finally:
+        await shutdown(state, [server], 5.0)
+        await gateway.shutdown()
+    assert text == "The quick brown fox jumps"
+    spans = [s for s in memory.get_finished_spans() if f"{s.context.trace_id:032x}" == TRACE_ID]
+    (root,) = [s for s in spans if s.kind == SpanKind.SERVER]
+    assert root.parent is not None and f"{root.parent.span_id:016x}" == PARENT_ID
+    attempts = sorted((s for s in spans if s.parent is not None and s.parent.span_id == root.context.span_id),
+                      key=lambda s: s.start_time or 0)
+    assert [s.attributes["llm_gateway.attempt.kind"] for s in attempts] == ["primary", "retry"]
+    assert [s.attributes["http.response.status_code"] for s in attempts] == [503, 200]
+    assert attempts[0].status.status_code == StatusCode.ERROR
+    assert attempts[1].attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert root.attributes is not None
+    assert root.attributes["gen_ai.usage.input_tokens"] == 11 and root.attributes["gen_ai.usage.output_tokens"] == 5
+    assert root.attributes["gen_ai.request.model"] == model and root.attributes["llm_gateway.attempts"] == 2
+    assert root.attributes["llm_gateway.provider"] == "up"

@@ -1,0 +1,95 @@
+"""The Redis limit backend against real Redis: the same answers as the in-memory backend, settle, outages."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from llm_gateway.limits.backend import BackendUnavailable
+from llm_gateway.limits.memory import MemoryBackend
+from llm_gateway.limits.redis import RedisBackend
+from llm_gateway.limits.rules import Rule
+from llm_gateway.telemetry.metrics import Counter
+
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+def errors() -> Counter:
+    return Counter("errors", "", ["operation"])
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[RedisBackend]:
+    prefix = f"test-limits-{uuid.uuid4().hex[:8]}:"
+    b = RedisBackend(REDIS_URL, 4, prefix, 1.0, 1.0, errors())
+    await b.start()
+    yield b
+    await b.close()
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    keys = [k async for k in admin.scan_iter(match=prefix + "*")]
+    if keys:
+        await admin.delete(*keys)
+    await admin.aclose()
+
+
+async def test_same_answers_as_memory(backend: RedisBackend) -> None:
+    memory = MemoryBackend()
+    rng = random.Random(7)
+    rules = [Rule("req", "user", 3600, 12, None), Rule("tok", "user", 3600, None, 400, "prompt"),
+             Rule("both", "global", 86400, 30, 900)]
+    for _ in range(60):
+        chosen = [r for r in rules if rng.random() < 0.7] or rules[:1]
+        user = rng.choice("ab")
+        keys = [f"{r.id}|{'' if r.scope == 'global' else user}" for r in chosen]
+        costs = [rng.randint(0, 60) for _ in chosen]
+        got = await backend.reserve(keys, chosen, costs)
+        want = memory.reserve_now(keys, chosen, costs)
+        assert (got.ok, got.failed, got.used_requests, got.used_tokens) == \
+            (want.ok, want.failed, want.used_requests, want.used_tokens)
+        if got.ok and rng.random() < 0.5:
+            deltas = [rng.randint(-c, 20) for c in costs]
+            backend.settle(keys, chosen, deltas, got.stamp_ms)
+            memory.settle(keys, chosen, deltas, want.stamp_ms)
+            await backend.close_pending()
+
+
+async def test_refusal_retry_and_reset(backend: RedisBackend) -> None:
+    rule = Rule("r", "user", 10, 2, None, buckets=10)
+    first = await backend.reserve(["r|x"], [rule], [0])
+    assert first.ok and 10.0 < first.resets[0] <= 11.0
+    await backend.reserve(["r|x"], [rule], [0])
+    refused = await backend.reserve(["r|x"], [rule], [0])
+    assert not refused.ok and refused.used_requests == [2]
+    assert 9.0 < refused.retry_after <= 11.0
+    ttl = await backend.command("PTTL", backend.prefix + "r|x")
+    assert 10_000 < ttl <= 11_000  # counters expire on their own once out of the window
+
+
+async def test_settle_runs_off_the_request_path(backend: RedisBackend) -> None:
+    rule = Rule("t", "key", 3600, None, 1000)
+    out = await backend.reserve(["t|k"], [rule], [300])
+    backend.settle(["t|k"], [rule], [-250], out.stamp_ms)
+    assert backend._tasks, "settle schedules a task and returns"
+    await backend.close_pending()
+    assert (await backend.reserve(["t|k"], [rule], [0])).used_tokens == [50]
+
+
+async def test_unreachable_redis_raises_and_trips_the_breaker() -> None:
+    counter = errors()
+    b = RedisBackend("redis://127.0.0.1:9/0", 2, "x:", 0.2, 60.0, counter)
+    rule = Rule("r", "user", 60, 1, None)
+    with pytest.raises(BackendUnavailable):
+        await b.reserve(["r|a"], [rule], [0])
+    assert counter.get(("reserve",)) == 1
+    with pytest.raises(BackendUnavailable):  # the breaker answers without trying again
+        await b.reserve(["r|a"], [rule], [0])
+    assert counter.get(("reserve",)) == 1
+    b.settle(["r|a"], [rule], [5], 0)
+    assert counter.get(("settle",)) == 0  # a request-only rule has nothing to settle
+    b.settle(["t|a"], [Rule("t", "user", 60, None, 9)], [5], 0)
+    assert counter.get(("settle",)) == 1 and not b._tasks  # dropped while Redis is down, and counted
+    await b.close()
