@@ -118,13 +118,13 @@ def test_stream_served_from_json_answer_and_back(gateway_factory: Factory, upstr
 
 
 def test_ttl_per_model_and_per_request(gateway_factory: Factory, upstream: Upstream) -> None:
-    gw = start(gateway_factory, upstream, ttl_s=60, models={"short": {"ttl_s": 0.3}})
+    gw = start(gateway_factory, upstream, ttl_s=60, models={"short": {"ttl_s": 0.6}})
     text = f"ttl {uuid.uuid4()}"
     assert chat(gw, text, model="short")[0] == "MISS"
     assert chat(gw, text, model="short")[0] == "HIT"
     assert chat(gw, text)[0] == "MISS"
-    assert chat(gw, f"{text}!", extra_body={"x-gateway": {"cache_ttl": 0.3}})[0] == "MISS"
-    time.sleep(0.4)
+    assert chat(gw, f"{text}!", extra_body={"x-gateway": {"cache_ttl": 0.6}})[0] == "MISS"
+    time.sleep(0.7)
     assert chat(gw, text, model="short")[0] == "MISS"  # expired
     assert chat(gw, f"{text}!")[0] == "MISS"  # the per-request TTL expired too
     assert chat(gw, text)[0] == "HIT"  # the model's default TTL is a minute

@@ -222,3 +222,14 @@ async def test_user_and_team_budgets_apply_to_their_keys(store: Store) -> None:
         assert ("key", key.id) not in tracker.budgets  # the key itself has no budget
     finally:
         await cache.stop()
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from llm_gateway.db.engine import HEAD_REVISION, MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION

@@ -12,6 +12,7 @@ import psycopg
 
 log = logging.getLogger("llm_gateway.cache")
 
+PRUNE_EVERY = 200  # inserts between two deletions of expired rows
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -27,7 +28,7 @@ def literal(vector: np.ndarray) -> str:
 class PgVectorIndex:
     """Nearest neighbour by cosine distance (`<=>`) within a partition. A database outage reads as a miss."""
 
-    def __init__(self, url: str, table: str) -> None:
+    def __init__(self, url: str, table: str, max_age_s: float = 86400.0) -> None:
         if not url.startswith(("postgres://", "postgresql://", "postgresql+", "postgres+")):
             raise ValueError("cache.semantic.pg_url must be a postgresql:// URL (pgvector backend)")
         if not _TABLE.match(table):
@@ -37,6 +38,8 @@ class PgVectorIndex:
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._lock = asyncio.Lock()
         self._quiet_until = 0.0
+        self.max_age_s = max_age_s  # rows older than the longest TTL point at answers that are gone
+        self._inserts = 0
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
@@ -81,6 +84,10 @@ class PgVectorIndex:
                     f"INSERT INTO {self.table} (part, key, model, embedding) VALUES (%s, %s, %s, %s::vector) "
                     "ON CONFLICT (part, key, model) DO UPDATE SET embedding = EXCLUDED.embedding, "
                     "created_at = now()", (partition, key, model, literal(vector)))
+                self._inserts += 1
+                if self._inserts % PRUNE_EVERY == 1:
+                    await conn.execute(f"DELETE FROM {self.table} WHERE created_at < now() - make_interval("
+                                       "secs => %s)", (self.max_age_s,))
         except (psycopg.Error, OSError) as exc:
             self._failed("insert", exc)
 

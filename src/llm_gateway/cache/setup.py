@@ -45,7 +45,7 @@ def build_semantic(config: GatewayConfig, catalog: Catalog, client: HttpClient) 
     index: VectorIndex
     if semantic.backend == "pgvector":
         pg = importlib.import_module("llm_gateway.cache.pgvector")
-        index = pg.PgVectorIndex(semantic.pg_url or config.database.url, semantic.pg_table)
+        index = pg.PgVectorIndex(semantic.pg_url or config.database.url, semantic.pg_table, config.cache.max_ttl_s)
     else:
         index = MemoryIndex(semantic.max_entries)
     return SemanticCache(semantic, embedder, index)

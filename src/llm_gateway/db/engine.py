@@ -8,12 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The newest revision under migrations/versions (a test keeps the two in step). When the database already has
+# it, Alembic is not imported at all: it would cost every gateway process ~11 MiB for nothing.
+HEAD_REVISION = "0001"
 _LOCK_ID = 0x6C6C6D67  # "llmg": serialises migrations of replicas starting together on one PostgreSQL
 
 
@@ -61,8 +63,21 @@ def _file_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent; run at start-up and by the CLI)."""
+    if current_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command  # noqa: PLC0415  (only when the schema needs work; see HEAD_REVISION)
+    from alembic.config import Config  # noqa: PLC0415
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with _file_lock(engine), engine.begin() as conn:
