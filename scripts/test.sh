@@ -12,6 +12,7 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 -DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,e2e]'
 bash scripts/services.sh
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 .venv/bin/ruff check src tests
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -88,6 +88,7 @@ def create_app(config: GatewayConfig) -> Gateway:
     dispatcher.on_attempt = telemetry.attempts.on_attempt
     openai = OpenAIApi(catalog, pipeline, dispatcher, config.auth.user_header,
                        forward_client_auth=config.auth.master_key is None)
+    openai.identify = accounts.auth_stage.identify
     telemetry.core.in_flight.read_from(lambda: openai.in_flight)
     health = HealthApi(list(providers.values()), registry)
 

@@ -255,6 +255,14 @@ class RedisConfig(_Section):
     url: str | None = None
     pool_size: int = Field(5, ge=1)
 
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str | None) -> str | None:
+        # llm_gateway.redis_client speaks TCP (and TLS) only.
+        if url and not url.lower().startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return url
+
 
 class ModelCacheConfig(_Section):
     """Per-model overrides of the cache settings (keyed by the model name clients send, or the resolved one)."""

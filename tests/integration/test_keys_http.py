@@ -220,3 +220,20 @@ def test_a_database_outage_does_not_lock_out_cached_keys(gateway_factory: Callab
         engine.dispose()
     assert chat(gw, {"authorization": "Bearer sk-gw-never-seen"}).status_code == 401
     assert "key cache refresh failed" in gw.log()
+
+
+def test_model_list_needs_a_key_and_shows_only_allowed_models(gateway_factory, upstream) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    config = {"auth": {"master_key": "sk-master-list"},
+              "providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                             "models": ["alpha", "beta"]}]}
+    gw = gateway_factory(config=config)
+    assert httpx.get(f"{gw.v1}/models").status_code == 401
+    admin = {"authorization": "Bearer sk-master-list"}
+    assert sorted(m["id"] for m in httpx.get(f"{gw.v1}/models", headers=admin).json()["data"]) == ["alpha", "beta"]
+    created = httpx.post(f"{gw.url}/api/v1/keys", json={"alias": "only-beta", "models": ["beta"]}, headers=admin)
+    assert created.status_code in (200, 201), created.text
+    key = created.json()["key"]
+    listed = httpx.get(f"{gw.v1}/models", headers={"authorization": f"Bearer {key}"}).json()["data"]
+    assert [m["id"] for m in listed] == ["beta"]

@@ -32,6 +32,19 @@ async def test_set_get_ttl_and_clear_by_model() -> None:
         await store.close()
 
 
+async def test_clear_walks_every_scan_page_and_removes_in_batches() -> None:
+    prefix = f"llmgw-unit-cache-{uuid.uuid4().hex[:8]}:"
+    store = RedisBackend("redis://127.0.0.1:6379/9", prefix, 2.0, 2)
+    try:
+        await asyncio.gather(*(store.set(f"{i:032x}", "m", b"v", 60) for i in range(1234)))
+        await store.set("f" * 32, "other", b"kept", 60)
+        assert await store.clear("m") == 1234
+        assert await store.get(f"{7:032x}", "m") is None and await store.get("f" * 32, "other") == b"kept"
+    finally:
+        await store.clear()
+        await store.close()
+
+
 async def test_a_dead_redis_reads_as_a_miss_and_is_skipped_for_a_while() -> None:
     store = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", "p:", 0.2, 1)
     started = time.perf_counter()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import redis.asyncio as redis_asyncio
 
 from llm_gateway.providers.registry import build_provider
+from llm_gateway.redis_client import RespClient
 from llm_gateway.routing.catalog import Catalog, Deployment
 from llm_gateway.routing.cooldown import Cooldowns, RedisCooldownSync
 from llm_gateway.settings import CooldownConfig, ProviderConfig
@@ -88,7 +88,7 @@ async def test_cooldowns_are_shared_through_redis() -> None:
     for _ in range(2):
         catalog = Catalog({"p": provider}, {})
         cool = Cooldowns(CooldownConfig(failures=1, cooldown_s=30), clock)
-        client = redis_asyncio.from_url("redis://127.0.0.1:6379/11")
+        client = RespClient("redis://127.0.0.1:6379/11", 1, 1.0)
         replicas.append((catalog, cool, RedisCooldownSync(cool, catalog, client, prefix, 0.05)))
     (cat_a, cool_a, sync_a), (cat_b, cool_b, sync_b) = replicas
     dep_a, dep_b = cat_a.deployments["p/m"], cat_b.deployments["p/m"]
@@ -102,8 +102,8 @@ async def test_cooldowns_are_shared_through_redis() -> None:
         cool_a.begin(dep_a)
         cool_a.success(dep_a)
         await sync_a.flush()
-        assert await sync_a.redis.hlen(sync_a.key) == 0, "recovery clears the shared entry"
+        assert await sync_a.redis.call("HLEN", sync_a.key) == 0, "recovery clears the shared entry"
     finally:
-        await sync_a.redis.delete(sync_a.key)
+        await sync_a.redis.call("DEL", sync_a.key)
         await sync_a.stop()
         await sync_b.stop()

@@ -49,6 +49,13 @@ def _config(argv: list[str], env: dict[str, str]):  # type: ignore[no-untyped-de
     return build_config(resolve(build_parser().parse_args(argv), env), env)
 
 
+def test_redis_url_must_be_tcp_or_tls() -> None:
+    assert parse_config({"redis": {"url": "rediss://u:p@cache:6380/2"}}, {}).redis.url == "rediss://u:p@cache:6380/2"
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"redis": {"url": "unix:///tmp/redis.sock"}}, {})
+    assert "redis.url: Value error, must be a redis:// or rediss:// URL" in exc.value.problems[0]
+
+
 def test_genai_flags_make_a_single_upstream() -> None:
     cfg = _config(["--openai-tls", "--openai-domain", "api.openai.com"], {})
     (p,) = cfg.providers

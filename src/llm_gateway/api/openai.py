@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -57,6 +58,8 @@ class OpenAIApi:
         self.user_header = user_header.lower()
         self.forward_client_auth = forward_client_auth
         self.in_flight = 0  # read by the llm_gateway_in_flight_requests gauge at scrape time
+        # Checks the caller's key where no pipeline runs (the model list); set by create_app when keys are on.
+        self.identify: Callable[[dict[str, str]], Awaitable[Any]] | None = None
 
     # -- entry points
     async def endpoint(self, request: Request, responder: Responder) -> None:
@@ -68,6 +71,10 @@ class OpenAIApi:
         if passthrough is not None and not listed:
             await self.proxy(request, responder, "models")
             return
+        key = await self.identify(request.headers) if self.identify is not None else None
+        allowed = getattr(key, "models", None)
+        if allowed is not None and "*" not in allowed:
+            listed = [(name, owner) for name, owner in listed if name in allowed]
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": owner} for name, owner in listed]
         responder.send(200, orjson.dumps({"object": "list", "data": data}),

@@ -6,16 +6,15 @@ import logging
 import re
 import time
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from llm_gateway.errors import ServiceUnavailable
+from llm_gateway.redis_client import RedisReplyError, RedisUnavailable, RespClient
 
 log = logging.getLogger("llm_gateway.cache")
 
 _GLOB = re.compile(r"([*?\[\]\\])")
 KEY_HEX = 32  # keys.digest() length
 SKIP_AFTER_FAILURE_S = 1.0
+CLEAR_BATCH = 500
 
 
 def _glob_escape(text: str) -> str:
@@ -29,8 +28,7 @@ class RedisBackend:
 
     def __init__(self, url: str, prefix: str, timeout: float, pool_size: int) -> None:
         self.prefix = prefix
-        self.client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                              max_connections=max(pool_size, 1) * 4)
+        self.client = RespClient(url, max(pool_size, 1), timeout)  # pipelined: a few connections carry everything
         self._quiet_until = 0.0
         self._down_until = 0.0  # after a failure Redis is skipped briefly: no request waits on a dead server
 
@@ -51,8 +49,8 @@ class RedisBackend:
         if not self._up():
             return None
         try:
-            value = await self.client.get(self._name(key, model))
-        except (RedisError, OSError) as exc:
+            value = await self.client.call("GET", self._name(key, model))
+        except (RedisUnavailable, RedisReplyError) as exc:
             self._failed("get", exc)
             return None
         return value if isinstance(value, bytes) else None
@@ -61,26 +59,30 @@ class RedisBackend:
         if not self._up():
             return
         try:
-            await self.client.set(self._name(key, model), value, px=max(int(ttl * 1000), 1))
-        except (RedisError, OSError) as exc:
+            await self.client.call("SET", self._name(key, model), value, "PX", max(int(ttl * 1000), 1))
+        except (RedisUnavailable, RedisReplyError) as exc:
             self._failed("set", exc)
 
     async def clear(self, model: str | None = None) -> int:
         pattern = _glob_escape(self.prefix) + ("*" if model is None else "?" * KEY_HEX + ":" + _glob_escape(model))
         removed = 0
         batch: list[bytes] = []
+        cursor: bytes = b"0"
         try:
-            async for name in self.client.scan_iter(match=pattern, count=500):
-                batch.append(name)
-                if len(batch) >= 500:
-                    removed += int(await self.client.unlink(*batch))
+            while True:
+                cursor, names = await self.client.call("SCAN", cursor, "MATCH", pattern, "COUNT", CLEAR_BATCH)
+                batch.extend(names)
+                if len(batch) >= CLEAR_BATCH:
+                    removed += int(await self.client.call("UNLINK", *batch))
                     batch = []
+                if cursor == b"0":
+                    break
             if batch:
-                removed += int(await self.client.unlink(*batch))
-        except (RedisError, OSError) as exc:
+                removed += int(await self.client.call("UNLINK", *batch))
+        except (RedisUnavailable, RedisReplyError) as exc:
             raise ServiceUnavailable(f"the cache's Redis is unavailable ({type(exc).__name__}); nothing or only "
                                      f"part was cleared ({removed} answers)") from None
         return removed
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()

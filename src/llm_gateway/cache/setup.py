@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from llm_gateway.cache.backend import CacheBackend
 from llm_gateway.cache.memory import MemoryBackend
 from llm_gateway.cache.redis import RedisBackend
-from llm_gateway.cache.semantic import (
-    Embedder,
-    MemoryIndex,
-    ProviderEmbedder,
-    SemanticCache,
-    ThreadedEmbedder,
-    VectorIndex,
-)
 from llm_gateway.cache.stage import CacheStage
 from llm_gateway.providers.http import HttpClient
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.metrics import Registry
+
+if TYPE_CHECKING:
+    from llm_gateway.cache.semantic import Embedder, SemanticCache, VectorIndex
 
 
 def build_backend(config: GatewayConfig) -> CacheBackend:
@@ -35,20 +31,22 @@ def build_semantic(config: GatewayConfig, catalog: Catalog, client: HttpClient) 
     semantic = config.cache.semantic
     if not semantic.enabled and not any(m.semantic for m in config.cache.models.values()):
         return None
+    # Imported only when configured: numpy costs every process ~10 MiB, and onnxruntime with the model file
+    # is the optional `semantic` extra.
+    sem = importlib.import_module("llm_gateway.cache.semantic")
     embedder: Embedder
     if semantic.embedding == "local":
-        # Imported only when configured: onnxruntime and the model file are the optional `semantic` extra.
         local = importlib.import_module("llm_gateway.cache.local_embed")
-        embedder = ThreadedEmbedder(local.LocalEmbedder())
+        embedder = sem.ThreadedEmbedder(local.LocalEmbedder())
     else:
-        embedder = ProviderEmbedder(catalog, client, semantic.embedding)
+        embedder = sem.ProviderEmbedder(catalog, client, semantic.embedding)
     index: VectorIndex
     if semantic.backend == "pgvector":
         pg = importlib.import_module("llm_gateway.cache.pgvector")
         index = pg.PgVectorIndex(semantic.pg_url or config.database.url, semantic.pg_table, config.cache.max_ttl_s)
     else:
-        index = MemoryIndex(semantic.max_entries)
-    return SemanticCache(semantic, embedder, index)
+        index = sem.MemoryIndex(semantic.max_entries)
+    return sem.SemanticCache(semantic, embedder, index)  # type: ignore[no-any-return]
 
 
 def build_cache(config: GatewayConfig, registry: Registry, catalog: Catalog, client: HttpClient) -> CacheStage | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -12,11 +12,13 @@ from llm_gateway.cache.backend import CacheBackend
 from llm_gateway.cache.keys import CACHEABLE, decide, exact_key, resolved_model, scope_of
 from llm_gateway.cache.memory import MemoryBackend
 from llm_gateway.cache.replay import StreamCapture, answer_calls_tools
-from llm_gateway.cache.semantic import SemanticCache
 from llm_gateway.pipeline.context import RequestContext, Usage
 from llm_gateway.providers.base import CHAT
 from llm_gateway.settings import CacheConfig, ModelCacheConfig
 from llm_gateway.telemetry.metrics import Counter, Registry
+
+if TYPE_CHECKING:
+    from llm_gateway.cache.semantic import SemanticCache
 
 log = logging.getLogger("llm_gateway.cache")
 

@@ -9,7 +9,7 @@ from typing import Any
 from llm_gateway.errors import Forbidden, Unauthorized
 from llm_gateway.keys.budget import Budget, BudgetTracker
 from llm_gateway.keys.cache import MISSING, KeyCache
-from llm_gateway.keys.model import MASTER, KeyRecord, hash_secret
+from llm_gateway.keys.model import MASTER, KeyRecord, Principal, hash_secret
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.usage.pricing import Price, PriceTable
 
@@ -38,15 +38,15 @@ class AuthStage:
         self.prices = prices
         self.default_output_tokens = default_output_tokens
 
-    async def admit(self, ctx: RequestContext) -> None:
+    async def identify(self, headers: dict[str, str]) -> KeyRecord | Principal | None:
+        """The caller's key (MASTER for the master key); None when the gateway is open. 401 when invalid."""
         if self.master is None:
-            return
-        secret = client_secret(ctx.request.headers)
+            return None
+        secret = client_secret(headers)
         if not secret:
             raise Unauthorized("missing API key: send it as 'Authorization: Bearer <key>'")
         if hmac.compare_digest(secret.encode(), self.master):
-            ctx.key = MASTER
-            return
+            return MASTER
         key_hash = hash_secret(secret)
         found = self.cache.get(key_hash)
         key = await self.cache.fetch(key_hash) if found is MISSING else found
@@ -56,6 +56,15 @@ class AuthStage:
             raise Unauthorized("this API key is blocked", code="key_blocked")
         if key.expired(int(time.time() * 1000)):
             raise Unauthorized("this API key has expired", code="key_expired")
+        return key
+
+    async def admit(self, ctx: RequestContext) -> None:
+        key = await self.identify(ctx.request.headers)
+        if key is None:
+            return
+        if not isinstance(key, KeyRecord):
+            ctx.key = key
+            return
         if key.models is not None and ctx.model not in key.models and "*" not in key.models:
             raise Forbidden(f"this API key may not use the model {ctx.model!r}", param="model",
                             code="model_not_allowed")

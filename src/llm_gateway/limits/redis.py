@@ -10,7 +10,7 @@ from typing import Any
 
 from llm_gateway.limits.backend import BackendUnavailable, Outcome
 from llm_gateway.limits.lua import RESERVE, SETTLE
-from llm_gateway.limits.resp import Arg, RedisReplyError, RespClient
+from llm_gateway.redis_client import Arg, RedisReplyError, RespClient
 from llm_gateway.limits.rules import Rule
 from llm_gateway.telemetry.metrics import Counter
 

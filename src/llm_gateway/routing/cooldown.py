@@ -10,10 +10,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import redis.asyncio as redis_asyncio
-
+from llm_gateway.redis_client import RespClient
 from llm_gateway.settings import CooldownConfig
 
 if TYPE_CHECKING:
@@ -97,7 +96,8 @@ class Cooldowns:
 class RedisCooldownSync:
     """Shares cooldowns between replicas: a hash of deployment id -> cooldown end (epoch seconds)."""
 
-    def __init__(self, cooldowns: Cooldowns, catalog: Catalog, redis: Any, prefix: str, interval: float) -> None:
+    def __init__(self, cooldowns: Cooldowns, catalog: Catalog, redis: RespClient, prefix: str,
+                 interval: float) -> None:
         self.cooldowns = cooldowns
         self.catalog = catalog
         self.redis = redis
@@ -116,22 +116,22 @@ class RedisCooldownSync:
     async def _write(self, dep_id: str, until: float, length: float) -> None:
         try:
             if until:
-                await self.redis.hset(self.key, dep_id, f"{until}:{length}")
+                await self.redis.call("HSET", self.key, dep_id, f"{until}:{length}")
             else:
-                await self.redis.hdel(self.key, dep_id)
+                await self.redis.call("HDEL", self.key, dep_id)
         except Exception as exc:  # Redis down: cooldowns stay local, routing goes on
             self._warn(exc)
 
     async def pull(self) -> None:
         """Adopt cooldowns other replicas started (and drop the expired entries)."""
         try:
-            entries = await self.redis.hgetall(self.key)
+            entries = await self.redis.call("HGETALL", self.key)  # [field, value, field, value, ...]
         except Exception as exc:
             self._warn(exc)
             return
         now = self.cooldowns.clock()
         stale = []
-        for raw_id, raw in entries.items():
+        for raw_id, raw in zip(entries[::2], entries[1::2], strict=True):
             dep_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
             text = raw.decode() if isinstance(raw, bytes) else str(raw)
             until_text, _, length_text = text.partition(":")
@@ -144,7 +144,7 @@ class RedisCooldownSync:
                 self.cooldowns.cool(dep, until, length, shared=False)
         if stale:
             try:
-                await self.redis.hdel(self.key, *stale)
+                await self.redis.call("HDEL", self.key, *stale)
             except Exception as exc:
                 self._warn(exc)
 
@@ -174,7 +174,7 @@ class RedisCooldownSync:
             except asyncio.CancelledError:
                 pass
         await self.flush()
-        await self.redis.aclose()
+        await self.redis.close()
 
 
 def build_cooldown_sync(redis_url: str | None, cooldowns: Cooldowns, catalog: Catalog,
@@ -182,5 +182,5 @@ def build_cooldown_sync(redis_url: str | None, cooldowns: Cooldowns, catalog: Ca
     """Shared cooldowns when Redis is configured; None keeps them in this process."""
     if not redis_url:
         return None
-    client = redis_asyncio.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    client = RespClient(redis_url, 1, 0.5)
     return RedisCooldownSync(cooldowns, catalog, client, config.redis_prefix, config.sync_interval_s)

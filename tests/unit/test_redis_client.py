@@ -1,4 +1,4 @@
-"""The limits' small Redis client: pipelining, NOSCRIPT fallback, deadlines, reconnection, URLs."""
+"""The gateway's Redis client: pipelining, NOSCRIPT fallback, deadlines, reconnection, URLs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from llm_gateway.limits.redis import _Script
-from llm_gateway.limits.resp import RedisReplyError, RedisUnavailable, RespClient
+from llm_gateway.redis_client import RedisReplyError, RedisUnavailable, RespClient
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 
