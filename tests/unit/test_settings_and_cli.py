@@ -53,7 +53,7 @@ def test_redis_url_must_be_tcp_or_tls() -> None:
     assert parse_config({"redis": {"url": "rediss://u:p@cache:6380/2"}}, {}).redis.url == "rediss://u:p@cache:6380/2"
     with pytest.raises(ConfigError) as exc:
         parse_config({"redis": {"url": "unix:///tmp/redis.sock"}}, {})
-    assert "redis.url: Value error, must be a redis:// or rediss:// URL" in exc.value.problems[0]
+    assert exc.value.problems == ["redis.url: must be a redis:// or rediss:// URL"]
 
 
 def test_genai_flags_make_a_single_upstream() -> None:

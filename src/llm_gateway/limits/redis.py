@@ -10,8 +10,8 @@ from typing import Any
 
 from llm_gateway.limits.backend import BackendUnavailable, Outcome
 from llm_gateway.limits.lua import RESERVE, SETTLE
-from llm_gateway.redis_client import Arg, RedisReplyError, RespClient
 from llm_gateway.limits.rules import Rule
+from llm_gateway.redis_client import Arg, RedisReplyError, RespClient
 from llm_gateway.telemetry.metrics import Counter
 
 log = logging.getLogger("llm_gateway.limits")
