@@ -82,3 +82,22 @@ async def test_token_limit_across_three_replicas_never_overshoots(
         await asyncio.sleep(0.05)
     admin.close()
     assert used == admitted * real
+
+
+async def test_workers_share_the_port_and_the_redis_limit(gateway_factory: Callable[..., GatewayProcess],
+                                                         upstream: Upstream, redis_prefix: str) -> None:
+    limit = 25
+    config = {"providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                             "models": ["*"]}],
+              "redis": {"url": REDIS_URL, "pool_size": 4},
+              "limits": {"rules": [{"name": "global-rpm", "scope": "global", "window": "1h", "requests": limit}],
+                         "redis_prefix": redis_prefix, "on_backend_error": "closed", "redis_timeout_s": 5.0}}
+    gw = gateway_factory(["--workers", "2"], config=config)
+    statuses = Counter(await burst([gw], 120, {"model": "slow-20", "messages": MESSAGES}))
+    assert statuses == {200: limit, 429: 120 - limit}
+    # Each worker keeps its own series and serves it on metrics_port + its index.
+    served = sum(metric_value(httpx.get(f"http://127.0.0.1:{gw.metrics_port + i}/metrics").text,
+                              "llm_gateway_requests_total", {"model": "slow-20", "provider": "up", "status": "200"})
+                 for i in range(2))
+    assert served == limit
+    assert gw.stop() == 0
