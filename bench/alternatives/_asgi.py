@@ -8,8 +8,8 @@ Forward = Callable[[bytes], Awaitable[tuple[int, bytes]]]
 _HEADERS = [(b"content-type", b"application/json")]
 
 
-def make_app(forward: Forward):  # noqa: ANN201 - plain ASGI callable
-    async def app(scope, receive, send) -> None:  # noqa: ANN001
+def make_app(forward: Forward):
+    async def app(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 msg = await receive()

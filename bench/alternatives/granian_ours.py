@@ -11,7 +11,7 @@ _timeouts = Timeouts()
 _HEADERS = [("content-type", "application/json")]
 
 
-async def app(scope, proto) -> None:  # noqa: ANN001 - RSGI callable
+async def app(scope, proto) -> None:
     if scope.proto != "http" or scope.method != "POST" or scope.path != PATH:
         proto.response_bytes(404, _HEADERS, b"{}")
         return
