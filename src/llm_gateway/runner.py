@@ -11,6 +11,7 @@ import uvloop
 
 from llm_gateway.app import create_app
 from llm_gateway.server.http import ServerState, serve, shutdown
+from llm_gateway.server.trim import IdleTrimmer
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.logs import setup_logging
 
@@ -32,11 +33,18 @@ async def serve_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
                         srv.metrics_port, exc.strerror, srv.port)
     log.info("llm-gateway listening on %s:%d (metrics on %d), %d provider(s)", srv.host, srv.port,
              srv.metrics_port, len(gateway.providers))
+    trimmer = IdleTrimmer(lambda: len(state.tasks), lambda: state.peak_tasks, lambda: _reset_peak(state))
+    trimmer.start()
     await stop.wait()
+    await trimmer.stop()
     log.info("shutting down: waiting up to %gs for in-flight requests", srv.shutdown_grace_s)
     await shutdown(state, servers, srv.shutdown_grace_s)
     await shutdown(metrics_state, [], 1.0)
     await gateway.shutdown()
+
+
+def _reset_peak(state: ServerState) -> None:
+    state.peak_tasks = 0
 
 
 def run(config: GatewayConfig) -> int:

@@ -131,6 +131,7 @@ class ServerState:
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[HttpConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.peak_tasks = 0  # the most requests in flight at once since the last reset (memory trimming)
         self.closing = False
 
 
@@ -262,7 +263,10 @@ class HttpConnection(asyncio.Protocol):
         responder = Responder(self, keep_alive)
         task = self.loop.create_task(self._run(request, responder))
         self._task = task
-        self.state.tasks.add(task)
+        tasks = self.state.tasks
+        tasks.add(task)
+        if len(tasks) > self.state.peak_tasks:
+            self.state.peak_tasks = len(tasks)
         task.add_done_callback(self._done)
 
     async def _run(self, request: Request, responder: Responder) -> None:

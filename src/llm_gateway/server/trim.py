@@ -1,0 +1,54 @@
+"""Gives memory back to the OS after a burst of concurrent requests, once the gateway is idle again.
+
+A thousand concurrent streams grow the heap by tens of MiB; CPython and glibc keep most of it mapped after the
+streams end. When no request is in flight and a burst has passed, a full collection and `malloc_trim` return it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger("llm_gateway.server")
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None  # not glibc: nothing to trim
+    return trim
+
+
+class IdleTrimmer:
+    def __init__(self, in_flight: Callable[[], int], peak: Callable[[], int], reset_peak: Callable[[], None],
+                 burst: int = 64, interval: float = 2.0) -> None:
+        self._in_flight = in_flight
+        self._peak = peak
+        self._reset_peak = reset_peak
+        self._burst = burst
+        self._interval = interval
+        self._trim = _malloc_trim()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if self._in_flight() == 0 and self._peak() >= self._burst:
+                self._reset_peak()
+                gc.collect()
+                if self._trim is not None:
+                    self._trim(0)
