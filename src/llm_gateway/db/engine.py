@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,7 @@ def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent; run at start-up and by the CLI)."""
     if current_revision(engine) == HEAD_REVISION:
         return
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its import-time info lines say nothing to operators
     from alembic import command  # noqa: PLC0415  (only when the schema needs work; see HEAD_REVISION)
     from alembic.config import Config  # noqa: PLC0415
 
