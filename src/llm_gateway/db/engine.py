@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +20,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision under migrations/versions (a test keeps the two in step). When the database already has
 # it, Alembic is not imported at all: it would cost every gateway process ~11 MiB for nothing.
 HEAD_REVISION = "0001"
+_URL_VAR = "LLM_GATEWAY_MIGRATE_URL"
 _LOCK_ID = 0x6C6C6D67  # "llmg": serialises migrations of replicas starting together on one PostgreSQL
 
 
@@ -87,3 +91,21 @@ def upgrade(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def upgrade_in_child(engine: Engine) -> None:
+    """`upgrade`, run by a short-lived child process when the schema is behind.
+
+    The gateway calls this at start-up so that Alembic's modules never load into the long-running process.
+    """
+    if current_revision(engine) == HEAD_REVISION:
+        return
+    # The URL (and its password) goes through the environment, not the command line that `ps` shows.
+    env = {**os.environ, _URL_VAR: engine.url.render_as_string(hide_password=False)}
+    done = subprocess.run([sys.executable, "-m", "llm_gateway.db.engine"], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"database migration failed: {done.stderr.strip()[-2000:]}")
+
+
+if __name__ == "__main__":
+    upgrade(make_engine(os.environ[_URL_VAR]))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from llm_gateway.db.engine import make_engine, upgrade
+from llm_gateway.db.engine import make_engine, upgrade_in_child
 from llm_gateway.keys.auth import AuthStage
 from llm_gateway.keys.budget import BudgetTracker, window
 from llm_gateway.keys.cache import KeyCache
@@ -40,7 +40,7 @@ class Accounts:
     _reload: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(upgrade, self.engine)
+        await asyncio.to_thread(upgrade_in_child, self.engine)
         self.cache.on_change.append(self.key_changed)
         await self.cache.start()
         await self.reload_budgets(load_spend=True)
