@@ -84,15 +84,19 @@ class Dispatcher:
         route: Route = ctx.route
         if ctx.options is None and route.simple and not (route.retries or (
                 route.retries is None and self.default_retries)) and not (route.hedge or self.default_hedge):
-            dep = route.deployments[0]
-            try:
-                result = await self._attempt(ctx, dep, client_auth, None, PRIMARY)
-            except GatewayError:
-                self._answered_by(ctx, dep, held=False)
-                raise
-            self._answered_by(ctx, dep, held=True)
-            return result
+            return await self._only_attempt(ctx, route.deployments[0], client_auth, None)
         return await self._resilient(ctx, client_auth, route)
+
+    async def _only_attempt(self, ctx: RequestContext, dep: Deployment, client_auth: str | None,
+                            deadline: float | None) -> Result:
+        """One attempt whose outcome is final: the deployment answers for the request either way."""
+        try:
+            result = await self._attempt(ctx, dep, client_auth, deadline, PRIMARY)
+        except GatewayError:
+            self._answered_by(ctx, dep, held=False)
+            raise
+        self._answered_by(ctx, dep, held=True)
+        return result
 
     # -- one attempt
     async def _attempt(self, ctx: RequestContext, dep: Deployment, client_auth: str | None,
@@ -228,14 +232,7 @@ class Dispatcher:
             if result is not None:
                 return result
         if run.last_err is None:  # everything is cooling down: try the first choice anyway, as a probe
-            dep = route.strategy.order(route.deployments)[0]
-            try:
-                result = await self._attempt(ctx, dep, client_auth, deadline, PRIMARY)
-            except GatewayError:
-                self._answered_by(ctx, dep, held=False)
-                raise
-            self._answered_by(ctx, dep, held=True)
-            return result
+            return await self._only_attempt(ctx, route.strategy.order(route.deployments)[0], client_auth, deadline)
         if run.last_dep is not None:
             self._answered_by(ctx, run.last_dep, held=False)
         raise run.last_err

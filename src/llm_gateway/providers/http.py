@@ -181,12 +181,7 @@ class UpstreamResponse:
                     yield data
                 if conn.complete:
                     break
-                if conn.error is not None:
-                    raise _translate(conn.error)
-                try:
-                    await self._wait_data()
-                except (OSError, ValueError) as exc:
-                    raise _translate(exc) from None
+                await self._more()
         finally:
             self.release()
 
@@ -202,15 +197,19 @@ class UpstreamResponse:
         conn = self._conn
         try:
             while not conn.chunks and not conn.complete:
-                if conn.error is not None:
-                    raise _translate(conn.error)
-                try:
-                    await self._wait_data()
-                except (OSError, ValueError) as exc:
-                    raise _translate(exc) from None
+                await self._more()
         except BaseException:
             self.release()
             raise
+
+    async def _more(self) -> None:
+        """Wait for the next body bytes; a broken or silent connection raises as a gateway error."""
+        if self._conn.error is not None:
+            raise _translate(self._conn.error)
+        try:
+            await self._wait_data()
+        except (OSError, ValueError) as exc:
+            raise _translate(exc) from None
 
     async def _wait_data(self) -> None:
         conn = self._conn

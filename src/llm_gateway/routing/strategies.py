@@ -38,34 +38,43 @@ class Weighted:
         return [deployments[-1], *deployments[:-1]]
 
 
-class LeastInFlight:
-    """Fewest requests in flight relative to weight; ties are broken at random so load spreads evenly."""
+class _Ranked:
+    """Lowest `rank` first; ties are broken at random so load spreads evenly."""
 
-    name = "least-in-flight"
+    name = ""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
 
+    @staticmethod
+    def rank(d: Deployment) -> float:
+        raise NotImplementedError
+
     def order(self, deployments: list[Deployment]) -> list[Deployment]:
         if len(deployments) == 1:
             return deployments
-        rand = self.rng.random
-        return sorted(deployments, key=lambda d: (d.in_flight / d.weight, rand()))
+        rand, rank = self.rng.random, self.rank
+        return sorted(deployments, key=lambda d: (rank(d), rand()))
 
 
-class LowestLatency:
+class LeastInFlight(_Ranked):
+    """Fewest requests in flight relative to weight."""
+
+    name = "least-in-flight"
+
+    @staticmethod
+    def rank(d: Deployment) -> float:
+        return d.in_flight / d.weight
+
+
+class LowestLatency(_Ranked):
     """Lowest moving average (EWMA) of time to first token; unmeasured deployments go first to get measured."""
 
     name = "lowest-latency"
 
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self.rng = rng or random.Random()
-
-    def order(self, deployments: list[Deployment]) -> list[Deployment]:
-        if len(deployments) == 1:
-            return deployments
-        rand = self.rng.random
-        return sorted(deployments, key=lambda d: (d.ewma_ttft, rand()))
+    @staticmethod
+    def rank(d: Deployment) -> float:
+        return d.ewma_ttft
 
 
 class CostOrdered:
