@@ -7,18 +7,18 @@ from typing import Any
 import orjson
 
 from llm_gateway.api.anthropic_wire import STOP_REASONS, error_object, usage_object
-from llm_gateway.providers.sse import EventSplitter, event_fields, frame_event
+from llm_gateway.providers.sse import EventTranslator, event_fields, frame_event
 
 # OpenAI error types that mean the same in Anthropic's vocabulary; any other becomes `api_error`
 KEPT_ERROR_TYPES = ("invalid_request_error", "authentication_error", "permission_error", "rate_limit_error")
 
 
-class MessagesStreamEncoder:
+class MessagesStreamEncoder(EventTranslator):
     """message_start, then one content block per run of text / thinking / one tool call, then message_delta
     (stop reason and usage, known only at the end of an OpenAI stream) and message_stop."""
 
     def __init__(self, model: str) -> None:
-        self._split = EventSplitter()
+        super().__init__()
         self.model = model
         self._started = False
         self._done = False
@@ -34,15 +34,9 @@ class MessagesStreamEncoder:
     def done(self) -> bool:
         return self._done
 
-    def feed(self, data: bytes) -> bytes:
-        events = self._split.feed(data)
-        return b"".join([self._event(e) for e in events]) if events else b""
-
-    def finish(self) -> bytes:
+    def _close(self) -> bytes:
         """Close the stream (also when the OpenAI side ended without [DONE])."""
-        rest = self._split.rest()
-        out = self._event(rest) if rest else b""
-        return out + self._end() if not self._done else out
+        return b"" if self._done else self._end()
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
         self._started = True

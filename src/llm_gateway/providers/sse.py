@@ -33,6 +33,29 @@ class EventSplitter:
         return tail.strip()
 
 
+class EventTranslator:
+    """Translates an SSE stream one complete event at a time (`_event`); `finish` also closes it (`_close`)."""
+
+    def __init__(self) -> None:
+        self._split = EventSplitter()
+
+    def feed(self, data: bytes) -> bytes:
+        events = self._split.feed(data)
+        return b"".join([self._event(e) for e in events]) if events else b""
+
+    def finish(self) -> bytes:
+        rest = self._split.rest()
+        out = self._event(rest) if rest else b""
+        return out + self._close()
+
+    def _event(self, event: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _close(self) -> bytes:
+        """The events that end the output when the stream did not end it itself (idempotent)."""
+        raise NotImplementedError
+
+
 def event_fields(event: bytes) -> tuple[bytes, bytes]:
     """The (event name, data) of one SSE event; multi-line data is joined with newlines."""
     name = b""

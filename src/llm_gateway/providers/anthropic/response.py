@@ -10,7 +10,7 @@ from llm_gateway.pipeline.context import Usage
 from llm_gateway.providers.base import StreamDecoder
 from llm_gateway.providers.chunks import ChunkWriter, completion, message_texts, tool_call
 from llm_gateway.providers.error_map import KINDS
-from llm_gateway.providers.sse import EventSplitter, event_fields
+from llm_gateway.providers.sse import EventTranslator, event_fields
 from llm_gateway.providers.usage_map import usage_from
 
 # Anthropic error types -> gateway error kinds (see providers/error_map.py)
@@ -49,7 +49,7 @@ def to_chat_completion(msg: dict[str, Any], model: str) -> tuple[dict[str, Any],
     return out, usage, message_texts(message)
 
 
-class MessagesStreamDecoder(StreamDecoder):
+class MessagesStreamDecoder(EventTranslator, StreamDecoder):
     """The state machine from Anthropic stream events to OpenAI chunks.
 
     message_start → role chunk; content_block_start(tool_use) → tool call head; content_block_delta → text,
@@ -57,24 +57,18 @@ class MessagesStreamDecoder(StreamDecoder):
     """
 
     def __init__(self, model: str, wants_usage: bool) -> None:
-        self._split = EventSplitter()
+        super().__init__()
         self._out = ChunkWriter(model, wants_usage)
         self._raw_usage: dict[str, Any] = {}
         self._tools: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
         self._done = False
         self.usage: Usage | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        events = self._split.feed(data)
-        return b"".join([self._event(e) for e in events]) if events else b""
-
-    def finish(self) -> bytes:
-        rest = self._split.rest()
-        out = self._event(rest) if rest else b""
-        if not self._done:  # the upstream ended without message_stop: still close the client's stream
-            self._done = True
-            out += self._out.end(self.usage)
-        return out
+    def _close(self) -> bytes:
+        if self._done:
+            return b""
+        self._done = True  # the upstream ended without message_stop: still close the client's stream
+        return self._out.end(self.usage)
 
     def completion_texts(self) -> list[str]:
         return self._out.texts

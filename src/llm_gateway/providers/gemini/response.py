@@ -9,7 +9,7 @@ import orjson
 from llm_gateway.pipeline.context import Usage
 from llm_gateway.providers.base import StreamDecoder
 from llm_gateway.providers.chunks import ChunkWriter, completion, message_texts, tool_call
-from llm_gateway.providers.sse import EventSplitter, event_fields
+from llm_gateway.providers.sse import EventTranslator, event_fields
 from llm_gateway.providers.usage_map import usage_from
 
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
@@ -63,31 +63,25 @@ def to_chat_completion(obj: dict[str, Any], model: str) -> tuple[dict[str, Any],
     return out, usage, texts
 
 
-class GenerateStreamDecoder(StreamDecoder):
+class GenerateStreamDecoder(EventTranslator, StreamDecoder):
     """Each SSE event is a whole GenerateContentResponse: parts become deltas, function calls arrive whole.
 
     Usage metadata is cumulative, so the last one seen wins; the stream ends when the upstream closes it.
     """
 
     def __init__(self, model: str, wants_usage: bool) -> None:
-        self._split = EventSplitter()
+        super().__init__()
         self._out = ChunkWriter(model, wants_usage)
         self._seen: set[int] = set()
         self._calls: dict[int, int] = {}
         self._ended = False
         self.usage: Usage | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        events = self._split.feed(data)
-        return b"".join([self._event(e) for e in events]) if events else b""
-
-    def finish(self) -> bytes:
-        rest = self._split.rest()
-        out = self._event(rest) if rest else b""
+    def _close(self) -> bytes:
         if self._ended:
-            return out
+            return b""
         self._ended = True
-        return out + self._out.end(self.usage)
+        return self._out.end(self.usage)
 
     def completion_texts(self) -> list[str]:
         return self._out.texts

@@ -17,7 +17,7 @@ from llm_gateway.providers.base import (
     StreamDecoder,
     UpstreamCall,
 )
-from llm_gateway.providers.sse import EventSplitter
+from llm_gateway.providers.sse import EventTranslator
 
 # Client headers that carry meaning for an OpenAI-compatible upstream and are forwarded as they are.
 FORWARDED_HEADERS = ("openai-organization", "openai-project", "openai-beta")
@@ -50,24 +50,20 @@ def completion_texts_of_chunk(chunk: Any, out: list[str]) -> None:
                     out.append(fn[key])
 
 
-class PassthroughDecoder(StreamDecoder):
+class PassthroughDecoder(EventTranslator, StreamDecoder):
     """Relays an OpenAI SSE stream event by event; notes usage, drops the usage chunk nobody asked for."""
 
     def __init__(self, strip_usage_chunk: bool) -> None:
-        self._split = EventSplitter()
+        super().__init__()
         self._strip = strip_usage_chunk
         self._payloads: list[bytes] = []
         self.usage: Usage | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        events = self._split.feed(data)
-        if not events:
-            return b""
-        return b"".join([e + b"\n\n" for e in events if self._keep(e)])
+    def _event(self, event: bytes) -> bytes:
+        return event + b"\n\n" if self._keep(event) else b""
 
-    def finish(self) -> bytes:
-        rest = self._split.rest()
-        return rest + b"\n\n" if rest and self._keep(rest) else b""
+    def _close(self) -> bytes:
+        return b""
 
     def _keep(self, event: bytes) -> bool:
         if not event.startswith(b"data:"):
