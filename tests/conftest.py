@@ -71,20 +71,27 @@ def launch(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
                             cwd=str(tmp_path))
     gw = GatewayProcess(proc, port, metrics_port, log_path)
     if wait:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {proc.returncode}:\n{gw.log()}")
-            try:
-                if httpx.get(f"{gw.url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                gw.stop()
-                raise RuntimeError(f"gateway did not become healthy:\n{gw.log()}")
-            time.sleep(0.05)
+        wait_until_answering(proc, f"{gw.url}/health", log_path, 30, "gateway")
     return gw
+
+
+def wait_until_answering(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float,
+                         what: str, poll: float = 0.05) -> None:
+    """Wait until `url` answers 200; raise with the process's log if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"{what} did not answer {url}:\n{log_path.read_text(errors='replace')}")
+        time.sleep(poll)
 
 
 def upstream_args(upstream: Upstream) -> list[str]:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from tests.conftest import GatewayProcess, launch, metric_value
+from tests.conftest import GatewayProcess, launch, metric_value, wait_until_answering
 from tests.upstream import free_port
 
 pytestmark = pytest.mark.e2e
@@ -38,19 +37,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
          "--n_threads", "2", "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama.cpp server exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()}")
-        time.sleep(0.5)
+    wait_until_answering(proc, f"{url}/v1/models", log, 120, "llama.cpp server", poll=0.5)
     yield url
     proc.terminate()
     proc.wait(30)
