@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,10 +56,28 @@ class GatewayProcess:
         return self.proc.returncode
 
 
+def free_ports_in_a_row(n: int) -> int:
+    """A free port p such that p+1 … p+n-1 are free too."""
+    while True:
+        first = free_port()
+        socks = []
+        try:
+            for port in range(first, first + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+
+
 def launch(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
            config: dict[str, Any] | None = None, wait: bool = True) -> GatewayProcess:
     """Start `llm-gateway` on free ports with `args` (and a config file from `config`); wait for /health."""
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_port(), free_ports_in_a_row(4)  # --workers N: worker i serves metrics_port + i
     cmd = [sys.executable, "-m", "llm_gateway", "--port", str(port), "--http-proxy-metrics-port", str(metrics_port),
            "--host", "127.0.0.1", *args]
     if config is not None:

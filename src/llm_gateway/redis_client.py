@@ -140,6 +140,14 @@ class RespClient:
             conn = await self._connection(i)
         return await conn.call(pack(args))
 
+    def call_nowait(self, *args: Arg) -> asyncio.Future[Any] | None:
+        """Send now on a connection that is up and return the reply's future (no task); None if none is up."""
+        i = self._next = (self._next + 1) % len(self._conns)
+        conn = self._conns[i]
+        if conn is None or conn.closed:
+            return None
+        return conn.call(pack(args))
+
     async def _connection(self, i: int) -> _Connection:
         """Connect slot `i`, once however many callers wait for it."""
         waiting = self._connecting[i]

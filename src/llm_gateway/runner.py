@@ -33,7 +33,8 @@ async def serve_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
                         srv.metrics_port, exc.strerror, srv.port)
     log.info("llm-gateway listening on %s:%d (metrics on %d), %d provider(s)", srv.host, srv.port,
              srv.metrics_port, len(gateway.providers))
-    trimmer = IdleTrimmer(lambda: len(state.tasks), lambda: state.peak_tasks, lambda: _reset_peak(state))
+    trimmer = IdleTrimmer(lambda: len(state.tasks), lambda: state.peak_tasks, lambda: _reset_peak(state),
+                          gateway.client.shed_idle)
     trimmer.start()
     await stop.wait()
     await trimmer.stop()

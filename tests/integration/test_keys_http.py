@@ -237,3 +237,26 @@ def test_model_list_needs_a_key_and_shows_only_allowed_models(gateway_factory, u
     key = created.json()["key"]
     listed = httpx.get(f"{gw.v1}/models", headers={"authorization": f"Bearer {key}"}).json()["data"]
     assert [m["id"] for m in listed] == ["beta"]
+
+
+def test_model_names_are_not_revealed_without_a_key(gateway_factory: Callable[..., GatewayProcess],
+                                                    upstream: Upstream) -> None:
+    """Unknown and known models look the same to a caller without a valid key: 401 first, 404 only after."""
+    config = {"auth": {"master_key": MASTER},
+              "providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                             "models": ["alpha"]}]}
+    gw = gateway_factory(config=config)
+    seen = len(upstream.requests)
+    for model in ("alpha", "no-such-model"):
+        r = httpx.post(f"{gw.v1}/chat/completions", json={"model": model, "messages": MESSAGES})
+        assert r.status_code == 401, (model, r.text)
+        r = httpx.post(f"{gw.url}/v1/messages/count_tokens", json={"model": model, "messages": MESSAGES},
+                       headers={"x-api-key": "sk-wrong"})
+        assert r.status_code == 401, (model, r.text)
+    r = httpx.post(f"{gw.v1}/chat/completions", json={"model": "no-such-model", "messages": MESSAGES},
+                   headers={"authorization": f"Bearer {MASTER}"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    r = httpx.post(f"{gw.url}/v1/messages/count_tokens", json={"model": "alpha", "messages": MESSAGES},
+                   headers={"x-api-key": MASTER})
+    assert r.status_code == 200 and r.json()["input_tokens"] > 0
+    assert len(upstream.requests) == seen

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from tests.conftest import GatewayProcess, metric_value
+from tests.conftest import GatewayProcess, metric_value, wait_until_answering
 from tests.upstream import Upstream
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -95,7 +95,10 @@ async def test_workers_share_the_port_and_the_redis_limit(gateway_factory: Calla
     gw = gateway_factory(["--workers", "2"], config=config)
     statuses = Counter(await burst([gw], 120, {"model": "slow-20", "messages": MESSAGES}))
     assert statuses == {200: limit, 429: 120 - limit}
-    # Each worker keeps its own series and serves it on metrics_port + its index.
+    # Each worker keeps its own series and serves it on metrics_port + its index (the second worker may still
+    # be starting: the gateway answered /health as soon as the first one listened).
+    for i in range(2):
+        wait_until_answering(gw.proc, f"http://127.0.0.1:{gw.metrics_port + i}/metrics", gw.log_path, 30, "worker")
     served = sum(metric_value(httpx.get(f"http://127.0.0.1:{gw.metrics_port + i}/metrics").text,
                               "llm_gateway_requests_total", {"model": "slow-20", "provider": "up", "status": "200"})
                  for i in range(2))

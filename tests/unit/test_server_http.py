@@ -80,3 +80,27 @@ async def test_handler_crash_is_a_500_without_internals(server: int) -> None:
     got = await exchange(server, b"GET /boom HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
     assert got.startswith(b"HTTP/1.1 500 ")
     assert b"secret internals" not in got and b"Traceback" not in got
+
+
+async def test_idle_keep_alive_connections_expire_but_busy_ones_do_not() -> None:
+    async def slow(request: Request, responder: Responder) -> None:
+        await asyncio.sleep(0.6)  # longer than the keep-alive timeout: in flight, so never expired
+        responder.send(200, b"done", content_type=b"text/plain")
+
+    state = ServerState(slow, max_body_bytes=1000, keepalive_timeout=0.2)
+    srv = await serve(state, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"done")
+            assert head.startswith(b"HTTP/1.1 200")
+            started = asyncio.get_running_loop().time()
+            assert await reader.read(100) == b""  # idle now: the server closes it after ~0.2 s (+ one sweep)
+        waited = asyncio.get_running_loop().time() - started
+        assert 0.15 < waited < 0.5, waited
+        writer.close()
+        assert not state.connections
+    finally:
+        await shutdown(state, [srv], 1)

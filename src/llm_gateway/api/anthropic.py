@@ -122,8 +122,10 @@ class MessagesApi:
         await self.openai.proxy(inner, MessagesResponder(responder, body["model"]), CHAT)
 
     async def count_tokens(self, request: Request, responder: Responder) -> None:
-        """Counted locally with the gateway's tokenizer, whatever the model's provider."""
+        """Counted locally with the gateway's tokenizer, whatever the model's provider; only for a valid key."""
         try:
+            if self.openai.identify is not None:
+                await self.openai.identify(request.headers)
             body = self._canonical(request, counting=True)
             route = self.catalog.resolve(body["model"])
             if route is None:

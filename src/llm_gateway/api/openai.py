@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,11 +27,31 @@ JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
 ENDPOINTS = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS}
 
 
+class _RequestIds:
+    """32 hex digits like a uuid4's, but a random per-process prefix and a counter: no system call per request
+    (uuid4 reads the kernel's random source each time). Ids need to be unique, not secret; a forked worker
+    draws its own prefix."""
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._prefix = secrets.token_hex(10)
+        self._counter = itertools.count(secrets.randbelow(1 << 24))
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+new_request_id = _RequestIds()
+
+
 def request_id_of(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def parse_body(request: Request) -> dict[str, Any]:
@@ -136,14 +158,9 @@ class OpenAIApi:
         ctx.stream = stream and ctx.endpoint != EMBEDDINGS
         options = body.get("stream_options")
         ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-        if canonical:
-            route = self.catalog.resolve(ctx.model)
-            if route is None:
-                raise NotFound(f"the model {ctx.model!r} does not exist or is not served by this gateway",
-                               param="model", code="model_not_found")
-        else:
-            route = self.catalog.passthrough_route(ctx.model)
-        ctx.route = route
+        # An unknown model is refused by the routing stage, after authentication: someone without a key
+        # must not learn which model names exist.
+        ctx.route = self.catalog.resolve(ctx.model) if canonical else self.catalog.passthrough_route(ctx.model)
 
     def _headers(self, ctx: RequestContext) -> list[tuple[str, str]]:
         headers = [("x-request-id", ctx.request_id)]

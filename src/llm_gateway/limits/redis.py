@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -47,7 +48,7 @@ class RedisBackend:
         self._settle = _Script(SETTLE)
         self._down_until = 0.0
         self._down = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()  # settlements in flight
 
     async def start(self) -> None:
         """Load the scripts (and learn early whether Redis is there); a failure only logs: the fail mode rules."""
@@ -88,7 +89,26 @@ class RedisBackend:
         if self._down and time.monotonic() < self._down_until:
             self.errors.inc(("settle",))  # dropped: the reservation stays charged until it leaves the window
             return
-        task = asyncio.get_running_loop().create_task(self._run_settle(prefixed, args))
+        # Sent at once on a live connection, its reply handled by a callback: no task per request.
+        sent = self.client.call_nowait("EVALSHA", self._settle.sha, len(prefixed), *prefixed, *args)
+        if sent is None:
+            self._settle_in_task(prefixed, args)
+            return
+        self._tasks.add(sent)
+        sent.add_done_callback(functools.partial(self._settled, prefixed, args))
+
+    def _settled(self, keys: list[str], args: list[int], sent: asyncio.Future[Any]) -> None:
+        self._tasks.discard(sent)
+        exc = None if sent.cancelled() else sent.exception()
+        if exc is None:
+            return
+        if isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT"):
+            self._settle_in_task(keys, args)  # Redis lost its scripts: the task sends the source
+        elif isinstance(exc, FAILURES):
+            self._failed("settle", exc)
+
+    def _settle_in_task(self, keys: list[str], args: list[int]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_settle(keys, args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

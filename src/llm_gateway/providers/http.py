@@ -16,9 +16,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from llm_gateway.deadlines import NEVER, Deadlines
 from llm_gateway.errors import UpstreamTimeout, UpstreamUnavailable
 
 _PAUSE_AT = 512 * 1024
+# How late an upstream timeout may fire: all of them are checked by one sweep this often.
+TIMEOUT_RESOLUTION_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,10 @@ class _Conn(asyncio.Protocol):
         self.head_waiter: asyncio.Future[None] | None = None
         self.data_waiter: asyncio.Future[None] | None = None
         self.last_activity = 0.0
+        # While a request waits on this connection: when it times out, and what the error then says.
+        self.expires_at = NEVER
+        self.timeout_message = ""
+        self.head_limit = 0.0
 
     # transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -84,6 +91,7 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
+        self.pool.deadlines.unwatch(self)
         if not self.complete:
             self._fail(exc or ConnectionResetError("upstream closed the connection"))
 
@@ -133,6 +141,10 @@ class _Conn(asyncio.Protocol):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(exc)
 
+    def expire(self) -> None:
+        message = self.timeout_message or f"upstream sent no response within {self.head_limit:g}s"
+        self._fail(UpstreamTimeout(message))
+
     def reset(self) -> None:
         self.status = 0
         self.headers = []
@@ -149,6 +161,7 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         self.pool.forget(self)
+        self.pool.deadlines.unwatch(self)
 
 
 class UpstreamResponse:
@@ -216,16 +229,16 @@ class UpstreamResponse:
         loop = conn.loop
         waiter = loop.create_future()
         conn.data_waiter = waiter
-        now = loop.time()
         if conn.got_body:
-            limit, message = min(self._timeouts.idle, self._deadline - now), "upstream went silent mid-response"
+            conn.expires_at = min(loop.time() + self._timeouts.idle, self._deadline)
+            conn.timeout_message = "upstream went silent mid-response"
         else:  # the time-to-first-token budget runs from the request's start, not from the response head
-            limit, message = self._first_deadline - now, "upstream sent no first token in time"
-        timer = loop.call_later(max(0.0, limit), _expire, waiter, message)
+            conn.expires_at = self._first_deadline
+            conn.timeout_message = "upstream sent no first token in time"
         try:
             await waiter
         finally:
-            timer.cancel()
+            conn.expires_at = NEVER
             conn.data_waiter = None
 
     def release(self) -> None:
@@ -240,11 +253,6 @@ class UpstreamResponse:
             conn.abort()
 
 
-def _expire(waiter: asyncio.Future[None], message: str) -> None:
-    if not waiter.done():
-        waiter.set_exception(UpstreamTimeout(message))
-
-
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, (UpstreamTimeout, UpstreamUnavailable)):
         return exc
@@ -255,14 +263,16 @@ class Pool:
     """Idle keep-alive connections to one origin."""
 
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, ssl_context: ssl.SSLContext | None,
-                 max_idle: int) -> None:
+                 max_idle: int, deadlines: Deadlines) -> None:
         self.origin = origin
         self.loop = loop
+        self.deadlines = deadlines
         self.ssl_context = ssl_context
         self.max_idle = max_idle
         self.idle: deque[_Conn] = deque()
 
     def put(self, conn: _Conn) -> None:
+        self.deadlines.unwatch(conn)
         if len(self.idle) >= self.max_idle:
             conn.abort()
             return
@@ -294,6 +304,11 @@ class Pool:
                                       f"{exc.strerror or exc}") from None
         return conn
 
+    def shed(self, keep: int) -> None:
+        """Close the idle connections beyond the `keep` most recently used."""
+        while len(self.idle) > keep:
+            self.idle.popleft().abort()
+
     def close(self) -> None:
         while self.idle:
             self.idle.pop().abort()
@@ -306,13 +321,17 @@ class HttpClient:
         self._pools: dict[Origin, Pool] = {}
         self._max_idle = max_idle_per_origin
         self._ssl: ssl.SSLContext | None = None
+        self._deadlines: Deadlines | None = None
 
     def _pool(self, origin: Origin) -> Pool:
         pool = self._pools.get(origin)
         if pool is None:
             if origin.tls and self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            pool = Pool(origin, asyncio.get_running_loop(), self._ssl if origin.tls else None, self._max_idle)
+            loop = asyncio.get_running_loop()
+            if self._deadlines is None:
+                self._deadlines = Deadlines(loop, TIMEOUT_RESOLUTION_S)
+            pool = Pool(origin, loop, self._ssl if origin.tls else None, self._max_idle, self._deadlines)
             self._pools[origin] = pool
         return pool
 
@@ -337,13 +356,15 @@ class HttpClient:
         raise UpstreamUnavailable(f"upstream {origin.host_header} keeps closing connections")
 
     async def _exchange(self, conn: _Conn, data: bytes, timeouts: Timeouts, started: float) -> UpstreamResponse:
-        loop = conn.loop
-        waiter = loop.create_future()
+        waiter = conn.loop.create_future()
         conn.head_waiter = waiter
         assert conn.transport is not None
         conn.transport.write(data)
-        timer = loop.call_later(min(timeouts.first_byte, timeouts.total), _expire, waiter,
-                                f"upstream sent no response within {min(timeouts.first_byte, timeouts.total):g}s")
+        limit = min(timeouts.first_byte, timeouts.total)
+        conn.expires_at = started + limit
+        conn.timeout_message = ""  # written if it expires: "no response within <limit>"
+        conn.head_limit = limit
+        conn.pool.deadlines.watch(conn)
         try:
             if conn.status == 0:
                 await waiter
@@ -353,11 +374,18 @@ class HttpClient:
                 raise _translate(exc) from None
             raise
         finally:
-            timer.cancel()
+            conn.expires_at = NEVER
             conn.head_waiter = None
         return UpstreamResponse(conn, timeouts, started)
+
+    def shed_idle(self, keep: int = 16) -> None:
+        """After a burst: keep only `keep` idle connections per origin (the rest would hold memory for hours)."""
+        for pool in self._pools.values():
+            pool.shed(keep)
 
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        if self._deadlines is not None:
+            self._deadlines.close()

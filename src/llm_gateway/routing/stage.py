@@ -1,7 +1,9 @@
-"""The routing stage: gives back a request's in-flight slot on its deployment, and counts mid-stream failures."""
+"""The routing stage: refuses unknown models (after authentication), gives back a request's in-flight slot on its
+deployment, and counts mid-stream failures."""
 
 from __future__ import annotations
 
+from llm_gateway.errors import NotFound
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.routing.cooldown import Cooldowns
 
@@ -14,7 +16,9 @@ class RoutingStage:
         self.cooldowns = cooldowns
 
     async def admit(self, ctx: RequestContext) -> None:
-        return None
+        if ctx.route is None:
+            raise NotFound(f"the model {ctx.model!r} does not exist or is not served by this gateway",
+                           param="model", code="model_not_found")
 
     def settle(self, ctx: RequestContext) -> None:
         dep = ctx.in_flight_on

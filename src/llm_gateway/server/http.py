@@ -16,6 +16,7 @@ from typing import cast
 
 import httptools
 
+from llm_gateway.deadlines import NEVER, Deadlines
 from llm_gateway.errors import GatewayError
 
 log = logging.getLogger("llm_gateway.server")
@@ -133,6 +134,13 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.peak_tasks = 0  # the most requests in flight at once since the last reset (memory trimming)
         self.closing = False
+        self._idle_deadlines: Deadlines | None = None
+
+    def idle_deadlines(self, loop: asyncio.AbstractEventLoop) -> Deadlines:
+        """Keep-alive expiry of idle connections, swept a few times per timeout (at most once a second)."""
+        if self._idle_deadlines is None:
+            self._idle_deadlines = Deadlines(loop, min(1.0, self.keepalive_timeout / 4))
+        return self._idle_deadlines
 
 
 class HttpConnection(asyncio.Protocol):
@@ -154,7 +162,8 @@ class HttpConnection(asyncio.Protocol):
         self._queue: deque[tuple[Request, bool]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._client = ""
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self.expires_at = NEVER  # keep-alive expiry while idle (see llm_gateway.deadlines)
+        self._deadlines = state.idle_deadlines(self.loop)
 
     # -- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -162,12 +171,13 @@ class HttpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
         self.state.connections.add(self)
+        self._deadlines.watch(self)
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.state.connections.discard(self)
-        self._disarm_idle()
+        self._deadlines.unwatch(self)
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._queue.clear()
@@ -175,7 +185,7 @@ class HttpConnection(asyncio.Protocol):
             self._drain_waiter.set_exception(ConnectionResetError("client disconnected"))
 
     def data_received(self, data: bytes) -> None:
-        self._disarm_idle()
+        self.expires_at = NEVER
         if self._too_large:
             return
         try:
@@ -314,13 +324,12 @@ class HttpConnection(asyncio.Protocol):
         self.close()
 
     def _arm_idle(self) -> None:
-        if self._idle_timer is None and not self.closed:
-            self._idle_timer = self.loop.call_later(self.state.keepalive_timeout, self.close)
+        if not self.closed:
+            self.expires_at = self.loop.time() + self.state.keepalive_timeout
 
-    def _disarm_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+    def expire(self) -> None:
+        """Idle for the whole keep-alive timeout."""
+        self.close()
 
     @property
     def idle(self) -> bool:

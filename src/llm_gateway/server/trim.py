@@ -1,7 +1,8 @@
 """Gives memory back to the OS after a burst of concurrent requests, once the gateway is idle again.
 
 A thousand concurrent streams grow the heap by tens of MiB; CPython and glibc keep most of it mapped after the
-streams end. When no request is in flight and a burst has passed, a full collection and `malloc_trim` return it.
+streams end. When no request is in flight and a burst has passed, the idle upstream connections beyond a few per
+origin are closed, then a full collection and `malloc_trim` return the memory.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 class IdleTrimmer:
     def __init__(self, in_flight: Callable[[], int], peak: Callable[[], int], reset_peak: Callable[[], None],
-                 burst: int = 64, interval: float = 2.0) -> None:
+                 shed: Callable[[], None] | None = None, burst: int = 64, interval: float = 2.0) -> None:
         self._in_flight = in_flight
+        self._shed = shed
         self._peak = peak
         self._reset_peak = reset_peak
         self._burst = burst
@@ -49,6 +51,9 @@ class IdleTrimmer:
             await asyncio.sleep(self._interval)
             if self._in_flight() == 0 and self._peak() >= self._burst:
                 self._reset_peak()
+                if self._shed is not None:
+                    self._shed()  # e.g. idle upstream connections kept from the burst
+                    await asyncio.sleep(0.1)  # their transports close and free on the next loop turns
                 gc.collect()
                 if self._trim is not None:
                     self._trim(0)

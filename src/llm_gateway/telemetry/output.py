@@ -58,9 +58,9 @@ def read_answer(ctx: RequestContext, texts: bool = False) -> Answer:
         return answer
     # A decoder may state its finish reasons itself; the pass-through decoder keeps the raw events instead.
     reasons = getattr(output, "finish_reasons", None)
-    payloads = getattr(output, "_payloads", None)
-    if isinstance(payloads, list):
-        for payload in payloads:
+    payloads = getattr(output, "payloads", None)
+    if callable(payloads):
+        for payload in payloads():
             try:
                 _take(orjson.loads(payload), answer, texts)
             except (orjson.JSONDecodeError, TypeError):

@@ -56,7 +56,9 @@ class PassthroughDecoder(EventTranslator, StreamDecoder):
     def __init__(self, strip_usage_chunk: bool) -> None:
         super().__init__()
         self._strip = strip_usage_chunk
-        self._payloads: list[bytes] = []
+        # Every payload, for local counting when the upstream reports no usage and for traces and body logs.
+        # One growing buffer rather than an object per chunk: a thousand open streams stay compact.
+        self._payloads = bytearray()
         self.usage: Usage | None = None
 
     def _event(self, event: bytes) -> bytes:
@@ -71,7 +73,8 @@ class PassthroughDecoder(EventTranslator, StreamDecoder):
         payload = event[6:] if event[5:6] == b" " else event[5:]
         if payload == b"[DONE]":
             return True
-        self._payloads.append(payload)
+        self._payloads += payload
+        self._payloads += b"\n\n"  # never inside an event's payload
         if _usage_is_set(payload):
             try:
                 chunk = orjson.loads(payload)
@@ -83,9 +86,13 @@ class PassthroughDecoder(EventTranslator, StreamDecoder):
                     return False
         return True
 
+    def payloads(self) -> list[bytes]:
+        """The `data:` payloads of the stream so far, in order ([DONE] aside)."""
+        return bytes(self._payloads).split(b"\n\n")[:-1]
+
     def completion_texts(self) -> list[str]:
         out: list[str] = []
-        for payload in self._payloads:
+        for payload in self.payloads():
             try:
                 chunk = orjson.loads(payload)
             except orjson.JSONDecodeError:
