@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.logs import setup_logging
 
 log = logging.getLogger("llm_gateway")
+_PR_SET_PDEATHSIG = 1
 
 
 async def serve_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
@@ -61,9 +63,11 @@ def _supervise(config: GatewayConfig) -> int:
     Each worker keeps its own metrics, so worker i serves its metrics listener on `metrics_port + i`.
     """
     children: list[int] = []
+    parent = os.getpid()
     for index in range(config.server.workers):
         pid = os.fork()
         if pid == 0:
+            _die_with(parent)
             worker = config.model_copy(deep=True)
             if worker.server.metrics_port:
                 worker.server.metrics_port += index
@@ -84,6 +88,17 @@ def _supervise(config: GatewayConfig) -> int:
         _, code = os.waitpid(child, 0)
         status = status or os.waitstatus_to_exitcode(code)
     return status
+
+
+def _die_with(parent: int) -> None:
+    """A worker gets SIGTERM (a graceful stop) when its supervisor dies, even by SIGKILL: no orphaned workers
+    holding the port. Linux only; elsewhere workers outlive a killed supervisor."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _run_one(config: GatewayConfig) -> int:

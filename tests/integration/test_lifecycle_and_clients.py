@@ -1,7 +1,8 @@
-"""SIGTERM lets in-flight streams finish; LangChain's ChatOpenAI works through the gateway with a user header."""
+"""SIGTERM lets in-flight streams finish; workers die with their supervisor; LangChain works with a user header."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -52,3 +53,37 @@ def test_langchain_chat_openai_with_user_header(gateway: GatewayProcess, upstrea
     assert 'tokens_by_user_by_model_total{user="user1",model="gpt-4o-mini"} 16' in metrics
     chunks = list(llm.stream("Say hello"))
     assert "".join(str(ch.content) for ch in chunks) == "The quick brown fox jumps"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(gateway_factory: Callable[..., GatewayProcess],
+                                                      upstream: Upstream) -> None:
+    gw = gateway_factory(["--workers", "2", *upstream_args(upstream)])
+    supervisor = gw.proc.pid
+    workers = []
+    deadline = time.monotonic() + 10
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = [int(d) for d in os.listdir("/proc") if d.isdigit() and _parent_of(int(d)) == supervisor]
+        time.sleep(0.05)
+    assert len(workers) == 2
+    gw.proc.kill()  # SIGKILL: the supervisor cannot forward anything
+    gw.proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "workers outlived their supervisor"
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
