@@ -133,20 +133,22 @@ class RespClient:
         self._connecting: list[asyncio.Future[_Connection] | None] = [None] * size
         self._next = 0
 
-    async def call(self, *args: Arg) -> Any:
+    def _pick(self) -> tuple[int, _Connection | None]:
+        """The next slot in turn, and its connection if it is up."""
         i = self._next = (self._next + 1) % len(self._conns)
         conn = self._conns[i]
-        if conn is None or conn.closed:
+        return i, None if conn is None or conn.closed else conn
+
+    async def call(self, *args: Arg) -> Any:
+        i, conn = self._pick()
+        if conn is None:
             conn = await self._connection(i)
         return await conn.call(pack(args))
 
     def call_nowait(self, *args: Arg) -> asyncio.Future[Any] | None:
         """Send now on a connection that is up and return the reply's future (no task); None if none is up."""
-        i = self._next = (self._next + 1) % len(self._conns)
-        conn = self._conns[i]
-        if conn is None or conn.closed:
-            return None
-        return conn.call(pack(args))
+        conn = self._pick()[1]
+        return None if conn is None else conn.call(pack(args))
 
     async def _connection(self, i: int) -> _Connection:
         """Connect slot `i`, once however many callers wait for it."""

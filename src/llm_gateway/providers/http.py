@@ -91,7 +91,6 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
-        self.pool.deadlines.unwatch(self)
         if not self.complete:
             self._fail(exc or ConnectionResetError("upstream closed the connection"))
 
@@ -161,7 +160,6 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         self.pool.forget(self)
-        self.pool.deadlines.unwatch(self)
 
 
 class UpstreamResponse:
@@ -281,6 +279,8 @@ class Pool:
         self.idle.append(conn)
 
     def forget(self, conn: _Conn) -> None:
+        """A closed connection: out of the idle list and of the timeout sweep."""
+        self.deadlines.unwatch(conn)
         try:
             self.idle.remove(conn)
         except ValueError:
