@@ -146,9 +146,17 @@ class RespClient:
         return await conn.call(pack(args))
 
     def call_nowait(self, *args: Arg) -> asyncio.Future[Any] | None:
-        """Send now on a connection that is up and return the reply's future (no task); None if none is up."""
+        """Send now on a connection that is up and return the reply's future (no task); None if none is up.
+
+        When the slot whose turn it is has no connection yet, another live one carries the call: a call sent now
+        must reach Redis before anything the caller sends later (a settlement before the next reservation),
+        which a connection still being opened cannot promise."""
         conn = self._pick()[1]
-        return None if conn is None else conn.call(pack(args))
+        if conn is None:
+            conn = next((c for c in self._conns if c is not None and not c.closed), None)
+            if conn is None:
+                return None
+        return conn.call(pack(args))
 
     async def _connection(self, i: int) -> _Connection:
         """Connect slot `i`, once however many callers wait for it."""

@@ -12,7 +12,7 @@ import uvloop
 
 from llm_gateway.app import create_app
 from llm_gateway.server.http import ServerState, serve, shutdown
-from llm_gateway.server.trim import IdleTrimmer
+from llm_gateway.server.trim import IdleTrimmer, one_malloc_arena
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.logs import setup_logging
 
@@ -52,6 +52,7 @@ def _reset_peak(state: ServerState) -> None:
 
 def run(config: GatewayConfig) -> int:
     setup_logging(config.telemetry)
+    one_malloc_arena()
     if config.server.workers > 1:
         return _supervise(config)
     return _run_one(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -142,3 +143,32 @@ def test_rule_config_errors_have_paths() -> None:
     ok = parse_config({"limits": {"rules": [{"scope": "key", "requests": 1, "window_seconds": 90},
                                             {"scope": "user", "tokens": 1, "window": "250ms"}]}})
     assert [r.window_s for r in ok.limits.rules] == [90.0, 0.25]
+
+
+def test_running_totals_agree_with_summing_every_bucket() -> None:
+    """The window keeps running totals; over a random history they must match a sum over all its buckets."""
+    rng = random.Random(7)
+    clock = Clock(5_000.0)
+    backend = MemoryBackend(clock)
+    rule = Rule("w", "user", 10.0, 10**9, 10**9, buckets=10)  # buckets of 1 s
+    charged: list[tuple[int, int]] = []  # (tokens reserved, stamp)
+    for _ in range(2000):
+        clock.t += rng.choice([0.0, 0.05, 0.3, 1.1, 4.0, 12.0])
+        if charged and rng.random() < 0.3:
+            tokens, stamp = charged.pop(rng.randrange(len(charged)))
+            backend.settle(["w|a"], [rule], [rng.randint(-tokens - 5, 20)], stamp)
+            continue
+        cost = rng.randint(0, 50)
+        out = backend.reserve_now(["w|a"], [rule], [cost])
+        charged.append((cost, out.stamp_ms))
+        win = backend._windows["w|a"]
+        now = int(clock.t * 1000)
+        cur, frac = now // 1000, (now % 1000) / 1000
+        oldest = cur - rule.buckets
+        for series in (win.requests, win.tokens):
+            live = {i: v for i, v in series.buckets.items() if i >= oldest}
+            expected = sum(v * (1 - frac) if i == oldest else v for i, v in live.items())
+            used, newest = series.measure(oldest, frac)
+            assert used == pytest.approx(expected)
+            assert newest == max((i for i, v in live.items() if v > 0), default=-1)
+            assert series.total == sum(live.values())

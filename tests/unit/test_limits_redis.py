@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -73,9 +75,33 @@ async def test_settle_runs_off_the_request_path(backend: RedisBackend) -> None:
     rule = Rule("t", "key", 3600, None, 1000)
     out = await backend.reserve(["t|k"], [rule], [300])
     backend.settle(["t|k"], [rule], [-250], out.stamp_ms)
-    assert backend._tasks, "settle schedules a task and returns"
+    assert backend._pending and not backend._tasks, "settle only notes the correction and returns"
     await backend.close_pending()
     assert (await backend.reserve(["t|k"], [rule], [0])).used_tokens == [50]
+
+
+async def test_settlements_close_together_share_one_call(backend: RedisBackend) -> None:
+    tokens = Rule("t", "key", 3600, None, 100_000)
+    requests = Rule("r", "user", 3600, 1000, None)
+    calls: list[tuple[Any, ...]] = []
+    send = backend.client.call_nowait
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return send(*args)
+
+    backend.client.call_nowait = counted  # type: ignore[method-assign]
+    stamps = []
+    for _ in range(40):
+        out = await backend.reserve(["t|k", "r|u"], [tokens, requests], [100, 0])
+        stamps.append(out.stamp_ms)
+    for stamp in stamps:  # each request used 30 of the 100 tokens it reserved
+        backend.settle(["t|k", "r|u"], [tokens, requests], [-70, 0], stamp)
+    await asyncio.sleep(0.05)
+    assert len(calls) == 1, "one call for all forty, sent once the loop ran what was ready"
+    assert calls[0][2] == 1  # one key: the corrections of one counter bucket were summed
+    await backend.close_pending()
+    assert (await backend.reserve(["t|k"], [tokens], [0])).used_tokens == [40 * 30]
 
 
 async def test_unreachable_redis_raises_and_trips_the_breaker() -> None:
@@ -93,3 +119,46 @@ async def test_unreachable_redis_raises_and_trips_the_breaker() -> None:
     b.settle(["t|a"], [Rule("t", "user", 60, None, 9)], [5], 0)
     assert counter.get(("settle",)) == 1 and not b._tasks  # dropped while Redis is down, and counted
     await b.close()
+
+
+async def test_running_totals_stay_true_as_the_window_moves(backend: RedisBackend) -> None:
+    """Short windows so buckets leave them during the test; the kept totals must equal the sums of the buckets,
+    also after the totals were dropped (as a replica of the previous version does) and rebuilt."""
+    rng = random.Random(11)
+    rule = Rule("w", "user", 0.4, 10**6, 10**9, buckets=4)  # buckets of 100 ms
+    key = backend.prefix + "w|a"
+    stamps: list[tuple[int, int]] = []
+    for step in range(120):
+        if stamps and rng.random() < 0.3:
+            cost, stamp = stamps.pop(rng.randrange(len(stamps)))
+            backend.settle(["w|a"], [rule], [rng.randint(-cost - 5, 10)], stamp)
+            await backend.close_pending()
+        else:
+            cost = rng.randint(0, 40)
+            out = await backend.reserve(["w|a"], [rule], [cost])
+            assert out.ok
+            stamps.append((cost, out.stamp_ms))
+        if step % 25 == 24:
+            await backend.command("HDEL", key, "t-1", "t-2", "t-3", "t-4")
+        await asyncio.sleep(rng.choice([0.0, 0.0, 0.02, 0.07]))
+        fields = await backend.command("HGETALL", key)
+        h = {fields[i].decode(): int(fields[i + 1]) for i in range(0, len(fields), 2)}
+        if "t-1" not in h:
+            continue
+        low = h["t-1"]
+        live = {f: v for f, v in h.items() if f[1:].isdigit() and int(f[1:]) >= low}
+        assert all(int(f[1:]) >= low for f in h if f[1:].isdigit()), "buckets below the lowest kept are gone"
+        assert h["t-2"] == sum(v for f, v in live.items() if f[0] == "r")
+        assert h["t-3"] == sum(v for f, v in live.items() if f[0] == "t")
+        assert h["t-4"] == max((int(f[1:]) for f, v in live.items() if v > 0), default=-1)
+
+
+async def test_large_counts_are_kept_as_integers(backend: RedisBackend) -> None:
+    rule = Rule("big", "global", 3600, None, 10**17)
+    for _ in range(2):
+        out = await backend.reserve(["big|"], [rule], [10**15])
+    assert out.ok and out.used_tokens == [2 * 10**15]
+    backend.settle(["big|"], [rule], [-1], out.stamp_ms)
+    await backend.close_pending()
+    assert (await backend.reserve(["big|"], [rule], [0])).used_tokens == [2 * 10**15 - 1]
+    assert int(await backend.command("HGET", backend.prefix + "big|", "t-3")) == 2 * 10**15 - 1

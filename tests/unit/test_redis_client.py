@@ -76,6 +76,26 @@ async def test_reconnects_after_the_connection_is_killed() -> None:
         await admin.close()
 
 
+async def test_call_nowait_goes_out_on_a_live_connection_before_later_calls() -> None:
+    """Whatever slot's turn it is, a call sent now reaches Redis before a call made after it (the settlement of
+    one request before the reservation of the next), and only an entirely cold pool declines."""
+    client = RespClient(REDIS_URL, 4, 2.0)
+    key = f"test-resp-{uuid.uuid4().hex[:8]}"
+    try:
+        assert client.call_nowait("PING") is None  # nothing is connected yet: the caller makes a task
+        await client.call("DEL", key)  # one slot is up now, the next three are not
+        for i in range(20):
+            sent = client.call_nowait("RPUSH", key, f"early-{i}")
+            assert sent is not None
+            await client.call("RPUSH", key, f"late-{i}")  # may open a new slot: must still come second
+            await sent
+        order = [v.decode() for v in await client.call("LRANGE", key, 0, -1)]
+        assert order == [f"{when}-{i}" for i in range(20) for when in ("early", "late")]
+        await client.call("DEL", key)
+    finally:
+        await client.close()
+
+
 def test_urls() -> None:
     c = RespClient("rediss://user:p%40ss@cache.internal:6380/3", 1, 1.0)
     assert (c.host, c.port, c.db, c.username, c.password, c.ssl is not None) == (

@@ -43,6 +43,9 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 IMAGE_TOKENS = 85  # a low-detail image; the real figure depends on size and detail
+# Prompt texts repeat from request to request (role names, system prompts, tool schemas), so their counts are
+# kept: a dict lookup instead of a BPE pass. Bounded by the characters held; full, it starts over.
+PROMPT_CACHE_CHARS = 1 << 20
 
 
 def _load(name: str) -> tiktoken.Encoding:
@@ -66,9 +69,12 @@ class TokenCounter:
     thread; o200k_base loads the first time a model of the gpt-4o family needs local counting.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache_chars: int = PROMPT_CACHE_CHARS) -> None:
         self._encodings: dict[str, tiktoken.Encoding] = {}
         self._lock = threading.Lock()
+        self._known: dict[str, dict[str, int]] = {}  # encoding name -> prompt text -> tokens
+        self._known_chars = 0
+        self._cache_chars = cache_chars
 
     def preload(self, name: str = "cl100k_base") -> None:
         threading.Thread(target=self._get, args=(name,), name="tiktoken-load", daemon=True).start()
@@ -96,6 +102,32 @@ class TokenCounter:
         encode = enc.encode_ordinary
         return sum(len(encode(t)) for t in texts if t)
 
+    def count_prompt_texts(self, texts: Iterable[str], model: str) -> int:
+        """Like count_texts, for texts that are likely to come again (prompt parts): counts are remembered."""
+        name = encoding_name(model)
+        known = self._known.get(name)
+        if known is None:
+            known = self._known[name] = {}
+        encode = None
+        total = 0
+        for text in texts:
+            n = known.get(text)
+            if n is None:
+                if not text:
+                    continue
+                if encode is None:
+                    encode = self._get(name).encode_ordinary
+                n = len(encode(text))
+                if self._known_chars + len(text) > self._cache_chars:
+                    for table in self._known.values():
+                        table.clear()
+                    self._known_chars = 0
+                if len(text) <= self._cache_chars:
+                    known[text] = n
+                    self._known_chars += len(text)
+            total += n
+        return total
+
     def count_messages(self, messages: Any, model: str, tools: Any = None) -> int:
         """Prompt tokens of a chat request: message texts plus per-message framing and reply priming."""
         if not isinstance(messages, list):
@@ -121,7 +153,7 @@ class TokenCounter:
                     texts.append(value)
         if tools:
             texts.append(_compact_json(tools))
-        return overhead + self.count_texts(texts, model)
+        return overhead + self.count_prompt_texts(texts, model)
 
     def count_prompt(self, body: dict[str, Any], model: str) -> int:
         """Prompt tokens of any OpenAI request body: chat messages, completion prompts or embedding inputs."""

@@ -1,8 +1,61 @@
 """The Redis Lua scripts: reserve (check every limit, then charge all or none) and settle.
 
-Each check is one hash: fields `r<bucket>` (requests) and `t<bucket>` (tokens), bucket = clock_ms // width.
+Each check is one hash: fields `r<bucket>` (requests) and `t<bucket>` (tokens), bucket = clock_ms // width, plus
+running totals so that a check costs the same however many buckets its window has: the sums of the kept buckets
+(`t-2` requests, `t-3` tokens), the lowest bucket kept (`t-1`) and the newest non-empty one (`t-4`). Buckets that
+left the window are dropped, and the totals rebuilt from what is left, when the window's oldest bucket moves past
+the lowest kept one (once per bucket width), or when a hash has no totals yet.
+
+The totals are named like token buckets with negative numbers on purpose: the scripts of earlier versions take
+them for buckets long out of the window and delete them, so replicas of both versions can share the counters
+during an upgrade (a hash an old replica touched simply has its totals rebuilt by the next new check).
+
 The clock is Redis's own (TIME), so replicas with skewed clocks still share one window. The arithmetic is
-`limits.memory`'s, line for line.
+`limits.memory`'s, line for line. Settle takes many corrections at once, each with the stamp of its reservation.
+"""
+
+# Shared by both scripts: a hash's totals brought up to date for a window whose oldest bucket is `oldest`, then
+# the requests and tokens in that oldest bucket (the one sliding out) and in the current one, `cur`.
+_TOTALS = """
+local function int(x)  -- integers written as such: Lua would write 1e+15 for 10^15
+  return string.format('%d', x)
+end
+
+local function totals(key, oldest, cur)
+  local h = redis.call('HMGET', key, 't-1', 't-2', 't-3', 't-4', 'r' .. oldest, 't' .. oldest, 'r' .. cur, 't' .. cur)
+  local low = tonumber(h[1])
+  if low ~= nil and low >= oldest then
+    return tonumber(h[2]) or 0, tonumber(h[3]) or 0, tonumber(h[4]) or -1, tonumber(h[5]) or 0, tonumber(h[6]) or 0,
+      tonumber(h[7]) or 0, tonumber(h[8]) or 0
+  end
+  local flat = redis.call('HGETALL', key)
+  local rs, ts, newest, er, et, rc, tc = 0, 0, -1, 0, 0, 0, 0
+  if #flat == 0 then return rs, ts, newest, er, et, rc, tc end  -- no hash: nothing to write (it would never expire)
+  local stale = {}
+  for j = 1, #flat, 2 do
+    local f = flat[j]
+    local c = string.byte(f, 1)
+    local idx = tonumber(string.sub(f, 2))
+    if (c == 114 or c == 116) and idx ~= nil and idx >= 0 then
+      local v = tonumber(flat[j + 1])
+      if idx < oldest then
+        stale[#stale + 1] = f
+      else
+        if c == 114 then rs = rs + v else ts = ts + v end
+        if v > 0 and idx > newest then newest = idx end
+        if idx == oldest then
+          if c == 114 then er = v else et = v end
+        end
+        if idx == cur then
+          if c == 114 then rc = v else tc = v end
+        end
+      end
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  redis.call('HSET', key, 't-1', int(oldest), 't-2', int(rs), 't-3', int(ts), 't-4', int(newest))
+  return rs, ts, newest, er, et, rc, tc
+end
 """
 
 RESERVE = """
@@ -11,19 +64,20 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = #KEYS
 local failed, retry = -1, 0
 local state = {}
-
-local function measure(b, oldest, frac)
-  local used, newest = 0, -1
-  for idx, v in pairs(b) do
-    if idx == oldest then used = used + v * (1 - frac) else used = used + v end
-    if v > 0 and idx > newest then newest = idx end
+""" + _TOTALS + """
+local function wait(key, kind, oldest, frac, need, nb, bw)
+  local flat = redis.call('HGETALL', key)
+  local b, idxs = {}, {}
+  for j = 1, #flat, 2 do
+    local f = flat[j]
+    if string.byte(f, 1) == kind then
+      local idx = tonumber(string.sub(f, 2))
+      if idx >= oldest then
+        b[idx] = tonumber(flat[j + 1])
+        idxs[#idxs + 1] = idx
+      end
+    end
   end
-  return used, newest
-end
-
-local function wait(b, oldest, frac, need, nb, bw)
-  local idxs = {}
-  for idx in pairs(b) do idxs[#idxs + 1] = idx end
   table.sort(idxs)
   local freed = 0
   for _, idx in ipairs(idxs) do
@@ -49,36 +103,21 @@ for i = 1, n do
   local cur = math.floor(now / bw)
   local frac = (now % bw) / bw
   local oldest = cur - nb
-  local r, tk, stale = {}, {}, {}
-  local flat = redis.call('HGETALL', KEYS[i])
-  for j = 1, #flat, 2 do
-    local f = flat[j]
-    local idx = tonumber(string.sub(f, 2))
-    if idx < oldest then
-      stale[#stale + 1] = f
-    elseif string.byte(f, 1) == 114 then
-      r[idx] = tonumber(flat[j + 1])
-    else
-      tk[idx] = tonumber(flat[j + 1])
-    end
-  end
-  if #stale > 0 then redis.call('HDEL', KEYS[i], unpack(stale)) end
-  local ur, ut, newest = -1, -1, -1
+  local rs, ts, newest, er, et, rc, tc = totals(KEYS[i], oldest, cur)
+  local ur, ut = -1, -1
   if rl >= 0 then
-    local used, nw = measure(r, oldest, frac)
+    local used = (rs - er) + er * (1 - frac)
     ur = math.ceil(used)
-    newest = nw
-    if used + 1 > rl then worse(i, wait(r, oldest, frac, used + 1 - rl, nb, bw), nb * bw) end
+    if used + 1 > rl then worse(i, wait(KEYS[i], 114, oldest, frac, used + 1 - rl, nb, bw), nb * bw) end
   end
   if tl >= 0 then
-    local used, nw = measure(tk, oldest, frac)
+    local used = (ts - et) + et * (1 - frac)
     ut = math.ceil(used)
-    if nw > newest then newest = nw end
-    if used + cost > tl then worse(i, wait(tk, oldest, frac, used + cost - tl, nb, bw), nb * bw) end
+    if used + cost > tl then worse(i, wait(KEYS[i], 116, oldest, frac, used + cost - tl, nb, bw), nb * bw) end
   end
   local reset = 0
   if newest >= 0 then reset = math.max(0, (newest + nb + 1) * bw - now) end
-  state[i] = {bw, nb, rl, tl, cost, cur, ur, ut, reset}
+  state[i] = {bw, nb, rl, tl, cost, cur, ur, ut, reset, rs, ts, newest, rc, tc}
 end
 
 local out = {1, -1, 0, now}
@@ -95,15 +134,21 @@ end
 for i = 1, n do
   local s = state[i]
   local bw, nb, cur = s[1], s[2], s[6]
-  local ur, ut = s[7], s[8]
+  local ur, ut, rs, ts, newest = s[7], s[8], s[10], s[11], s[12]
+  local fields = {}
   if s[3] >= 0 then
-    redis.call('HINCRBY', KEYS[i], 'r' .. cur, 1)
+    fields[#fields + 1] = 'r' .. cur; fields[#fields + 1] = int(s[13] + 1)
     ur = ur + 1
+    rs = rs + 1
+    if cur > newest then newest = cur end
   end
   if s[4] >= 0 and s[5] > 0 then
-    redis.call('HINCRBY', KEYS[i], 't' .. cur, s[5])
+    fields[#fields + 1] = 't' .. cur; fields[#fields + 1] = int(s[14] + s[5])
     ut = ut + s[5]
+    ts = ts + s[5]
+    if cur > newest then newest = cur end
   end
+  redis.call('HSET', KEYS[i], 't-2', int(rs), 't-3', int(ts), 't-4', int(newest), unpack(fields))
   redis.call('PEXPIRE', KEYS[i], (nb + 1) * bw)
   out[#out + 1] = ur; out[#out + 1] = ut; out[#out + 1] = (cur + nb + 1) * bw - now
 end
@@ -113,20 +158,31 @@ return out
 SETTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local stamp = tonumber(ARGV[1])
+""" + _TOTALS + """
 for i = 1, #KEYS do
-  local base = 1 + (i - 1) * 3
-  local bw = tonumber(ARGV[base + 1])
-  local nb = tonumber(ARGV[base + 2])
-  local delta = tonumber(ARGV[base + 3])
+  local key = KEYS[i]
+  local base = (i - 1) * 4
+  local stamp = tonumber(ARGV[base + 1])
+  local bw = tonumber(ARGV[base + 2])
+  local nb = tonumber(ARGV[base + 3])
+  local delta = tonumber(ARGV[base + 4])
   local charged = math.floor(stamp / bw)
   local cur = math.floor(now / bw)
+  local rs, ts, newest = totals(key, cur - nb, cur)
   local field = 't' .. charged
-  if charged >= cur - nb and redis.call('HEXISTS', KEYS[i], field) == 1 then
-    if redis.call('HINCRBY', KEYS[i], field, delta) < 0 then redis.call('HSET', KEYS[i], field, 0) end
+  local before = tonumber(redis.call('HGET', key, field))
+  if charged >= cur - nb and before ~= nil then
+    local after = before + delta
+    if after < 0 then after = 0 end
+    redis.call('HSET', key, field, int(after), 't-3', int(ts + after - before))
+    if after == 0 and charged == newest then
+      redis.call('HDEL', key, 't-1')  -- the newest bucket emptied: the next check rebuilds the totals
+    end
   elseif delta > 0 then
-    redis.call('HINCRBY', KEYS[i], 't' .. cur, delta)
-    redis.call('PEXPIRE', KEYS[i], (nb + 1) * bw)
+    redis.call('HINCRBY', key, 't' .. cur, delta)
+    if cur > newest then newest = cur end
+    redis.call('HSET', key, 't-3', int(ts + delta), 't-4', int(newest))
+    redis.call('PEXPIRE', key, (nb + 1) * bw)
   end
 end
 return 1

@@ -16,28 +16,62 @@ from llm_gateway.limits.rules import Rule
 SWEEP_EVERY_MS = 60_000
 
 
+class _Series:
+    """The buckets of one dimension (requests or tokens) of a window, with their running total.
+
+    Buckets that left the window are dropped when the window's oldest bucket moves (once per bucket width), so a
+    check costs a few dict lookups however many buckets the window has.
+    """
+
+    __slots__ = ("buckets", "low", "newest", "total")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.total = 0
+        self.low = -1  # no bucket below this index is kept
+        self.newest = -1  # the newest non-empty bucket (-1: none)
+
+    def measure(self, oldest: int, frac: float) -> tuple[float, int]:
+        """Sum in the window, counting the bucket sliding out in proportion, and the newest non-empty bucket."""
+        if oldest > self.low:
+            self._drop_before(oldest)
+        edge = self.buckets.get(oldest, 0)
+        if not edge:
+            return float(self.total), self.newest
+        return (self.total - edge) + edge * (1.0 - frac), self.newest
+
+    def add(self, idx: int, amount: int) -> None:
+        buckets = self.buckets
+        buckets[idx] = buckets.get(idx, 0) + amount
+        self.total += amount
+        if amount > 0 and idx > self.newest:
+            self.newest = idx
+
+    def adjust(self, idx: int, delta: int) -> None:
+        """Settle: change a charged bucket, never below zero."""
+        before = self.buckets[idx]
+        after = max(0, before + delta)
+        self.buckets[idx] = after
+        self.total += after - before
+        if not after and idx == self.newest:
+            self.newest = max((i for i, v in self.buckets.items() if v > 0), default=-1)
+
+    def _drop_before(self, oldest: int) -> None:
+        buckets = self.buckets
+        for idx in [i for i in buckets if i < oldest]:
+            self.total -= buckets.pop(idx)
+        if self.newest < oldest:
+            self.newest = -1
+        self.low = oldest
+
+
 class _Window:
     __slots__ = ("expires_ms", "requests", "tokens")
 
     def __init__(self) -> None:
-        self.requests: dict[int, int] = {}
-        self.tokens: dict[int, int] = {}
+        self.requests = _Series()
+        self.tokens = _Series()
         self.expires_ms = 0
-
-
-def measure(buckets: dict[int, int], oldest: int, frac: float) -> tuple[float, int]:
-    """Sum in the window (dropping buckets that left it) and the newest non-empty bucket (-1: none)."""
-    used = 0.0
-    newest = -1
-    for idx in list(buckets):
-        value = buckets[idx]
-        if idx < oldest:
-            del buckets[idx]
-            continue
-        used += value * (1.0 - frac) if idx == oldest else value
-        if value > 0 and idx > newest:
-            newest = idx
-    return used, newest
 
 
 def wait_ms(buckets: dict[int, int], oldest: int, frac: float, need: float, rule: Rule, now: int) -> int:
@@ -81,17 +115,18 @@ class MemoryBackend:
             oldest = cur - rule.buckets
             newest = -1
             if rule.requests is not None:
-                used, newest = measure(win.requests, oldest, frac)
+                used, newest = win.requests.measure(oldest, frac)
                 used_r[i] = -int(-used // 1)
                 if used + 1 > rule.requests:
-                    wait = wait_ms(win.requests, oldest, frac, used + 1 - rule.requests, rule, now)
+                    wait = wait_ms(win.requests.buckets, oldest, frac, used + 1 - rule.requests, rule, now)
                     failed, retry = _worse(failed, retry, i, wait, rule)
             if rule.tokens is not None:
-                used, newest_t = measure(win.tokens, oldest, frac)
-                newest = max(newest, newest_t)
+                used, newest_t = win.tokens.measure(oldest, frac)
+                if newest_t > newest:
+                    newest = newest_t
                 used_t[i] = -int(-used // 1)
                 if used + costs[i] > rule.tokens:
-                    wait = wait_ms(win.tokens, oldest, frac, used + costs[i] - rule.tokens, rule, now)
+                    wait = wait_ms(win.tokens.buckets, oldest, frac, used + costs[i] - rule.tokens, rule, now)
                     failed, retry = _worse(failed, retry, i, wait, rule)
             resets[i] = max(0, (newest + rule.buckets + 1) * rule.bucket_ms - now) / 1000 if newest >= 0 else 0.0
         if failed >= 0:
@@ -101,12 +136,14 @@ class MemoryBackend:
             win = windows[keys[i]]
             cur = now // rule.bucket_ms
             if rule.requests is not None:
-                win.requests[cur] = win.requests.get(cur, 0) + 1
+                win.requests.add(cur, 1)
                 used_r[i] += 1
             if rule.tokens is not None and costs[i]:
-                win.tokens[cur] = win.tokens.get(cur, 0) + costs[i]
+                win.tokens.add(cur, costs[i])
                 used_t[i] += costs[i]
-            win.expires_ms = max(win.expires_ms, now + rule.window_ms + rule.bucket_ms)
+            expires = now + rule.window_ms + rule.bucket_ms
+            if expires > win.expires_ms:
+                win.expires_ms = expires
             resets[i] = ((cur + rule.buckets + 1) * rule.bucket_ms - now) / 1000
         return Outcome(True, -1, 0.0, now, used_r, used_t, resets)
 
@@ -118,10 +155,10 @@ class MemoryBackend:
                 continue
             charged = stamp_ms // rule.bucket_ms
             cur = now // rule.bucket_ms
-            if charged >= cur - rule.buckets and charged in win.tokens:
-                win.tokens[charged] = max(0, win.tokens[charged] + delta)
+            if charged >= cur - rule.buckets and charged in win.tokens.buckets:
+                win.tokens.adjust(charged, delta)
             elif delta > 0:  # the reservation already left the window; an overrun still counts, now
-                win.tokens[cur] = win.tokens.get(cur, 0) + delta
+                win.tokens.add(cur, delta)
                 win.expires_ms = max(win.expires_ms, now + rule.window_ms + rule.bucket_ms)
 
     async def close(self) -> None:

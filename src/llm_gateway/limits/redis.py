@@ -1,4 +1,6 @@
-"""The Redis limit backend: one Lua round trip to reserve, one (off the request path) to settle; shared by replicas."""
+"""The Redis limit backend: one Lua round trip to reserve; settlements, off the request path, gathered while the event
+loop works through what is ready and sent as one call (corrections to one counter bucket summed first). Shared by
+replicas."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from llm_gateway.telemetry.metrics import Counter
 log = logging.getLogger("llm_gateway.limits")
 
 FAILURES = (OSError, asyncio.TimeoutError, RedisReplyError)
+# A batch of settlements this large goes at once; a smaller one when the loop has run what was ready.
+SETTLE_BATCH = 256
 
 
 class _Script:
@@ -49,6 +53,9 @@ class RedisBackend:
         self._down_until = 0.0
         self._down = False
         self._tasks: set[asyncio.Future[Any]] = set()  # settlements in flight
+        # Settlements not sent yet: (key, bucket width, buckets, charged bucket) -> [a stamp in it, summed delta]
+        self._pending: dict[tuple[str, int, int, int], list[int]] = {}
+        self._flush_soon: asyncio.Handle | None = None
 
     async def start(self) -> None:
         """Load the scripts (and learn early whether Redis is there); a failure only logs: the fail mode rules."""
@@ -78,24 +85,49 @@ class RedisBackend:
                        reply[5:5 + 3 * n:3], [ms / 1000 for ms in reply[6:6 + 3 * n:3]])
 
     def settle(self, keys: list[str], rules: list[Rule], deltas: list[int], stamp_ms: int) -> None:
-        prefixed: list[str] = []
-        args: list[int] = [stamp_ms]
+        pending = self._pending
+        added = False
         for key, rule, delta in zip(keys, rules, deltas, strict=True):
             if delta and rule.tokens is not None:
-                prefixed.append(self.prefix + key)
-                args.extend((rule.bucket_ms, rule.buckets, delta))
-        if not prefixed:
+                if not added and self._down and time.monotonic() < self._down_until:
+                    self.errors.inc(("settle",))  # dropped: the reservation stays charged until it leaves the window
+                    return
+                added = True
+                slot = (self.prefix + key, rule.bucket_ms, rule.buckets, stamp_ms // rule.bucket_ms)
+                entry = pending.get(slot)
+                if entry is None:
+                    pending[slot] = [stamp_ms, delta]
+                else:
+                    entry[1] += delta
+        if not added:
             return
-        if self._down and time.monotonic() < self._down_until:
-            self.errors.inc(("settle",))  # dropped: the reservation stays charged until it leaves the window
+        if len(pending) >= SETTLE_BATCH:
+            self._flush()
+        elif self._flush_soon is None:
+            # At once when idle (the gap after a response), together when busy: the requests that finish in
+            # one turn of the loop share the call.
+            self._flush_soon = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send the gathered settlements in one call; sent at once on a live connection, no task."""
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+        pending, self._pending = self._pending, {}
+        keys: list[str] = []
+        args: list[int] = []
+        for (key, bucket_ms, buckets, _), (stamp_ms, delta) in pending.items():
+            if delta:
+                keys.append(key)
+                args.extend((stamp_ms, bucket_ms, buckets, delta))
+        if not keys:
             return
-        # Sent at once on a live connection, its reply handled by a callback: no task per request.
-        sent = self.client.call_nowait("EVALSHA", self._settle.sha, len(prefixed), *prefixed, *args)
+        sent = self.client.call_nowait("EVALSHA", self._settle.sha, len(keys), *keys, *args)
         if sent is None:
-            self._settle_in_task(prefixed, args)
+            self._settle_in_task(keys, args)
             return
         self._tasks.add(sent)
-        sent.add_done_callback(functools.partial(self._settled, prefixed, args))
+        sent.add_done_callback(functools.partial(self._settled, keys, args))
 
     def _settled(self, keys: list[str], args: list[int], sent: asyncio.Future[Any]) -> None:
         self._tasks.discard(sent)
@@ -119,7 +151,9 @@ class RedisBackend:
             self._failed("settle", exc)
 
     async def close_pending(self, timeout: float = 5.0) -> None:
-        """Wait for the settlements in flight (at shutdown, so no reservation is left charged)."""
+        """Send the gathered settlements and wait for those in flight (at shutdown: no reservation is left
+        charged)."""
+        self._flush()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 

@@ -49,6 +49,8 @@ class LimitStage:
         self.fail_closed = fail_closed
         self.metrics = metrics
         self._mode = ("closed",) if fail_closed else ("open",)
+        # In memory there is nothing to wait for: no coroutine per request.
+        self._reserve_now = backend.reserve_now if type(backend) is MemoryBackend else None
 
     async def start(self) -> None:
         if isinstance(self.backend, RedisBackend):
@@ -68,14 +70,17 @@ class LimitStage:
                 prompt, completion = self._estimate(ctx)
                 break
         costs = [0 if rule.tokens is None else rule.cost(prompt, completion) for rule in rules]
-        try:
-            outcome = await self.backend.reserve(checks.keys, rules, costs)
-        except BackendUnavailable:
-            self.metrics.unchecked.inc(self._mode)
-            if self.fail_closed:
-                raise ServiceUnavailable("rate limits cannot be checked right now (the limit store is "
-                                         "unavailable); retry shortly", headers={"retry-after": "1"}) from None
-            return
+        if self._reserve_now is not None:
+            outcome = self._reserve_now(checks.keys, rules, costs)
+        else:
+            try:
+                outcome = await self.backend.reserve(checks.keys, rules, costs)
+            except BackendUnavailable:
+                self.metrics.unchecked.inc(self._mode)
+                if self.fail_closed:
+                    raise ServiceUnavailable("rate limits cannot be checked right now (the limit store is "
+                                             "unavailable); retry shortly", headers={"retry-after": "1"}) from None
+                return
         ctx.response_headers.extend(rate_headers(rules, costs, outcome))
         if not outcome.ok:
             rule = rules[outcome.failed]

@@ -121,12 +121,14 @@ class Dispatcher:
         dep.requests += 1
         started = time.perf_counter()
         try:
-            response: Any = await self.client.send(provider.origin, prepared.head(), prepared.body, timeouts)
+            canonical = call.endpoint in CANONICAL
+            response: Any = await self.client.send(provider.origin, prepared.head(), prepared.body, timeouts,
+                                                   first_body=canonical and ctx.stream)
             if response.status >= 400:
                 body = await response.read()
                 headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers}
                 raise provider.error(response.status, body, headers)
-            if call.endpoint in CANONICAL:
+            if canonical:
                 if ctx.stream:
                     await response.wait_body()
                 else:

@@ -78,6 +78,8 @@ class _Conn(asyncio.Protocol):
         self.error: Exception | None = None
         self.head_waiter: asyncio.Future[None] | None = None
         self.data_waiter: asyncio.Future[None] | None = None
+        # A stream's caller waits for the first body bytes anyway: wake it once, not for the head and again.
+        self.wake_at_body = False
         self.last_activity = 0.0
         # While a request waits on this connection: when it times out, and what the error then says.
         self.expires_at = NEVER
@@ -110,7 +112,8 @@ class _Conn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
-        self._wake_head()
+        if not self.wake_at_body:
+            self._wake_head()
 
     def on_body(self, body: bytes) -> None:
         self.got_body = True
@@ -118,10 +121,14 @@ class _Conn(asyncio.Protocol):
         self.buffered += len(body)
         if self.buffered > _PAUSE_AT and self.transport is not None:
             self.transport.pause_reading()
+        if self.wake_at_body:
+            self._wake_head()
         self._wake_data()
 
     def on_message_complete(self) -> None:
         self.complete = True
+        if self.wake_at_body:
+            self._wake_head()
         self._wake_data()
 
     # helpers
@@ -141,7 +148,10 @@ class _Conn(asyncio.Protocol):
                 waiter.set_exception(exc)
 
     def expire(self) -> None:
-        message = self.timeout_message or f"upstream sent no response within {self.head_limit:g}s"
+        message = self.timeout_message
+        if not message:
+            what = "first token" if self.status else "response"
+            message = f"upstream sent no {what} within {self.head_limit:g}s"
         self._fail(UpstreamTimeout(message))
 
     def reset(self) -> None:
@@ -153,6 +163,7 @@ class _Conn(asyncio.Protocol):
         self.got_bytes = False
         self.got_body = False
         self.error = None
+        self.wake_at_body = False
         self.parser = httptools.HttpResponseParser(self)
 
     def abort(self) -> None:
@@ -335,11 +346,13 @@ class HttpClient:
             self._pools[origin] = pool
         return pool
 
-    async def send(self, origin: Origin, head: bytes, body: bytes, timeouts: Timeouts) -> UpstreamResponse:
+    async def send(self, origin: Origin, head: bytes, body: bytes, timeouts: Timeouts,
+                   first_body: bool = False) -> UpstreamResponse:
         """Send a request whose request line and headers (without Host/Content-Length/ending) are `head`.
 
-        Returns once the response head arrived. A reused connection that turns out dead before any byte of
-        the response arrived is replaced once (the request never reached a live server).
+        Returns once the response head arrived; with `first_body`, once the first body bytes did too (or the
+        response ended). A reused connection that turns out dead before any byte of the response arrived is
+        replaced once (the request never reached a live server).
         """
         pool = self._pool(origin)
         data = b"%sHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -348,16 +361,18 @@ class HttpClient:
         for _ in range(2):
             conn = await pool.acquire(timeouts.connect)
             try:
-                return await self._exchange(conn, data, timeouts, started)
+                return await self._exchange(conn, data, timeouts, started, first_body)
             except UpstreamUnavailable:
                 if conn.reused and not conn.got_bytes:
                     continue
                 raise
         raise UpstreamUnavailable(f"upstream {origin.host_header} keeps closing connections")
 
-    async def _exchange(self, conn: _Conn, data: bytes, timeouts: Timeouts, started: float) -> UpstreamResponse:
+    async def _exchange(self, conn: _Conn, data: bytes, timeouts: Timeouts, started: float,
+                        first_body: bool) -> UpstreamResponse:
         waiter = conn.loop.create_future()
         conn.head_waiter = waiter
+        conn.wake_at_body = first_body
         assert conn.transport is not None
         conn.transport.write(data)
         limit = min(timeouts.first_byte, timeouts.total)
@@ -366,8 +381,7 @@ class HttpClient:
         conn.head_limit = limit
         conn.pool.deadlines.watch(conn)
         try:
-            if conn.status == 0:
-                await waiter
+            await waiter
         except BaseException as exc:
             conn.abort()
             if isinstance(exc, Exception):

@@ -1,0 +1,76 @@
+"""The upstream client over real loopback sockets: when `send` returns for a stream, and its timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from llm_gateway.errors import UpstreamTimeout
+from llm_gateway.providers.http import HttpClient, Origin, Timeouts
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+EVENT = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@pytest.fixture
+async def slow_first_token() -> AsyncIterator[tuple[Origin, list[float]]]:
+    """A server that answers with the head at once and the first event `delay` seconds later."""
+    settings = [0.2]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:  # keep-alive: one request after the other
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)  # the body, b"{}"
+                writer.write(HEAD)
+                await writer.drain()
+                await asyncio.sleep(settings[0])
+                writer.write(chunk(EVENT) + b"0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield Origin("http", "127.0.0.1", port), settings
+    server.close()
+
+
+async def test_a_stream_is_handed_over_with_its_first_token(slow_first_token: tuple[Origin, list[float]]) -> None:
+    origin, _ = slow_first_token
+    client = HttpClient()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        head_only = await client.send(origin, b"POST /v1/chat/completions HTTP/1.1\r\n", b"{}", Timeouts())
+        assert loop.time() - started < 0.15  # the head alone came at once
+        assert [c async for c in head_only.chunks()] == [chunk(EVENT)[4:-2]]
+
+        started = loop.time()
+        response = await client.send(origin, b"POST /v1/chat/completions HTTP/1.1\r\n", b"{}", Timeouts(),
+                                     first_body=True)
+        assert loop.time() - started >= 0.19  # returned with the first event, in one wake-up
+        assert response.status == 200
+        assert response._conn.chunks, "the first event arrived with the response"
+        assert [c async for c in response.chunks()] == [chunk(EVENT)[4:-2]]
+    finally:
+        client.close()
+
+
+async def test_first_token_timeout_applies_while_waiting_with_the_head(
+        slow_first_token: tuple[Origin, list[float]]) -> None:
+    origin, settings = slow_first_token
+    settings[0] = 2.0
+    client = HttpClient()
+    try:
+        with pytest.raises(UpstreamTimeout, match=r"no first token within 0\.3s"):
+            await client.send(origin, b"POST /v1/chat/completions HTTP/1.1\r\n", b"{}",
+                              Timeouts(first_byte=0.3), first_body=True)
+    finally:
+        client.close()
