@@ -175,7 +175,8 @@ def pct(values: list[float], p: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-def gateway_config(pipeline: str, fast: int, slow: int, workdir: Path) -> dict[str, Any]:
+def gateway_config(pipeline: str, fast: int, slow: int, workdir: Path,
+                   redis_lease: int | None = None) -> dict[str, Any]:
     providers = [
         {"name": "mock", "type": "openai-compatible", "base_url": f"http://127.0.0.1:{fast}/v1", "api_key": "sk-up",
          "models": ["mock"]},
@@ -193,6 +194,8 @@ def gateway_config(pipeline: str, fast: int, slow: int, workdir: Path) -> dict[s
         {"scope": "global", "tokens": 10_000_000_000, "window_seconds": 86400}]}
     if pipeline == "full-redis":
         config["redis"] = {"url": "redis://127.0.0.1:6379/15"}
+        if redis_lease is not None:
+            config["limits"]["redis_lease"] = redis_lease
     return config
 
 
@@ -271,6 +274,7 @@ def main() -> int:
     parser.add_argument("--stream-requests", type=int, default=300)
     parser.add_argument("--slow-streams", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--redis-lease", type=int, help="limits.redis_lease for full-redis (default: the gateway's)")
     parser.add_argument("--smoke", action="store_true", help="a short run that checks the harness works")
     parser.add_argument("--no-direct", action="store_true")
     args = parser.parse_args()
@@ -297,7 +301,7 @@ def main() -> int:
             measure("direct", f"http://127.0.0.1:{direct_port}", direct.pid, {}, args, rows)
             direct.stop()
         config_path = workdir / "gateway.yaml"
-        config_path.write_text(yaml.safe_dump(gateway_config(args.pipeline, fast, slow, workdir)))
+        config_path.write_text(yaml.safe_dump(gateway_config(args.pipeline, fast, slow, workdir, args.redis_lease)))
         cmd = [py, "-m", "llm_gateway", "--config", str(config_path), "--host", "127.0.0.1", "--port", str(gw_port),
                "--workers", str(args.workers)]
         gw = start(cmd, gw_port, "1" if args.workers == 1 else "0-1", log=workdir / "gateway.log")

@@ -235,6 +235,12 @@ class LimitsConfig(_Section):
     redis_timeout_s: float = Field(0.5, gt=0, description="per Redis call, connect included")
     retry_backend_after_s: float = Field(
         1.0, ge=0, description="after a Redis failure, skip Redis this long before trying again")
+    redis_lease: int = Field(
+        20, ge=0, le=100_000,
+        description="requests' worth a Redis reservation may charge ahead per limit, handed out by this process "
+                    "with no round trip; granted only far from the limit (0: every request asks Redis)")
+    redis_lease_s: float = Field(
+        2.0, gt=0, le=60, description="longest a lease is held before what is left goes back to Redis")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> LimitsConfig:

@@ -77,6 +77,35 @@ def test_genai_flags_limit_user_tokens_in_redis(gateway_factory: Callable[..., G
                         {"scope": "user", "limit": "per_user_tokens"}) == 1
 
 
+def test_redis_leases_serve_from_the_gateway_and_go_back_at_shutdown(
+        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream, redis_prefix: str) -> None:
+    """Far from the limit one Redis call reserves 20 requests' worth; the next requests are served from that
+    lease with exact headers, and what is left goes back to Redis when the gateway stops."""
+    # An hour's window (buckets of 3 minutes) and a long lease: the test never sees a lease end on its own.
+    rules = [{"name": "rpm", "scope": "user", "window": "1h", "requests": 100_000, "tokens": 10_000_000}]
+    gw = gateway_factory(upstream_args(upstream), config={
+        "redis": {"url": REDIS_URL},
+        "limits": {"rules": rules, "redis_prefix": redis_prefix, "redis_lease_s": 30}})
+    admin = redis.Redis.from_url(REDIS_URL)
+
+    def charged() -> tuple[int, int]:
+        fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}rpm|alice")  # type: ignore[assignment]
+        return (sum(int(v) for k, v in fields.items() if k.startswith(b"r") and k[1:].isdigit()),
+                sum(int(v) for k, v in fields.items() if k.startswith(b"t") and k[1:].isdigit()))
+
+    reserved = PROMPT + 50
+    for i in range(1, 6):
+        r = chat(gw, "alice", max_tokens=50)
+        assert r.status_code == 200
+        assert r.headers["x-ratelimit-remaining-requests"] == str(100_000 - i)
+        # Every earlier request settled to its real 16 tokens; this one holds its estimate.
+        assert r.headers["x-ratelimit-remaining-tokens"] == str(10_000_000 - (i - 1) * REAL - reserved)
+    assert charged() == (1 + 20, reserved * 21), "one request and a lease of 20 charged in Redis, in one call"
+    assert gw.stop() == 0
+    assert charged() == (5, 5 * REAL), "what the lease did not hand out went back at shutdown"
+    admin.close()
+
+
 def test_config_rules_in_memory_name_the_tightest_limit(gateway_factory: Callable[..., GatewayProcess],
                                                         upstream: Upstream) -> None:
     rules = [{"name": "user-daily", "scope": "user", "window": "1d", "requests": 2},

@@ -162,3 +162,83 @@ async def test_large_counts_are_kept_as_integers(backend: RedisBackend) -> None:
     await backend.close_pending()
     assert (await backend.reserve(["big|"], [rule], [0])).used_tokens == [2 * 10**15 - 1]
     assert int(await backend.command("HGET", backend.prefix + "big|", "t-3")) == 2 * 10**15 - 1
+
+
+@pytest.fixture
+async def leasing() -> AsyncIterator[RedisBackend]:
+    """A backend that asks for leases of 5 requests' worth, held at most 0.3 s."""
+    prefix = f"test-lease-{uuid.uuid4().hex[:8]}:"
+    b = RedisBackend(REDIS_URL, 4, prefix, 1.0, 1.0, errors(), lease=5, lease_s=0.3)
+    await b.start()
+    yield b
+    await b.close()
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    keys = [k async for k in admin.scan_iter(match=prefix + "*")]
+    if keys:
+        await admin.delete(*keys)
+    await admin.aclose()
+
+
+async def charged(b: RedisBackend, key: str) -> tuple[int, int]:
+    """Requests and tokens in a check's buckets, as Redis holds them."""
+    fields = await b.command("HGETALL", b.prefix + key)
+    h = {fields[i].decode(): int(fields[i + 1]) for i in range(0, len(fields), 2)}
+    return (sum(v for f, v in h.items() if f[0] == "r" and f[1:].isdigit()),
+            sum(v for f, v in h.items() if f[0] == "t" and f[1:].isdigit()))
+
+
+async def test_a_lease_is_handed_out_locally_and_the_rest_given_back(leasing: RedisBackend) -> None:
+    tok = Rule("t", "key", 3600, None, 1_000_000)
+    req = Rule("r", "user", 60, 1000, None)
+    keys = ["t|k", "r|u"]
+    first = await leasing.reserve(keys, [tok, req], [10, 0])
+    assert first.ok and first.used_tokens == [10, -1] and first.used_requests == [-1, 1]  # its own lease not shown
+    assert await charged(leasing, "t|k") == (0, 10 + 5 * 10) and await charged(leasing, "r|u") == (1 + 5, 0)
+    for i in range(2, 7):  # five more from the lease: no round trip, exact counts, the first reservation's stamp
+        out = leasing.reserve_now(keys, [tok, req], [10, 0])
+        assert out is not None and out.ok and out.stamp_ms == first.stamp_ms
+        assert out.used_tokens == [10 * i, -1] and out.used_requests == [-1, i]
+        assert 59 < out.resets[1] <= 63  # the window and the bucket it is in
+    assert leasing.reserve_now(keys, [tok, req], [10, 0]) is None  # the requests are used up
+    assert await charged(leasing, "r|u") == (6, 0), "Redis was not asked"
+    leasing.settle(keys, [tok, req], [-4, 0], first.stamp_ms)  # one request used 6 tokens, not 10
+    assert not leasing._pending, "the correction went into the lease, not to Redis"
+    await leasing.close_pending()  # what is left goes back: the 4 tokens
+    assert await charged(leasing, "t|k") == (0, 6 * 10 - 4) and await charged(leasing, "r|u") == (6, 0)
+
+
+async def test_a_lease_goes_back_when_its_time_is_up(leasing: RedisBackend) -> None:
+    rule = Rule("b", "key", 3600, 100_000, 10**9)
+    out = await leasing.reserve(["b|k"], [rule], [7])
+    assert out.ok and await charged(leasing, "b|k") == (6, 42)
+    assert leasing.reserve_now(["b|k"], [rule], [7]) is not None
+    await asyncio.sleep(0.45)
+    assert not leasing._leases and await charged(leasing, "b|k") == (2, 14)  # exactly what two requests took
+    assert leasing.reserve_now(["b|k"], [rule], [7]) is None
+
+
+async def test_a_reservation_hands_back_a_lease_too_small_for_it(leasing: RedisBackend) -> None:
+    rule = Rule("t", "key", 3600, None, 10**9)
+    await leasing.reserve(["t|k"], [rule], [10])  # lease: 50 tokens
+    assert leasing.reserve_now(["t|k"], [rule], [45]) is not None  # 5 left
+    assert leasing.reserve_now(["t|k"], [rule], [10]) is None
+    out = await leasing.reserve(["t|k"], [rule], [10])  # hands back the 5, takes a new lease of 50
+    assert out.used_tokens == [65]
+    assert await charged(leasing, "t|k") == (0, 10 + 45 + 10 + 50)
+
+
+async def test_no_lease_near_the_limit_so_the_limit_stays_exact(leasing: RedisBackend) -> None:
+    rule = Rule("r", "global", 3600, 60, None)
+    admitted = 0
+    asked = 0
+    for _ in range(70):
+        out = leasing.reserve_now(["r|"], [rule], [0])
+        if out is None:
+            asked += 1
+            out = await leasing.reserve(["r|"], [rule], [0])
+        admitted += out.ok
+        if out.ok:
+            assert out.used_requests == [admitted]
+    assert admitted == 60 and await charged(leasing, "r|") == (60, 0)
+    # Leases of 5 while 8 × 5 stay free after them (up to 20 used): 4 round trips for the first 24, then one each.
+    assert asked == 4 + (60 - 24) + 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.errors import RateLimited, ServiceUnavailable
@@ -49,8 +50,10 @@ class LimitStage:
         self.fail_closed = fail_closed
         self.metrics = metrics
         self._mode = ("closed",) if fail_closed else ("open",)
-        # In memory there is nothing to wait for: no coroutine per request.
-        self._reserve_now = backend.reserve_now if type(backend) is MemoryBackend else None
+        # In memory, and from the leases a Redis backend holds, there is nothing to wait for: no coroutine.
+        self._reserve_now: Callable[[list[str], list[Rule], list[int]], Outcome | None] | None = None
+        if type(backend) is MemoryBackend or (type(backend) is RedisBackend and backend.lease):
+            self._reserve_now = backend.reserve_now
 
     async def start(self) -> None:
         if isinstance(self.backend, RedisBackend):
@@ -70,9 +73,8 @@ class LimitStage:
                 prompt, completion = self._estimate(ctx)
                 break
         costs = [0 if rule.tokens is None else rule.cost(prompt, completion) for rule in rules]
-        if self._reserve_now is not None:
-            outcome = self._reserve_now(checks.keys, rules, costs)
-        else:
+        outcome = None if self._reserve_now is None else self._reserve_now(checks.keys, rules, costs)
+        if outcome is None:
             try:
                 outcome = await self.backend.reserve(checks.keys, rules, costs)
             except BackendUnavailable:
@@ -191,7 +193,8 @@ def build_limit_stage(config: GatewayConfig, registry: Registry, counter: TokenC
     if use_redis:
         url = config.redis.url or "redis://127.0.0.1:6379/0"
         backend = RedisBackend(url, config.redis.pool_size, limits.redis_prefix, limits.redis_timeout_s,
-                               limits.retry_backend_after_s, metrics.backend_errors)
+                               limits.retry_backend_after_s, metrics.backend_errors, limits.redis_lease,
+                               limits.redis_lease_s)
     else:
         backend = MemoryBackend()
     return LimitStage(RuleSet(rules, limits.buckets), backend, counter, limits.completion_estimate,
