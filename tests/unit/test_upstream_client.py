@@ -74,3 +74,35 @@ async def test_first_token_timeout_applies_while_waiting_with_the_head(
                               Timeouts(first_byte=0.3), first_body=True)
     finally:
         client.close()
+
+
+async def test_bodies_read_whole_and_the_connection_reused_even_after_a_large_one() -> None:
+    """A body that came with its head is handed over without iterating; one large enough to pause reading
+    leaves the connection reading again, so the next request on it is answered."""
+    sizes = iter([10, 2 * 1024 * 1024, 10])
+    accepted = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)
+                body = b"x" * next(sizes)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    origin = Origin("http", "127.0.0.1", server.sockets[0].getsockname()[1])
+    client = HttpClient()
+    try:
+        for size in (10, 2 * 1024 * 1024, 10):
+            response = await client.send(origin, b"POST /v1/x HTTP/1.1\r\n", b"{}", Timeouts(total=5))
+            assert await response.read() == b"x" * size
+        assert accepted == 1, "all three on one keep-alive connection"
+    finally:
+        client.close()
+        server.close()

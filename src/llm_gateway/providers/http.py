@@ -208,6 +208,15 @@ class UpstreamResponse:
             self.release()
 
     async def read(self) -> bytes:
+        conn = self._conn
+        if conn.complete and not self._released:  # the body came with the head (most small answers): no iterator
+            parts = list(conn.chunks)
+            conn.chunks.clear()
+            if conn.buffered > _PAUSE_AT and conn.transport is not None:
+                conn.transport.resume_reading()  # it paused on a large body: reusable only reading again
+            conn.buffered = 0
+            self.release()
+            return parts[0] if len(parts) == 1 else b"".join(parts)
         parts = [chunk async for chunk in self.chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
