@@ -15,6 +15,7 @@ from llm_gateway.limits.backend import BackendUnavailable
 from llm_gateway.limits.memory import MemoryBackend
 from llm_gateway.limits.redis import RedisBackend
 from llm_gateway.limits.rules import Rule
+from llm_gateway.redis_client import RespClient
 from llm_gateway.telemetry.metrics import Counter
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -242,3 +243,18 @@ async def test_no_lease_near_the_limit_so_the_limit_stays_exact(leasing: RedisBa
     assert admitted == 60 and await charged(leasing, "r|") == (60, 0)
     # Leases of 5 while 8 × 5 stay free after them (up to 20 used): 4 round trips for the first 24, then one each.
     assert asked == 4 + (60 - 24) + 10
+
+
+async def test_leases_handed_back_by_a_failed_call_are_not_handed_out_again(leasing: RedisBackend) -> None:
+    rule = Rule("t", "key", 3600, None, 10**9)
+    await leasing.reserve(["t|k"], [rule], [10])  # a lease of 50 tokens
+    live = leasing.client
+    leasing.client = RespClient("redis://127.0.0.1:9/0", 1, 0.2)  # Redis gone
+    try:
+        with pytest.raises(BackendUnavailable):
+            await leasing.reserve(["t|k"], [rule], [60])  # more than the lease: asks Redis, handing the 50 back
+    finally:
+        await leasing.client.close()
+        leasing.client = live
+    # Whether Redis ran the failed call is unknown: handing the lease out again could pass the limit.
+    assert "t|k" not in leasing._leases and leasing.reserve_now(["t|k"], [rule], [10]) is None

@@ -113,7 +113,6 @@ class RedisBackend:
         lease = self.lease
         leases = self._leases
         args: list[int] = []
-        back: list[tuple[str, _Lease]] = []  # leases handed back with this call
         for key, rule, cost in zip(keys, rules, costs, strict=True):
             args.extend(rule.params)
             args.append(cost)
@@ -124,14 +123,13 @@ class RedisBackend:
                 args.extend(_NOTHING_BACK)
             else:
                 args.extend((held.stamp_ms, held.requests, held.tokens))
-                back.append((key, held))
         sent_at = time.monotonic()
         try:
             reply: list[int] = await self._reserve(self.client, [prefix + k for k in keys], args)
         except FAILURES as exc:
-            for key, held in back:  # not handed back after all: still charged, still ours
-                if key not in leases:
-                    self._hold(key, held)
+            # The leases handed back are dropped: if the call timed out after Redis ran it, they are no longer
+            # charged, and handing them out would admit beyond the limit; if it did not run, they stay charged
+            # until they leave the window (the cautious side, as for a settlement that cannot be sent).
             self._failed("reserve", exc)
             raise BackendUnavailable(str(exc)) from None
         if self._down:
