@@ -25,10 +25,10 @@ def errors() -> Counter:
     return Counter("errors", "", ["operation"])
 
 
-@pytest.fixture
-async def backend() -> AsyncIterator[RedisBackend]:
-    prefix = f"test-limits-{uuid.uuid4().hex[:8]}:"
-    b = RedisBackend(REDIS_URL, 4, prefix, 1.0, 1.0, errors())
+async def started(prefix: str, **options: Any) -> AsyncIterator[RedisBackend]:
+    """A backend on its own key prefix; its keys are deleted afterwards."""
+    prefix = f"{prefix}-{uuid.uuid4().hex[:8]}:"
+    b = RedisBackend(REDIS_URL, 4, prefix, 1.0, 1.0, errors(), **options)
     await b.start()
     yield b
     await b.close()
@@ -37,6 +37,12 @@ async def backend() -> AsyncIterator[RedisBackend]:
     if keys:
         await admin.delete(*keys)
     await admin.aclose()
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[RedisBackend]:
+    async for b in started("test-limits"):
+        yield b
 
 
 async def test_same_answers_as_memory(backend: RedisBackend) -> None:
@@ -168,16 +174,8 @@ async def test_large_counts_are_kept_as_integers(backend: RedisBackend) -> None:
 @pytest.fixture
 async def leasing() -> AsyncIterator[RedisBackend]:
     """A backend that asks for leases of 5 requests' worth, held at most 0.3 s."""
-    prefix = f"test-lease-{uuid.uuid4().hex[:8]}:"
-    b = RedisBackend(REDIS_URL, 4, prefix, 1.0, 1.0, errors(), lease=5, lease_s=0.3)
-    await b.start()
-    yield b
-    await b.close()
-    admin = aioredis.Redis.from_url(REDIS_URL)
-    keys = [k async for k in admin.scan_iter(match=prefix + "*")]
-    if keys:
-        await admin.delete(*keys)
-    await admin.aclose()
+    async for b in started("test-lease", lease=5, lease_s=0.3):
+        yield b
 
 
 async def charged(b: RedisBackend, key: str) -> tuple[int, int]:
