@@ -90,6 +90,8 @@ async def test_headers_name_the_tightest_limits_and_settle_corrects_by_rule() ->
     s = stage(rules, backend)
     ctx = context({"model": "m", "messages": MESSAGES, "max_tokens": 20})
     await s.admit(ctx)
+    assert ctx.response_headers == []  # written while the upstream works on the request: deferred
+    ctx.run_deferred()
     headers = dict(ctx.response_headers)
     assert [name for name, _ in ctx.response_headers] == [
         "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",

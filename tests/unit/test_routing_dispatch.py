@@ -48,8 +48,8 @@ class Setup:
         self.attempts: list[tuple[str, str, int | None]] = []
         self.dispatcher.on_attempt = self.on_attempt
 
-    def on_attempt(self, ctx: RequestContext, dep: Any, started: float, error: BaseException | None,
-                   kind: str) -> None:
+    def on_attempt(self, ctx: RequestContext, dep: Any, started: float, error: BaseException | None = None,
+                   kind: str = "primary", ended: float | None = None) -> None:
         record = (dep.id, kind, error.status if isinstance(error, GatewayError) else None)
         self.attempts.append(record)
         if ctx.attempt_log is None:  # the same list telemetry keeps, where the answer must come last
@@ -68,6 +68,7 @@ class Setup:
         try:
             _, response = await self.dispatcher.send(ctx, None)
             await response.read()
+            ctx.run_deferred()  # as the edge does once the answer went on
             ctx.status = 200
         except GatewayError as err:
             ctx.status, ctx.error_type = err.status, err.type

@@ -10,8 +10,7 @@ class UsageStage:
     def __init__(self, counter: TokenCounter) -> None:
         self.counter = counter
 
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
+    admit = None  # nothing to do before the upstream call
 
     def settle(self, ctx: RequestContext) -> None:
         if ctx.usage is not None:

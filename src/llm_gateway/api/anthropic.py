@@ -75,6 +75,10 @@ class MessagesResponder(Responder):
             body = error_body(status, body)
         self._inner.send(status, body, headers, b"application/json")
 
+    def prepare(self, status: int, headers: list[tuple[str, str]],
+                content_type: bytes = b"text/event-stream") -> None:
+        self._inner.prepare(status, headers, content_type)
+
     def start(self, status: int, headers: list[tuple[str, str]],
               content_type: bytes = b"text/event-stream") -> None:
         self._encoder = MessagesStreamEncoder(self._model)

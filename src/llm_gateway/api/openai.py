@@ -8,6 +8,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -117,12 +118,15 @@ class OpenAIApi:
             self._read(ctx)
             await self.pipeline.admit(ctx)
             if ctx.cache is not None and ctx.cache.answer is not None:  # the cache stage found the answer
+                ctx.run_deferred()  # what the stages left for while an upstream works: none will
                 await replay(ctx, responder, ctx.cache.answer, self._headers(ctx))
             else:
                 await self._forward(ctx, responder)
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_type = err.type
+            if ctx.deferred:  # e.g. limit headers, when the request failed before it went upstream
+                ctx.run_deferred()
             if responder.started:
                 await self._end_stream_with_error(responder, err)
             else:
@@ -134,6 +138,8 @@ class OpenAIApi:
         finally:
             ctx.finished_at = time.perf_counter()
             self.in_flight -= 1
+            if ctx.deferred:
+                ctx.run_deferred()
             self.pipeline.settle(ctx)
 
     def _read(self, ctx: RequestContext) -> None:
@@ -169,6 +175,8 @@ class OpenAIApi:
 
     async def _forward(self, ctx: RequestContext, responder: Responder) -> None:
         auth = ctx.request.headers.get("authorization") if self.forward_client_auth else None
+        if ctx.stream:  # the stream's head is rendered while the upstream works (usually it is the one sent)
+            ctx.defer(partial(self._prepare_head, ctx, responder))
         call, response = await self.dispatcher.send(ctx, auth)
         provider = ctx.deployment.provider
         headers = self._headers(ctx)
@@ -184,6 +192,7 @@ class OpenAIApi:
             ctx.first_byte_at = time.perf_counter()
             ctx.status = 200
             responder.send(200, parsed.body, headers)
+            ctx.run_deferred()
             return
         decoder = provider.stream_decoder(call)
         ctx.output = decoder
@@ -197,6 +206,8 @@ class OpenAIApi:
                     if not ctx.first_byte_at:
                         ctx.first_byte_at = time.perf_counter()
                     await responder.write(out)
+                    if ctx.deferred:  # the answer's bookkeeping, left until its first bytes went on
+                        ctx.run_deferred()
                     if capture is not None:
                         capture.feed(out)
             out = decoder.finish()
@@ -209,6 +220,10 @@ class OpenAIApi:
             ctx.usage = decoder.usage
             if decoder.usage is None:
                 ctx.completion_parts = decoder.completion_texts()
+
+    def _prepare_head(self, ctx: RequestContext, responder: Responder) -> None:
+        if ctx.endpoint in ENDPOINTS.values():
+            responder.prepare(200, self._headers(ctx))
 
     async def _relay_raw(self, ctx: RequestContext, responder: Responder, response: Any,
                          headers: list[tuple[str, str]]) -> None:

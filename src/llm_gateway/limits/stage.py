@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.errors import RateLimited, ServiceUnavailable
@@ -83,12 +84,13 @@ class LimitStage:
                     raise ServiceUnavailable("rate limits cannot be checked right now (the limit store is "
                                              "unavailable); retry shortly", headers={"retry-after": "1"}) from None
                 return
-        ctx.response_headers.extend(rate_headers(rules, costs, outcome))
         if not outcome.ok:
+            ctx.response_headers.extend(rate_headers(rules, costs, outcome))
             rule = rules[outcome.failed]
             self.metrics.limited.inc((rule.scope, rule.id))
             raise refusal(ctx, rule, costs[outcome.failed], outcome)
         ctx.limit_hold = Hold(checks.keys, rules, costs, outcome.stamp_ms)
+        ctx.defer(partial(_add_rate_headers, ctx.response_headers, rules, costs, outcome))
 
     def settle(self, ctx: RequestContext) -> None:
         hold: Hold | None = ctx.limit_hold
@@ -141,6 +143,10 @@ def refusal(ctx: RequestContext, rule: Rule, cost: int, outcome: Outcome) -> Rat
                f"used {used}, requested {asked}; {tail}.")
     headers = {"retry-after": str(max(1, math.ceil(retry))), "retry-after-ms": str(math.ceil(retry * 1000))}
     return RateLimited(message, headers=headers)
+
+
+def _add_rate_headers(headers: list[tuple[str, str]], rules: list[Rule], costs: list[int], outcome: Outcome) -> None:
+    headers.extend(rate_headers(rules, costs, outcome))
 
 
 def rate_headers(rules: list[Rule], costs: list[int], outcome: Outcome) -> list[tuple[str, str]]:

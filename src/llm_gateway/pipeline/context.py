@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from llm_gateway.server.http import Request
+
+log = logging.getLogger("llm_gateway.pipeline")
 
 
 class Usage:
@@ -49,7 +53,7 @@ class RequestContext:
         "error_type", "first_byte_at", "finished_at", "cache_status", "key", "team", "response_headers",
         "completion_parts", "prompt_tokens_estimate", "attempts", "extensions", "settled", "disconnected",
         "attempt_log", "output", "cost", "cache", "limit_hold",
-        "options", "in_flight_on",
+        "options", "in_flight_on", "deferred",
     )
 
     def __init__(self, request: Request, request_id: str, endpoint: str) -> None:
@@ -88,6 +92,27 @@ class RequestContext:
         self.cache: Any = None  # cache.stage.Ticket: what the cache found or will store
         self.options: Any = None  # routing.options.RequestOptions: the `x-gateway` extension, when sent
         self.in_flight_on: Any = None  # the Deployment whose in-flight count this request holds until settle
+        # Work that must be done before the response starts but not before the upstream call: it runs while the
+        # upstream works on the request (see `defer`).
+        self.deferred: list[Callable[[], None]] = []
+
+    def defer(self, work: Callable[[], None]) -> None:
+        """Run `work` later: right after the request went upstream, or else before the response is built.
+
+        For what the client's response needs but the upstream call does not (headers, bookkeeping): the time
+        to the first byte is then spent only on what the upstream call needs.
+        """
+        self.deferred.append(work)
+
+    def run_deferred(self) -> None:
+        """Run the deferred work now (in order; what it defers in turn runs too). Failures are logged."""
+        while self.deferred:
+            work, self.deferred = self.deferred, []
+            for item in work:
+                try:
+                    item()
+                except Exception:
+                    log.exception("deferred work %s failed for request %s", item, self.request_id)
 
     @property
     def latency(self) -> float:

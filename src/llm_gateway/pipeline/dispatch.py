@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from llm_gateway.errors import BadRequest, GatewayError, ServiceUnavailable, UpstreamTimeout
@@ -80,6 +81,9 @@ class Dispatcher:
         """Send to the route's deployments until one answers; return once it did (see the module docstring).
 
         Raises the last attempt's GatewayError (an upstream error status is the provider's mapped error).
+        The work `ctx.defer`red until then runs right after the request went upstream; the answering
+        attempt's bookkeeping (telemetry, cooldown, time to first token) is deferred in turn: the caller runs
+        `ctx.run_deferred()` once the answer's first bytes left for the client.
         """
         route: Route = ctx.route
         if ctx.options is None and route.simple and not (route.retries or (
@@ -89,13 +93,13 @@ class Dispatcher:
 
     async def _only_attempt(self, ctx: RequestContext, dep: Deployment, client_auth: str | None,
                             deadline: float | None) -> Result:
-        """One attempt whose outcome is final: the deployment answers for the request either way."""
-        try:
-            result = await self._attempt(ctx, dep, client_auth, deadline, PRIMARY)
-        except GatewayError:
-            self._answered_by(ctx, dep, held=False)
-            raise
-        self._answered_by(ctx, dep, held=True)
+        """One attempt whose outcome is final: the deployment answers for the request either way.
+
+        So its response headers are known before it starts, and can be written while the upstream works.
+        """
+        self._answered_by(ctx, dep, held=False, attempts=ctx.attempts + 1)
+        result = await self._attempt(ctx, dep, client_auth, deadline, PRIMARY)
+        ctx.in_flight_on = dep  # released when the request settles
         return result
 
     # -- one attempt
@@ -123,7 +127,8 @@ class Dispatcher:
         try:
             canonical = call.endpoint in CANONICAL
             response: Any = await self.client.send(provider.origin, prepared.head(), prepared.body, timeouts,
-                                                   first_body=canonical and ctx.stream)
+                                                   first_body=canonical and ctx.stream,
+                                                   after_write=ctx.run_deferred)
             if response.status >= 400:
                 body = await response.read()
                 headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers}
@@ -143,11 +148,15 @@ class Dispatcher:
         except BaseException:  # cancelled: the client left, or this attempt lost a hedge (recorded by the caller)
             dep.in_flight -= 1
             raise
-        dep.observe_ttft(time.perf_counter() - started)
+        ctx.defer(partial(self._succeeded, ctx, dep, started, time.perf_counter(), kind))
+        return call, response
+
+    def _succeeded(self, ctx: RequestContext, dep: Deployment, started: float, answered: float, kind: str) -> None:
+        """An attempt's answer arrived at `answered`: noted once its first bytes went on (see `send`)."""
+        dep.observe_ttft(answered - started)
         self.cooldowns.success(dep)
         if self.on_attempt is not None:
-            self.on_attempt(ctx, dep, started, None, kind)
-        return call, response
+            self.on_attempt(ctx, dep, started, None, kind, answered)
 
     async def _hedged(self, ctx: RequestContext, client_auth: str | None, deadline: float | None,
                       cands: list[Deployment], kind: str, config: HedgeConfig) -> tuple[Deployment, Result]:
@@ -175,12 +184,13 @@ class Dispatcher:
     def _hedge_lost(self, ctx: RequestContext, dep: Deployment, kind: str, started: float) -> None:
         if self.on_attempt is None:
             return
+        ctx.run_deferred()  # the answer's own record first
         self.on_attempt(ctx, dep, started, asyncio.CancelledError(), kind)
         log = ctx.attempt_log
         if log is not None and len(log) >= 2:  # the answer stays the last attempt, as the trace expects
             log[-1], log[-2] = log[-2], log[-1]
 
-    def _answered_by(self, ctx: RequestContext, dep: Deployment, *, held: bool) -> None:
+    def _answered_by(self, ctx: RequestContext, dep: Deployment, *, held: bool, attempts: int = 0) -> None:
         """Note the deployment that answered (or the last one tried) on the context and in response headers."""
         ctx.deployment = dep
         ctx.provider = dep.provider.name
@@ -188,7 +198,7 @@ class Dispatcher:
         if held:
             ctx.in_flight_on = dep  # released when the request settles
         ctx.response_headers.extend((("x-gateway-provider", dep.provider.name), ("x-gateway-deployment", dep.id),
-                                     ("x-gateway-attempts", str(ctx.attempts))))
+                                     ("x-gateway-attempts", str(attempts or ctx.attempts))))
 
     # -- retries, fallbacks, hedging
     def _plan(self, ctx: RequestContext, route: Route) -> tuple[Route, list[Route], int, HedgeConfig | None]:

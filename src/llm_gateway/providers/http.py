@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -195,12 +195,16 @@ class UpstreamResponse:
         conn = self._conn
         try:
             while True:
-                while conn.chunks:
-                    data = conn.chunks.popleft()
-                    conn.buffered -= len(data)
-                    if conn.buffered < _PAUSE_AT // 2 and conn.transport is not None:
+                if conn.chunks:
+                    # All that arrived since the last turn at once: one write to the client, not one per piece.
+                    pieces = conn.chunks
+                    data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+                    pieces.clear()
+                    if conn.buffered > _PAUSE_AT // 2 and conn.transport is not None:
                         conn.transport.resume_reading()
+                    conn.buffered = 0
                     yield data
+                    continue
                 if conn.complete:
                     break
                 await self._more()
@@ -356,12 +360,13 @@ class HttpClient:
         return pool
 
     async def send(self, origin: Origin, head: bytes, body: bytes, timeouts: Timeouts,
-                   first_body: bool = False) -> UpstreamResponse:
+                   first_body: bool = False, after_write: Callable[[], None] | None = None) -> UpstreamResponse:
         """Send a request whose request line and headers (without Host/Content-Length/ending) are `head`.
 
         Returns once the response head arrived; with `first_body`, once the first body bytes did too (or the
         response ended). A reused connection that turns out dead before any byte of the response arrived is
-        replaced once (the request never reached a live server).
+        replaced once (the request never reached a live server). `after_write` is called once the request was
+        handed to the connection, while the upstream works on it.
         """
         pool = self._pool(origin)
         data = b"%sHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -370,20 +375,23 @@ class HttpClient:
         for _ in range(2):
             conn = await pool.acquire(timeouts.connect)
             try:
-                return await self._exchange(conn, data, timeouts, started, first_body)
+                return await self._exchange(conn, data, timeouts, started, first_body, after_write)
             except UpstreamUnavailable:
                 if conn.reused and not conn.got_bytes:
+                    after_write = None  # it ran after the first write
                     continue
                 raise
         raise UpstreamUnavailable(f"upstream {origin.host_header} keeps closing connections")
 
     async def _exchange(self, conn: _Conn, data: bytes, timeouts: Timeouts, started: float,
-                        first_body: bool) -> UpstreamResponse:
+                        first_body: bool, after_write: Callable[[], None] | None) -> UpstreamResponse:
         waiter = conn.loop.create_future()
         conn.head_waiter = waiter
         conn.wake_at_body = first_body
         assert conn.transport is not None
         conn.transport.write(data)
+        if after_write is not None:
+            after_write()
         limit = min(timeouts.first_byte, timeouts.total)
         conn.expires_at = started + limit
         conn.timeout_message = ""  # written if it expires: "no response within <limit>"

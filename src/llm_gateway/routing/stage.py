@@ -15,7 +15,7 @@ class RoutingStage:
     def __init__(self, cooldowns: Cooldowns) -> None:
         self.cooldowns = cooldowns
 
-    async def admit(self, ctx: RequestContext) -> None:
+    def admit(self, ctx: RequestContext) -> None:
         if ctx.route is None:
             raise NotFound(f"the model {ctx.model!r} does not exist or is not served by this gateway",
                            param="model", code="model_not_found")

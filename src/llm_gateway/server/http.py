@@ -48,11 +48,12 @@ class Request:
 class Responder:
     """Writes one response: whole (`send`) or streamed with chunked encoding (`start`, `write`, `end`)."""
 
-    __slots__ = ("_conn", "_head", "started", "finished", "status", "keep_alive")
+    __slots__ = ("_conn", "_head", "_prepared", "started", "finished", "status", "keep_alive")
 
     def __init__(self, conn: HttpConnection, keep_alive: bool) -> None:
         self._conn = conn
         self._head = b""
+        self._prepared: tuple[int, list[tuple[str, str]], bytes, bool, bytes] | None = None
         self.started = False
         self.finished = False
         self.status = 0
@@ -85,10 +86,27 @@ class Responder:
             extra.extend(headers)
         self.send(err.status, err.body(), extra)
 
+    def prepare(self, status: int, headers: list[tuple[str, str]],
+                content_type: bytes = b"text/event-stream") -> None:
+        """Render the head `start` will likely be called with, ahead of time (while the upstream works)."""
+        self._prepared = (status, list(headers), content_type, self.keep_alive,
+                          self._render(status, headers, content_type))
+
     def start(self, status: int, headers: list[tuple[str, str]],
               content_type: bytes = b"text/event-stream") -> None:
         self.started = True
         self.status = status
+        prepared = self._prepared
+        if (prepared is not None and prepared[0] == status and prepared[1] == headers and prepared[2] == content_type
+                and prepared[3] == self.keep_alive):
+            head = prepared[4]
+        else:
+            head = self._render(status, headers, content_type)
+        # Held back until the first chunk (or the end) so that both leave in one segment: one syscall less,
+        # and no client waits on a head whose body is still in the gateway.
+        self._head = head
+
+    def _render(self, status: int, headers: list[tuple[str, str]], content_type: bytes) -> bytes:
         head = [status_line(status), b"content-type: ", content_type,
                 b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n"]
         for name, value in headers:
@@ -96,9 +114,7 @@ class Responder:
         if not self.keep_alive:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
-        # Held back until the first chunk (or the end) so that both leave in one segment: one syscall less,
-        # and no client waits on a head whose body is still in the gateway.
-        self._head = b"".join(head)
+        return b"".join(head)
 
     async def write(self, data: bytes) -> None:
         if data:

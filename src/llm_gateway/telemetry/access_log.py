@@ -141,8 +141,7 @@ class AccessLogStage:
         self.bodies = bodies
         self.redactor = redactor or Redactor(())
 
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
+    admit = None  # nothing to do before the upstream call
 
     def settle(self, ctx: RequestContext) -> None:
         rec = access_record(ctx)

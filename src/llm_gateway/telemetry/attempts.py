@@ -1,7 +1,8 @@
 """Upstream attempts: the record the dispatcher leaves for each try, and the hook that takes it.
 
-The dispatcher calls `on_attempt(ctx, deployment, started, error, kind)` once per upstream attempt, when its
-outcome is known (response head arrived, or it failed). That is all the coupling between routing and
+The dispatcher calls `on_attempt(ctx, deployment, started, error, kind, ended)` once per upstream attempt: when
+it failed, or once the answer's first bytes went on to the client (`ended` is when the answer arrived). That is
+all the coupling between routing and
 telemetry: metrics are updated right away, and the attempt is kept on the context for the trace and the
 access log, which are built in settle.
 """
@@ -9,8 +10,7 @@ access log, which are built in settle.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from llm_gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from llm_gateway.pipeline.context import RequestContext
@@ -19,8 +19,14 @@ from llm_gateway.telemetry.gateway_metrics import GatewayMetrics
 PRIMARY, RETRY, FALLBACK, HEDGE = "primary", "retry", "fallback", "hedge"
 KINDS = (PRIMARY, RETRY, FALLBACK, HEDGE)
 
-# Signature of the dispatcher's hook; `started` is the time.perf_counter() taken just before sending.
-AttemptHook = Callable[[RequestContext, Any, float, BaseException | None, str], None]
+
+class AttemptHook(Protocol):
+    """The dispatcher's hook. `started` is the time.perf_counter() taken just before sending; `ended`, when the
+    outcome was known if that was earlier than the call (a successful attempt is noted after its answer went on).
+    """
+
+    def __call__(self, ctx: RequestContext, deployment: Any, started: float, error: BaseException | None = None,
+                 kind: str = ..., ended: float | None = None) -> None: ...
 
 
 class Attempt:
@@ -79,8 +85,8 @@ class AttemptRecorder:
         self.metrics = metrics
 
     def on_attempt(self, ctx: RequestContext, deployment: Any, started: float,
-                   error: BaseException | None = None, kind: str = PRIMARY) -> None:
-        now = time.perf_counter()
+                   error: BaseException | None = None, kind: str = PRIMARY, ended: float | None = None) -> None:
+        now = ended or time.perf_counter()
         attempt = Attempt(deployment, started, now, kind)
         if error is None:
             attempt.status = 200

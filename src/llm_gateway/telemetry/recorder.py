@@ -44,8 +44,7 @@ class MetricsStage:
         self.m = metrics
         self.g = gateway_metrics
 
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
+    admit = None  # nothing to do before the upstream call
 
     def settle(self, ctx: RequestContext) -> None:
         m = self.m

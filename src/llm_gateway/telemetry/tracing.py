@@ -121,8 +121,7 @@ class Tracing:
     def force_flush(self) -> bool:
         return self.processor.force_flush()
 
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
+    admit = None  # nothing to do before the upstream call
 
     def _span(self, name: str, trace_id: int, parent: SpanContext | None, kind: SpanKind, attrs: dict[str, Any],
               start: int, end: int, status: Status = UNSET) -> SpanContext:

@@ -24,8 +24,7 @@ class CostStage:
     def __init__(self, prices: PriceTable) -> None:
         self.prices = prices
 
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
+    admit = None  # nothing to do before the upstream call
 
     def settle(self, ctx: RequestContext) -> None:
         usage = ctx.usage

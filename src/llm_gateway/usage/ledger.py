@@ -137,8 +137,7 @@ class LedgerStage:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
+    admit = None  # nothing to do before the upstream call
 
     def settle(self, ctx: RequestContext) -> None:
         usage = ctx.usage
