@@ -106,6 +106,19 @@ def test_redis_leases_serve_from_the_gateway_and_go_back_at_shutdown(
     admin.close()
 
 
+def test_an_answer_from_the_cache_carries_the_limit_headers_too(gateway_factory: Callable[..., GatewayProcess],
+                                                                 upstream: Upstream) -> None:
+    """The limit headers are written while an upstream works; a cached answer has none working, yet has them."""
+    rules = [{"name": "per-user", "scope": "user", "window": "1h", "requests": 10}]
+    gw = gateway_factory(upstream_args(upstream), config={"limits": {"rules": rules}, "cache": {"enabled": True}})
+    text = f"cached {uuid.uuid4()}"
+    for i, status in enumerate(("MISS", "HIT"), start=1):
+        r = httpx.post(f"{gw.v1}/chat/completions", headers={"user": "dana"},
+                       json={"model": "m", "messages": [{"role": "user", "content": text}]})
+        assert r.status_code == 200 and r.headers["x-cache"] == status
+        assert r.headers["x-ratelimit-remaining-requests"] == str(10 - i)
+
+
 def test_config_rules_in_memory_name_the_tightest_limit(gateway_factory: Callable[..., GatewayProcess],
                                                         upstream: Upstream) -> None:
     rules = [{"name": "user-daily", "scope": "user", "window": "1d", "requests": 2},
@@ -119,6 +132,8 @@ def test_config_rules_in_memory_name_the_tightest_limit(gateway_factory: Callabl
     with httpx.stream("POST", f"{gw.v1}/chat/completions", headers={"user": "alice"},
                       json={"model": "m", "messages": MESSAGES, "stream": True}) as streamed:
         assert streamed.status_code == 200 and streamed.headers["x-ratelimit-remaining-requests"] == "0"
+        # the stream's head, rendered while the upstream worked, names the deployment that answered too
+        assert streamed.headers["x-gateway-deployment"] == "openai/m" and streamed.headers["x-gateway-attempts"] == "1"
         assert b"[DONE]" in b"".join(streamed.iter_bytes())
     refused = chat(gw, "alice")
     assert refused.status_code == 429

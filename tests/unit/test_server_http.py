@@ -17,6 +17,12 @@ async def echo(request: Request, responder: Responder) -> None:
             await responder.write(part)
         responder.end()
         return
+    if request.path in ("/prepared", "/prepared-other"):  # a head rendered ahead; the second sends another
+        responder.prepare(200, [("x-a", "1")])
+        responder.start(200, [("x-a", "1" if request.path == "/prepared" else "2")])
+        await responder.write(b"one")
+        responder.end()
+        return
     if request.path == "/boom":
         raise RuntimeError("secret internals")
     responder.send(200, b"%s %s %d" % (request.method.encode(), request.path.encode(), len(request.body)),
@@ -74,6 +80,14 @@ async def test_streamed_response_is_chunked(server: int) -> None:
     head, _, body = got.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in head and b"x-a: 1" in head
     assert body == b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
+
+
+async def test_a_prepared_head_is_sent_only_for_the_headers_it_was_rendered_with(server: int) -> None:
+    for path, header in ((b"/prepared", b"x-a: 1"), (b"/prepared-other", b"x-a: 2")):
+        got = await exchange(server, b"GET %s HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n" % path)
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.count(b"x-a:") == 1 and header in head and b"connection: close" in head
+        assert body == b"3\r\none\r\n0\r\n\r\n"
 
 
 async def test_handler_crash_is_a_500_without_internals(server: int) -> None:

@@ -106,3 +106,35 @@ async def test_bodies_read_whole_and_the_connection_reused_even_after_a_large_on
     finally:
         client.close()
         server.close()
+
+
+async def test_pieces_that_arrived_together_are_handed_over_as_one_and_after_write_runs_before_the_answer() -> None:
+    """The server answers only once `after_write` ran (it would wait forever otherwise), with three chunks in one
+    segment: the reader gets them joined, one write to the client instead of three."""
+    written = asyncio.Event()
+    calls = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)
+        await written.wait()
+        writer.write(HEAD + chunk(b"a") + chunk(b"b") + chunk(b"c") + b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    def after_write() -> None:
+        calls.append(1)
+        written.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    origin = Origin("http", "127.0.0.1", server.sockets[0].getsockname()[1])
+    client = HttpClient()
+    try:
+        async with asyncio.timeout(5):
+            response = await client.send(origin, b"POST /v1/x HTTP/1.1\r\n", b"{}", Timeouts(), first_body=True,
+                                         after_write=after_write)
+            assert calls == [1]
+            assert [piece async for piece in response.chunks()] == [b"abc"]
+    finally:
+        client.close()
+        server.close()
