@@ -20,3 +20,4 @@ def test_bench_smoke_full_pipeline() -> None:
     assert "| llm-gateway (full) |" in out.stdout and "| direct |" in out.stdout
     row = next(line for line in out.stdout.splitlines() if line.startswith("| llm-gateway (full) |"))
     assert "20/20" in row and "50/50" in row  # every stream ended with [DONE]; the concurrent slow streams held
+    assert "added stream TTFB p50 against its own upstream called directly" in out.stdout
