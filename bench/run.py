@@ -172,15 +172,21 @@ async def streams(url: str, n: int, concurrency: int, headers: dict[str, str], m
 async def paired_ttfb(gateway: str, upstream: str, headers: dict[str, str], n: int, rounds: int = 3) -> list[float]:
     """Stream TTFB p50 (ms) of the gateway and of its own upstream called directly, in alternating rounds.
 
-    The upstream mock runs on the load generator's core, so a client calling it directly waits for the mock to
-    finish writing its stream, as a client of the gateway does; the difference is what the gateway adds.
+    The client runs on CPU 0 like the upstream mock, as in the shared harness: there a client waits for the mock
+    to finish writing its stream, through the gateway or not; the difference is what the gateway adds.
     """
     gw: list[float] = []
     up: list[float] = []
-    for _ in range(rounds):
-        for url, hdrs, out in ((gateway, headers, gw), (upstream, {}, up)):
-            s = await streams(f"{url}/v1/chat/completions", max(1, n // rounds), 1, hdrs, "mock")
-            out.append(s["ttfb_p50_ms"])
+    before = os.sched_getaffinity(0)
+    if shutil.which("taskset"):
+        os.sched_setaffinity(0, {0})  # this client on the load generator's core, as the shared harness runs it
+    try:
+        for _ in range(rounds):
+            for url, hdrs, out in ((gateway, headers, gw), (upstream, {}, up)):
+                s = await streams(f"{url}/v1/chat/completions", max(1, n // rounds), 1, hdrs, "mock")
+                out.append(s["ttfb_p50_ms"])
+    finally:
+        os.sched_setaffinity(0, before)
     return [statistics.median(gw), statistics.median(up)]
 
 
