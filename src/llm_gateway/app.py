@@ -53,6 +53,7 @@ class Gateway:
             await hook()
 
     async def shutdown(self) -> None:
+        self.pipeline.record()  # before the ledger, the access log and the exporters flush
         for hook in reversed(self.on_shutdown):
             await hook()
         self.client.close()
@@ -84,6 +85,7 @@ def create_app(config: GatewayConfig) -> Gateway:
     stages.append(accounts.ledger_stage)  # records what the stages before it decided
     stages.extend(telemetry.stages)  # keep last: metrics, access log and traces read what every stage set
     pipeline = Pipeline(stages)
+    registry.before_render.append(pipeline.record)  # a scrape sees every request that has ended
     dispatcher = Dispatcher(client, catalog, cooldowns, config.routing)
     dispatcher.on_attempt = telemetry.attempts.on_attempt
     openai = OpenAIApi(catalog, pipeline, dispatcher, config.auth.user_header,

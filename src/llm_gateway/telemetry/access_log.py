@@ -142,6 +142,7 @@ class AccessLogStage:
         self.redactor = redactor or Redactor(())
 
     admit = None  # nothing to do before the upstream call
+    records = True  # settles by recording what happened: may run later (pipeline.stack)
 
     def settle(self, ctx: RequestContext) -> None:
         rec = access_record(ctx)

@@ -147,6 +147,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.metrics: dict[str, Metric] = {}
+        self.before_render: list[Callable[[], None]] = []  # e.g. record what settled requests left to record
 
     def add(self, metric: M) -> M:
         if metric.name in self.metrics:
@@ -166,4 +167,6 @@ class Registry:
         return self.add(Histogram(name, help, labels, buckets))
 
     def render(self) -> bytes:
+        for hook in self.before_render:
+            hook()
         return "".join(m.render() for m in self.metrics.values()).encode()

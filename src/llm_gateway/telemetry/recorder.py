@@ -45,6 +45,7 @@ class MetricsStage:
         self.g = gateway_metrics
 
     admit = None  # nothing to do before the upstream call
+    records = True  # settles by recording what happened: may run later (pipeline.stack)
 
     def settle(self, ctx: RequestContext) -> None:
         m = self.m

@@ -122,6 +122,7 @@ class Tracing:
         return self.processor.force_flush()
 
     admit = None  # nothing to do before the upstream call
+    records = True  # settles by recording what happened: may run later (pipeline.stack)
 
     def _span(self, name: str, trace_id: int, parent: SpanContext | None, kind: SpanKind, attrs: dict[str, Any],
               start: int, end: int, status: Status = UNSET) -> SpanContext:

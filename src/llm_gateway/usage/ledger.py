@@ -138,6 +138,7 @@ class LedgerStage:
         self.ledger = ledger
 
     admit = None  # nothing to do before the upstream call
+    records = True  # settles by recording what happened: may run later (pipeline.stack)
 
     def settle(self, ctx: RequestContext) -> None:
         usage = ctx.usage
