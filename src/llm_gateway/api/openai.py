@@ -191,8 +191,7 @@ class OpenAIApi:
             ctx.completion_parts = parsed.completion_texts
             ctx.first_byte_at = time.perf_counter()
             ctx.status = 200
-            responder.send(200, parsed.body, headers)
-            ctx.run_deferred()
+            responder.send(200, parsed.body, headers)  # its bookkeeping: deferred, run before settle
             return
         decoder = provider.stream_decoder(call)
         ctx.output = decoder

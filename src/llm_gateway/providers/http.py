@@ -197,13 +197,7 @@ class UpstreamResponse:
             while True:
                 if conn.chunks:
                     # All that arrived since the last turn at once: one write to the client, not one per piece.
-                    pieces = conn.chunks
-                    data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
-                    pieces.clear()
-                    if conn.buffered > _PAUSE_AT // 2 and conn.transport is not None:
-                        conn.transport.resume_reading()
-                    conn.buffered = 0
-                    yield data
+                    yield self._take()
                     continue
                 if conn.complete:
                     break
@@ -211,16 +205,22 @@ class UpstreamResponse:
         finally:
             self.release()
 
-    async def read(self) -> bytes:
+    def _take(self) -> bytes:
+        """Every body piece buffered, as one; reading resumes if it paused on them."""
         conn = self._conn
-        if conn.complete and not self._released:  # the body came with the head (most small answers): no iterator
-            parts = list(conn.chunks)
-            conn.chunks.clear()
-            if conn.buffered > _PAUSE_AT and conn.transport is not None:
-                conn.transport.resume_reading()  # it paused on a large body: reusable only reading again
-            conn.buffered = 0
+        pieces = conn.chunks
+        data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
+        if conn.buffered > _PAUSE_AT // 2 and conn.transport is not None:
+            conn.transport.resume_reading()  # paused on a large body: reusable only reading again
+        conn.buffered = 0
+        return data
+
+    async def read(self) -> bytes:
+        if self._conn.complete and not self._released:  # the body came with the head (most small answers)
+            data = self._take()
             self.release()
-            return parts[0] if len(parts) == 1 else b"".join(parts)
+            return data
         parts = [chunk async for chunk in self.chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
