@@ -2,7 +2,9 @@
 
 POST /v1/chat/completions answers a fixed completion with usage, or an SSE stream of CHUNKS content chunks
 (plus a usage chunk when `stream_options.include_usage`). Knobs (env): MOCK_LATENCY_MS before the answer / first
-chunk, MOCK_CHUNK_DELAY_MS between chunks, MOCK_CHUNKS (20). GET /stats returns the request count.
+chunk, MOCK_CHUNK_DELAY_MS between chunks, MOCK_CHUNKS (20). The model "paced" streams its chunks
+MOCK_PACED_DELAY_MS (1) apart whatever MOCK_CHUNK_DELAY_MS says, as a real model's tokens come, so that the mock
+leaves its core between chunks. GET /stats returns the request count.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aiohttp import web
 LATENCY = float(os.environ.get("MOCK_LATENCY_MS", "0")) / 1000
 CHUNK_DELAY = float(os.environ.get("MOCK_CHUNK_DELAY_MS", "0")) / 1000
 CHUNKS = int(os.environ.get("MOCK_CHUNKS", "20"))
+PACED_DELAY = float(os.environ.get("MOCK_PACED_DELAY_MS", "1")) / 1000
 TEXT = ("The quick brown fox jumps over the lazy dog while a gateway relays tokens from a mock upstream "
         "so that we can measure its overhead").split()
 USAGE = {"prompt_tokens": 25, "completion_tokens": 40, "total_tokens": 65}
@@ -40,11 +43,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await resp.prepare(request)
     chunk = {**base, "object": "chat.completion.chunk"}
+    pause = PACED_DELAY if model == "paced" else CHUNK_DELAY
     await resp.write(b"data: " + orjson.dumps({**chunk, "choices": [
         {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}) + b"\n\n")
     for i in range(CHUNKS):
-        if CHUNK_DELAY:
-            await asyncio.sleep(CHUNK_DELAY)
+        if pause:
+            await asyncio.sleep(pause)
         await resp.write(b"data: " + orjson.dumps({**chunk, "choices": [
             {"index": 0, "delta": {"content": " " + TEXT[i % len(TEXT)]}, "finish_reason": None}]}) + b"\n\n")
     await resp.write(b"data: " + orjson.dumps({**chunk, "choices": [

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # llm-gateway next to LiteLLM and Portkey, measured in one run with the shared harness (../shared/bench):
-# the mock called directly (the floor), LiteLLM, Portkey, and llm-gateway with its full pipeline
-# (master key + a virtual key, limits in memory or Redis, metrics, the SQLite ledger).
-#   bench/peers.sh [targets...]      targets: direct litellm portkey llm-gateway llm-gateway-redis (default: all)
+# the mock called directly, bench/relay.py (a TCP relay that only passes bytes: the floor of any proxy),
+# LiteLLM, Portkey, and llm-gateway with its full pipeline (master key + a virtual key, limits in memory or
+# Redis, metrics, the SQLite ledger).
+#   bench/peers.sh [targets...]   targets: direct relay litellm portkey llm-gateway llm-gateway-redis (default: all)
+# MOCK_CHUNK_DELAY_MS=1 bench/peers.sh ... streams every target's chunks 1 ms apart (the harness' mock knob).
 # Results: $OUT/results.jsonl (default /tmp/llm-gateway-peers) and the summary tables on stdout.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,10 +36,13 @@ YAML
     "$GW_PY" -c 'import json,sys; print(json.load(sys.stdin)["key"])'
 }
 
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(direct litellm portkey llm-gateway llm-gateway-redis)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(direct relay litellm portkey llm-gateway llm-gateway-redis)
 for t in "${targets[@]}"; do
   case "$t" in
     direct|litellm|portkey) bash "$SHARED/run_peers.sh" "$t" >/dev/null ;;
+    relay)
+      bash "$SHARED/bench_gateway.sh" relay "$GW_PY $HERE/relay.py --port 8090 --upstream 127.0.0.1:18000" \
+        http://127.0.0.1:8090 mock-model >/dev/null ;;
     llm-gateway|llm-gateway-redis)
       mode=memory; [ "$t" = llm-gateway-redis ] && mode=redis
       key=$(gateway_config $mode)

@@ -1,4 +1,5 @@
-"""The gateway benchmark: one command, one table, the gateway next to a direct call to the same mock upstream.
+"""The gateway benchmark: one command, one table, the gateway next to a direct call to the same mock upstream
+and next to `bench/relay.py`, a TCP relay that does nothing but pass bytes: the floor of any proxy on this layout.
 
     .venv/bin/python bench/run.py                     # full pipeline, memory limits
     .venv/bin/python bench/run.py --pipeline bare     # the proxy alone
@@ -6,6 +7,8 @@
 
 Layout on this 2-core machine: load generator and mock upstream on CPU 0, the gateway alone on CPU 1.
 CPU per request is the gateway process tree's utime+stime over the requests it served.
+Streams (20 chunks) are measured twice: written by the mock in one burst, and paced 1 ms apart (model "paced"),
+as a model's tokens come; a burst holds the load generator's core, which the mock shares, until it is written.
 """
 
 from __future__ import annotations
@@ -201,7 +204,7 @@ def gateway_config(pipeline: str, fast: int, slow: int, workdir: Path,
                    redis_lease: int | None = None) -> dict[str, Any]:
     providers = [
         {"name": "mock", "type": "openai-compatible", "base_url": f"http://127.0.0.1:{fast}/v1", "api_key": "sk-up",
-         "models": ["mock"]},
+         "models": ["mock", "paced"]},
         {"name": "slowmock", "type": "openai-compatible", "base_url": f"http://127.0.0.1:{slow}/v1",
          "api_key": "sk-up", "models": ["slow"]},
     ]
@@ -238,7 +241,7 @@ class Row:
 
 
 def measure(label: str, url: str, pid: int | None, headers: dict[str, str], args: argparse.Namespace,
-            rows: list[Row]) -> None:
+            rows: list[Row], slow: bool = True) -> None:
     row = Row(label)
     chat_url = f"{url}/v1/chat/completions"
     run_wrk(chat_url, 10, 1 if args.smoke else 3, CHAT, headers)  # warm-up
@@ -256,13 +259,20 @@ def measure(label: str, url: str, pid: int | None, headers: dict[str, str], args
     row.cells["ttfb_p50"] = s["ttfb_p50_ms"]
     row.cells["stream_total_p50"] = s["total_p50_ms"]
     row.cells["streams_ok"] = f"{s['complete']}/{s['n']}"
-    many = asyncio.run(streams(chat_url, args.slow_streams, args.slow_streams, headers, "slow"))
-    row.cells["slow_streams_ok"] = f"{many['complete']}/{many['n']}"
+    paced = asyncio.run(streams(chat_url, args.stream_requests, 1, headers, "paced"))
+    row.cells["paced_ttfb_p50"] = paced["ttfb_p50_ms"]
+    row.cells["paced_ok"] = f"{paced['complete']}/{paced['n']}"
+    if slow:  # the relay has no route to the slow mock
+        many = asyncio.run(streams(chat_url, args.slow_streams, args.slow_streams, headers, "slow"))
+        row.cells["slow_streams_ok"] = f"{many['complete']}/{many['n']}"
     if pid:
         row.cells["rss_peak_mib"] = rss_mib(pid)  # right after the 1,000 streams ended
         time.sleep(3)  # the gateway gives memory back once idle (server/trim.py checks every 2 s)
         row.cells["rss_mib"] = rss_mib(pid)
     rows.append(row)
+
+
+RELAY = "relay (floor)"
 
 
 def render(rows: list[Row], startup: float, pipeline: str, paired: list[float] | None = None) -> str:
@@ -271,7 +281,8 @@ def render(rows: list[Row], startup: float, pipeline: str, paired: list[float] |
             ("CPU ms/req @1", "cpu_ms@1", "{:.3f}"), ("p50 ms @1", "p50@1", "{:.2f}"),
             ("p99 ms @1", "p99@1", "{:.2f}"), ("p50 ms @50", "p50@50", "{:.2f}"), ("p99 ms @50", "p99@50", "{:.2f}"),
             ("stream TTFB p50 ms", "ttfb_p50", "{:.2f}"), ("stream total p50 ms", "stream_total_p50", "{:.2f}"),
-            ("streams [DONE]", "streams_ok", "{}"), ("slow streams held", "slow_streams_ok", "{}"),
+            ("streams [DONE]", "streams_ok", "{}"), ("paced stream TTFB p50 ms", "paced_ttfb_p50", "{:.2f}"),
+            ("paced streams [DONE]", "paced_ok", "{}"), ("slow streams held", "slow_streams_ok", "{}"),
             ("RSS right after load MiB", "rss_peak_mib", "{:.1f}"), ("RSS 3 s after load MiB", "rss_mib", "{:.1f}"),
             ("errors", "err@50", "{}")]
     lines = [f"pipeline: {pipeline}; gateway start-up {startup:.2f}s", "",
@@ -279,13 +290,17 @@ def render(rows: list[Row], startup: float, pipeline: str, paired: list[float] |
     for row in rows:
         cells = [fmt.format(row.cells[key]) if key in row.cells else "-" for _, key, fmt in cols]
         lines.append(f"| {row.target} | " + " | ".join(cells) + " |")
-    if direct is not None:
+    relay = next((r for r in rows if r.target == RELAY), None)
+    lines.append("")
+    for base, over in ((direct, "added"), (relay, "over the relay")):
+        if base is None:
+            continue
         for row in rows:
-            if row is direct:
+            if row is direct or row is base:
                 continue
-            added = [row.cells["p50@1"] - direct.cells["p50@1"], row.cells["ttfb_p50"] - direct.cells["ttfb_p50"]]
-            lines.append("")
-            lines.append(f"{row.target}: added p50 @1 conn {added[0]:.3f} ms, added stream TTFB p50 {added[1]:.3f} ms")
+            added = [row.cells[k] - base.cells[k] for k in ("p50@1", "ttfb_p50", "paced_ttfb_p50")]
+            lines.append(f"{row.target}: {over}: p50 @1 conn {added[0]:.3f} ms, stream TTFB p50 {added[1]:.3f} ms, "
+                         f"paced stream TTFB p50 {added[2]:.3f} ms")
     if paired is not None:
         lines.append(f"added stream TTFB p50 against its own upstream called directly (the mock on the load "
                      f"generator's core, alternating rounds): {paired[0] - paired[1]:.3f} ms "
@@ -302,7 +317,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--redis-lease", type=int, help="limits.redis_lease for full-redis (default: the gateway's)")
     parser.add_argument("--smoke", action="store_true", help="a short run that checks the harness works")
-    parser.add_argument("--no-direct", action="store_true")
+    parser.add_argument("--no-direct", action="store_true", help="measure neither the direct call nor the relay")
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.stream_requests, args.slow_streams = 1, 20, 50
@@ -311,7 +326,7 @@ def main() -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="llm-gateway-bench-"))
     py = sys.executable
-    fast, slow, direct_port, gw_port = free_port(), free_port(), free_port(), free_port()
+    fast, slow, direct_port, relay_port, gw_port = free_port(), free_port(), free_port(), free_port(), free_port()
     procs: list[Proc] = []
     try:
         procs.append(start([py, str(HERE / "mock_upstream.py"), "--port", str(fast)], fast, "0"))
@@ -326,6 +341,12 @@ def main() -> int:
             wait_http(f"http://127.0.0.1:{direct_port}/health")
             measure("direct", f"http://127.0.0.1:{direct_port}", direct.pid, {}, args, rows)
             direct.stop()
+            relay = start([py, str(HERE / "relay.py"), "--port", str(relay_port), "--upstream", f"127.0.0.1:{fast}"],
+                          relay_port, "1")
+            procs.append(relay)
+            wait_http(f"http://127.0.0.1:{relay_port}/health")
+            measure(RELAY, f"http://127.0.0.1:{relay_port}", relay.pid, {}, args, rows, slow=False)
+            relay.stop()
         config_path = workdir / "gateway.yaml"
         config_path.write_text(yaml.safe_dump(gateway_config(args.pipeline, fast, slow, workdir, args.redis_lease)))
         cmd = [py, "-m", "llm_gateway", "--config", str(config_path), "--host", "127.0.0.1", "--port", str(gw_port),
@@ -340,8 +361,9 @@ def main() -> int:
         measure(f"llm-gateway ({args.pipeline})", url, gw.pid, headers, args, rows)
         paired = asyncio.run(paired_ttfb(url, f"http://127.0.0.1:{fast}", headers, args.stream_requests))
         print(render(rows, startup, args.pipeline, paired))
-        bad = [r for r in rows if r.cells.get("err@50") or not str(r.cells.get("streams_ok", "")).startswith(
-            str(args.stream_requests))]
+        whole = f"{args.stream_requests}/"
+        bad = [r for r in rows if r.cells.get("err@50") or not str(r.cells.get("streams_ok", "")).startswith(whole)
+               or not str(r.cells.get("paced_ok", "")).startswith(whole)]
         return 1 if bad else 0
     finally:
         for p in reversed(procs):

@@ -21,3 +21,8 @@ def test_bench_smoke_full_pipeline() -> None:
     row = next(line for line in out.stdout.splitlines() if line.startswith("| llm-gateway (full) |"))
     assert "20/20" in row and "50/50" in row  # every stream ended with [DONE]; the concurrent slow streams held
     assert "added stream TTFB p50 against its own upstream called directly" in out.stdout
+    header = next(line for line in out.stdout.splitlines() if line.startswith("| target |"))
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert cells[" paced streams [DONE] "].strip() == "20/20"  # the paced streams, through the gateway
+    assert "| relay (floor) |" in out.stdout and "(full): over the relay: p50 @1 conn" in out.stdout
+    assert "(full): added: p50 @1 conn" in out.stdout and "paced stream TTFB p50" in out.stdout
