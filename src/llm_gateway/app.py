@@ -19,13 +19,13 @@ from llm_gateway.limits.stage import build_limit_stage
 from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline, Stage
 from llm_gateway.providers.base import Provider
-from llm_gateway.providers.http import HttpClient
+from llm_gateway.providers.http import HttpClient, Origin
 from llm_gateway.providers.registry import build_provider
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.cooldown import Cooldowns, build_cooldown_sync
 from llm_gateway.routing.stage import RoutingStage
 from llm_gateway.server.router import Router
-from llm_gateway.settings import GatewayConfig
+from llm_gateway.settings import GatewayConfig, ServerConfig
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.telemetry.setup import Telemetry
 
@@ -59,7 +59,16 @@ class Gateway:
         self.client.close()
 
 
-def create_app(config: GatewayConfig) -> Gateway:
+def worker_metrics(server: ServerConfig, worker: int) -> list[Origin]:
+    """The metrics listeners of the other worker processes: worker i listens on metrics_port + i."""
+    if server.workers < 2 or not server.metrics_port:
+        return []
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(server.host, server.host)
+    return [Origin("http", host, server.metrics_port + i) for i in range(server.workers) if i != worker]
+
+
+def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
+    """The gateway of one process; `worker` is its index among the `server.workers` processes."""
     registry = Registry()
     telemetry = Telemetry(config, registry)
     counter = TokenCounter()
@@ -92,7 +101,8 @@ def create_app(config: GatewayConfig) -> Gateway:
                        forward_client_auth=config.auth.master_key is None)
     openai.identify = accounts.auth_stage.identify
     telemetry.core.in_flight.read_from(lambda: openai.in_flight)
-    health = HealthApi(list(providers.values()), registry)
+    health = HealthApi(list(providers.values()), registry, worker_count=config.server.workers,
+                       workers=worker_metrics(config.server, worker), client=client)
 
     router = Router()
     for path in ENDPOINTS:
@@ -110,7 +120,7 @@ def create_app(config: GatewayConfig) -> Gateway:
     router.add("GET", "/api/v1/providers/status", routing_api.status)
     router.add("POST", "/api/v1/cache/clear", CacheAdminApi(cache_stage, catalog, config.auth.master_key).clear)
     metrics_router = Router()
-    metrics_router.add("GET", "/metrics", health.metrics)
+    metrics_router.add("GET", "/metrics", health.own_metrics)
     metrics_router.add("GET", "/health", health.health)
 
     gateway = Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline)

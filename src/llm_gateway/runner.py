@@ -20,21 +20,22 @@ log = logging.getLogger("llm_gateway")
 _PR_SET_PDEATHSIG = 1
 
 
-async def serve_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
-    gateway = create_app(config)
+async def serve_gateway(config: GatewayConfig, stop: asyncio.Event, worker: int = 0) -> None:
+    gateway = create_app(config, worker)
     srv = config.server
+    metrics_port = srv.metrics_port + worker if srv.metrics_port else 0
     state = ServerState(gateway.router, int(srv.max_body_mb * 1024 * 1024), srv.keepalive_timeout_s)
     await gateway.startup()
     servers = [await serve(state, srv.host, srv.port, reuse_port=srv.workers > 1)]
     metrics_state = ServerState(gateway.metrics_router, 1024 * 1024)
-    if srv.metrics_port:
+    if metrics_port:
         try:
-            servers.append(await serve(metrics_state, srv.host, srv.metrics_port, reuse_port=srv.workers > 1))
+            servers.append(await serve(metrics_state, srv.host, metrics_port, reuse_port=srv.workers > 1))
         except OSError as exc:
             log.warning("metrics port %d not available (%s); /metrics is still served on port %d",
-                        srv.metrics_port, exc.strerror, srv.port)
+                        metrics_port, exc.strerror, srv.port)
     log.info("llm-gateway listening on %s:%d (metrics on %d), %d provider(s)", srv.host, srv.port,
-             srv.metrics_port, len(gateway.providers))
+             metrics_port, len(gateway.providers))
     trimmer = IdleTrimmer(lambda: len(state.tasks), lambda: state.peak_tasks, lambda: _reset_peak(state),
                           gateway.client.shed_idle)
     trimmer.start()
@@ -61,7 +62,8 @@ def run(config: GatewayConfig) -> int:
 def _supervise(config: GatewayConfig) -> int:
     """Fork one process per worker; they share the port (SO_REUSEPORT) and state through Redis/the database.
 
-    Each worker keeps its own metrics, so worker i serves its metrics listener on `metrics_port + i`.
+    Each worker keeps its own metrics and serves them on its metrics listener, `metrics_port + i` for worker i;
+    `/metrics` on the gateway's port adds up every worker's.
     """
     children: list[int] = []
     parent = os.getpid()
@@ -69,10 +71,7 @@ def _supervise(config: GatewayConfig) -> int:
         pid = os.fork()
         if pid == 0:
             _die_with(parent)
-            worker = config.model_copy(deep=True)
-            if worker.server.metrics_port:
-                worker.server.metrics_port += index
-            os._exit(_run_one(worker))
+            os._exit(_run_one(config, index))
         children.append(pid)
 
     def forward(signum: int, _frame: object) -> None:
@@ -102,13 +101,13 @@ def _die_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _run_one(config: GatewayConfig) -> int:
+def _run_one(config: GatewayConfig, worker: int = 0) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve_gateway(config, stop)
+        await serve_gateway(config, stop, worker)
 
     try:
         uvloop.run(main())

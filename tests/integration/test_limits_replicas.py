@@ -94,14 +94,22 @@ async def test_workers_share_the_port_and_the_redis_limit(gateway_factory: Calla
               "limits": {"rules": [{"name": "global-rpm", "scope": "global", "window": "1h", "requests": limit}],
                          "redis_prefix": redis_prefix, "on_backend_error": "closed", "redis_timeout_s": 5.0}}
     gw = gateway_factory(["--workers", "2"], config=config)
-    statuses = Counter(await burst([gw], 120, {"model": "slow-20", "messages": MESSAGES}))
-    assert statuses == {200: limit, 429: 120 - limit}
-    # Each worker keeps its own series and serves it on metrics_port + its index (the second worker may still
-    # be starting: the gateway answered /health as soon as the first one listened).
+    # The gateway answered /health as soon as its first worker listened: wait for both.
     for i in range(2):
         wait_until_answering(gw.proc, f"http://127.0.0.1:{gw.metrics_port + i}/metrics", gw.log_path, 30, "worker")
-    served = sum(metric_value(httpx.get(f"http://127.0.0.1:{gw.metrics_port + i}/metrics").text,
-                              "llm_gateway_requests_total", {"model": "slow-20", "provider": "up", "status": "200"})
-                 for i in range(2))
-    assert served == limit
+    statuses = Counter(await burst([gw], 120, {"model": "slow-20", "messages": MESSAGES}))
+    assert statuses == {200: limit, 429: 120 - limit}
+    # Each worker keeps its own series and serves it on metrics_port + its index.
+    ok = {"model": "slow-20", "provider": "up", "status": "200"}
+    own = [metric_value(httpx.get(f"http://127.0.0.1:{gw.metrics_port + i}/metrics").text,
+                        "llm_gateway_requests_total", ok) for i in range(2)]
+    assert sum(own) == limit and all(own)  # both workers served some
+    # /metrics on the gateway's port adds up both workers' series, whichever worker the scrape reaches
+    for _ in range(6):
+        with httpx.Client() as client:  # a new connection each time: the kernel spreads them over the workers
+            text = client.get(f"{gw.url}/metrics").text
+        assert metric_value(text, "llm_gateway_requests_total", ok) == limit
+        limited = {"scope": "global", "limit": "global-rpm"}
+        assert metric_value(text, "llm_gateway_rate_limited_requests_total", limited) == 120 - limit
+        assert text.count("# TYPE llm_gateway_requests_total counter") == 1
     assert gw.stop() == 0

@@ -1,4 +1,4 @@
-"""SSE splitting, the pass-through decoder's usage handling, and the Prometheus exposition."""
+"""SSE splitting, the pass-through decoder's usage handling, the Prometheus exposition and its merge."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import orjson
 
 from llm_gateway.providers.openai_compat.adapter import PassthroughDecoder
 from llm_gateway.providers.sse import EventSplitter
-from llm_gateway.telemetry.metrics import Registry
+from llm_gateway.telemetry.metrics import Registry, merge
 
 
 def test_splitter_handles_events_across_chunks_and_crlf() -> None:
@@ -57,3 +57,35 @@ def test_registry_renders_prometheus_text() -> None:
     assert 'lat_seconds_bucket{le="1"} 1' in text
     assert 'lat_seconds_bucket{le="+Inf"} 2' in text
     assert "lat_seconds_count 2" in text and "lat_seconds_sum 5.05" in text
+
+
+def worker_registry(requests: int, latency: float, in_flight: float, minis: int = 0) -> Registry:
+    r = Registry()
+    counter = r.counter("requests_total", "Requests", ["model", "note"])
+    counter.inc(("gpt-4o", "a b"), requests)
+    if minis:
+        counter.inc(("mini", "x"), minis)
+    r.gauge("in_flight", "In flight").set(in_flight)
+    r.histogram("lat_seconds", "Latency", buckets=(0.1, 1.0)).observe(latency)
+    return r
+
+
+def test_merge_adds_every_series_up_and_keeps_families_whole() -> None:
+    first = worker_registry(3, 0.05, 2)
+    second = worker_registry(4, 5.0, 1, minis=2)
+    text = merge([first.render(), second.render()]).decode()
+    assert 'requests_total{model="gpt-4o",note="a b"} 7' in text
+    assert 'requests_total{model="mini",note="x"} 2' in text  # a series only one worker has
+    assert "in_flight 3" in text
+    assert 'lat_seconds_bucket{le="0.1"} 1' in text and 'lat_seconds_bucket{le="+Inf"} 2' in text
+    assert "lat_seconds_sum 5.05" in text and "lat_seconds_count 2" in text
+    lines = text.splitlines()
+    assert lines.count("# TYPE requests_total counter") == 1 and lines.count("# HELP in_flight In flight") == 1
+    # each family is one block under its own TYPE line: what the exposition format asks for
+    owner = ""
+    for line in lines:
+        if line.startswith("# TYPE "):
+            owner = line.split()[2]
+        elif not line.startswith("#"):
+            assert line.startswith(owner)
+    assert merge([first.render()]) == first.render()  # one process: its exposition as it is

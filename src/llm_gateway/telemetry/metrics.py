@@ -170,3 +170,36 @@ class Registry:
         for hook in self.before_render:
             hook()
         return "".join(m.render() for m in self.metrics.values()).encode()
+
+
+def merge(expositions: Iterable[bytes]) -> bytes:
+    """Several processes' expositions of the same metrics as one: every series' values added up.
+
+    Counters, histogram buckets, sums and counts add up across processes, and so do the gateway's two gauges
+    (requests in flight, ledger backlog). A series only some processes have is kept; every family stays one
+    block under its HELP and TYPE lines, in the order first seen.
+    """
+    families: dict[str, tuple[list[str], dict[str, float]]] = {}  # name -> (HELP/TYPE lines, series -> value)
+    current: dict[str, float] | None = None
+    for text in expositions:
+        for line in text.decode().splitlines():
+            if line.startswith("# HELP "):
+                name = line.split(" ", 3)[2]
+                family = families.get(name)
+                if family is None:
+                    family = families[name] = ([line], {})
+                current = family[1]
+            elif line.startswith("# TYPE "):
+                name = line.split(" ", 3)[2]
+                family = families.setdefault(name, ([], {}))
+                if line not in family[0]:
+                    family[0].append(line)
+                current = family[1]
+            elif line and not line.startswith("#") and current is not None:
+                series, _, value = line.rpartition(" ")
+                current[series] = current.get(series, 0.0) + float(value)
+    out: list[str] = []
+    for comments, values in families.values():
+        out.extend(comments)
+        out.extend(f"{key} {_num(value)}" for key, value in values.items())
+    return ("\n".join(out) + "\n").encode() if out else b""
