@@ -97,6 +97,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     registry.before_render.append(pipeline.record)  # a scrape sees every request that has ended
     dispatcher = Dispatcher(client, catalog, cooldowns, config.routing)
     dispatcher.on_attempt = telemetry.attempts.on_attempt
+    if telemetry.tracing is not None:
+        dispatcher.trace_headers = telemetry.tracing.upstream_headers
     openai = OpenAIApi(catalog, pipeline, dispatcher, config.auth.user_header,
                        forward_client_auth=config.auth.master_key is None)
     openai.identify = accounts.auth_stage.identify

@@ -66,6 +66,8 @@ class Dispatcher:
         self.backoff = Backoff(self.routing.retries, rng)
         self.sleep = sleep
         self.on_attempt: AttemptHook | None = None  # telemetry: called once per attempt with its outcome
+        # telemetry (tracing on): headers for an attempt's upstream request, e.g. its W3C `traceparent`
+        self.trace_headers: Callable[[RequestContext, float], list[tuple[str, str]]] | None = None
         self.default_retries = self.routing.retries.max_retries
         self.default_hedge = self.routing.hedge if self.routing.hedge.enabled else None
 
@@ -124,6 +126,8 @@ class Dispatcher:
         dep.in_flight += 1
         dep.requests += 1
         started = time.perf_counter()
+        if self.trace_headers is not None:
+            prepared.headers.extend(self.trace_headers(ctx, started))
         try:
             canonical = call.endpoint in CANONICAL
             response: Any = await self.client.send(provider.origin, prepared.head(), prepared.body, timeouts,

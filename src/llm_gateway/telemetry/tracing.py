@@ -3,8 +3,10 @@
 Imported by create_app only when tracing is on: a gateway without tracing loads neither the OpenTelemetry SDK
 nor an exporter, and its requests do no tracing work.
 Spans are built in settle from what the request recorded (times, attempts, usage), with explicit start and
-end timestamps: the request path itself does no tracing work at all, and retries, fallbacks and hedges show
-up as sibling child spans in the order they were tried. Attribute names follow the OpenTelemetry GenAI
+end timestamps, and retries, fallbacks and hedges show up as sibling child spans in the order they were tried.
+The request path only decides the trace (the client's `traceparent`, or a new sampled one) and draws each
+attempt's span id, so that the upstream request carries a W3C `traceparent` naming the attempt's CLIENT span:
+an upstream that traces (vLLM, another gateway) puts its spans under it. Attribute names follow the OpenTelemetry GenAI
 semantic conventions; gateway facts are under `llm_gateway.*`.
 """
 
@@ -41,6 +43,7 @@ REQUEST_PARAMS = (("max_tokens", "gen_ai.request.max_tokens"), ("max_completion_
                   ("frequency_penalty", "gen_ai.request.frequency_penalty"),
                   ("presence_penalty", "gen_ai.request.presence_penalty"), ("seed", "gen_ai.request.seed"))
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_TRACE = "trace"  # the request's _Trace in ctx.extensions
 UNSET = Status(StatusCode.UNSET)
 EXPORTERS = {"http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
              "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"}
@@ -92,6 +95,20 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 0x01))
 
 
+class _Trace:
+    """One request's trace, decided before the upstream call: ids drawn then are the ones its spans get."""
+
+    __slots__ = ("attempts", "parent", "root", "sampled", "trace_id", "tracestate")
+
+    def __init__(self, trace_id: int, parent: SpanContext | None, sampled: bool, tracestate: str | None) -> None:
+        self.trace_id = trace_id
+        self.parent = parent
+        self.sampled = sampled
+        self.tracestate = tracestate
+        self.root = SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False, trace_flags=SAMPLED)
+        self.attempts: dict[float, int] = {}  # an attempt's start (its record's `started`) -> its span id
+
+
 class Tracing:
     """The settle stage that emits the spans, and the span processors they go to.
 
@@ -121,34 +138,51 @@ class Tracing:
     def force_flush(self) -> bool:
         return self.processor.force_flush()
 
-    admit = None  # nothing to do before the upstream call
     records = True  # settles by recording what happened: may run later (pipeline.stack)
 
+    def admit(self, ctx: RequestContext) -> None:
+        ctx.extensions[_TRACE] = self._decide(ctx)
+
+    def _decide(self, ctx: RequestContext) -> _Trace:
+        """The client's trace when it sent a `traceparent` (and its sampling decision), else a new one."""
+        headers = ctx.request.headers
+        parent = parse_traceparent(headers.get("traceparent"))
+        if parent is not None:
+            return _Trace(parent.trace_id, parent, parent.trace_flags.sampled, headers.get("tracestate"))
+        trace_id = random.getrandbits(128) or 1
+        return _Trace(trace_id, None, (trace_id & 0xFFFFFFFFFFFFFFFF) < self.keep_below, None)
+
+    def upstream_headers(self, ctx: RequestContext, started: float) -> list[tuple[str, str]]:
+        """`traceparent` (and the client's `tracestate`) for the attempt that starts at `started`."""
+        trace: _Trace | None = ctx.extensions.get(_TRACE)
+        if trace is None:
+            return []
+        span_id = random.getrandbits(64) or 1
+        trace.attempts[started] = span_id
+        headers = [("traceparent", f"00-{trace.trace_id:032x}-{span_id:016x}-{'01' if trace.sampled else '00'}")]
+        if trace.tracestate:
+            headers.append(("tracestate", trace.tracestate))
+        return headers
+
     def _span(self, name: str, trace_id: int, parent: SpanContext | None, kind: SpanKind, attrs: dict[str, Any],
-              start: int, end: int, status: Status = UNSET) -> SpanContext:
-        context = SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False, trace_flags=SAMPLED)
+              start: int, end: int, status: Status = UNSET, span_id: int = 0) -> SpanContext:
+        context = SpanContext(trace_id, span_id or random.getrandbits(64) or 1, is_remote=False, trace_flags=SAMPLED)
         self.processor.on_end(ReadableSpan(name, context, parent, self.resource, attrs, kind=kind, status=status,
                                            start_time=start, end_time=end, instrumentation_scope=self.scope))
         return context
 
     def settle(self, ctx: RequestContext) -> None:
-        parent = parse_traceparent(ctx.request.headers.get("traceparent"))
-        if parent is not None:
-            if not parent.trace_flags.sampled:
-                return
-            trace_id = parent.trace_id
-        else:
-            trace_id = random.getrandbits(128) or 1
-            if (trace_id & 0xFFFFFFFFFFFFFFFF) >= self.keep_below:
-                return
+        trace: _Trace = ctx.extensions.get(_TRACE) or self._decide(ctx)  # none: refused before admission
+        if not trace.sampled:
+            return
+        trace_id, parent, root = trace.trace_id, trace.parent, trace.root
         offset = time.time_ns() - time.perf_counter_ns()
         end = int((ctx.finished_at or time.perf_counter()) * 1e9) + offset
         op = OPERATIONS.get(ctx.endpoint)
         name = f"{op} {ctx.model}" if op else f"{ctx.request.method} {ctx.request.path}"
         answer = read_answer(ctx, texts=self.capture_content)
         status = Status(StatusCode.ERROR, ctx.error_type or None) if ctx.status >= 500 or not ctx.status else UNSET
-        # Children are exported before their parent: the parent's span id is drawn first so they can name it.
-        root = SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False, trace_flags=SAMPLED)
+        # Children are exported before their parent: the parent's span id was drawn first so they can name it.
         attempts: list[Attempt] = ctx.attempt_log or []
         for index, attempt in enumerate(attempts):
             answered = attempt.ok and index == len(attempts) - 1
@@ -163,7 +197,7 @@ class Tracing:
                                                      attempt.error_message[:200] or attempt.error_type)
             self._span(f"{op or 'http'} {attempt.model}", trace_id, root, SpanKind.CLIENT, attrs,
                        int(attempt.started * 1e9) + offset, end if answered else int(attempt.ended * 1e9) + offset,
-                       failed)
+                       failed, trace.attempts.get(attempt.started, 0))
         self.processor.on_end(ReadableSpan(
             name, root, parent, self.resource, self._request_attrs(ctx, op, answer), kind=SpanKind.SERVER,
             status=status, start_time=int(ctx.started * 1e9) + offset, end_time=end,
