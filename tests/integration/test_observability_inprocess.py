@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import openai
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,13 +22,16 @@ TRACE_ID = "5b8efff798038103d269b633813fc60c"
 PARENT_ID = "eee19b7ec3c1b174"
 
 
-async def test_streamed_request_with_one_retry_in_memory(upstream: Upstream, tmp_path: Path) -> None:
+@asynccontextmanager
+async def traced_gateway(upstream: Upstream, tmp_path: Path,
+                         **extra: Any) -> AsyncIterator[tuple[openai.AsyncOpenAI, InMemorySpanExporter]]:
+    """A gateway with tracing on, served in this process; its spans end up in the memory exporter."""
     config = parse_config({
         "providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
                        "models": ["*"]}],
-        "routing": {"retries": {"max_retries": 2, "backoff_s": 0.0}},
         "database": {"url": f"sqlite:///{tmp_path}/g.db"},
         "telemetry": {"access_log": False, "tracing": {"enabled": True, "exporter": "none"}},
+        **extra,
     }, env={})
     gateway = create_app(config)
     assert gateway.telemetry is not None and gateway.telemetry.tracing is not None
@@ -35,17 +41,23 @@ async def test_streamed_request_with_one_retry_in_memory(upstream: Upstream, tmp
     state = ServerState(gateway.router, 1 << 20)
     server = await serve(state, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    model = f"flaky-1-{uuid.uuid4().hex[:8]}"
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
     try:
-        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
+        yield client, memory
+    finally:
+        await client.close()
+        await shutdown(state, [server], 5.0)
+        await gateway.shutdown()  # the spans of every request are exported by now
+
+
+async def test_streamed_request_with_one_retry_in_memory(upstream: Upstream, tmp_path: Path) -> None:
+    model = f"flaky-1-{uuid.uuid4().hex[:8]}"
+    retries = {"retries": {"max_retries": 2, "backoff_s": 0.0}}
+    async with traced_gateway(upstream, tmp_path, routing=retries) as (client, memory):
         stream = await client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hi"}], stream=True,
             extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-        await client.close()
-    finally:
-        await shutdown(state, [server], 5.0)
-        await gateway.shutdown()
     assert text == "The quick brown fox jumps"
     spans = [s for s in memory.get_finished_spans() if f"{s.context.trace_id:032x}" == TRACE_ID]
     (root,) = [s for s in spans if s.kind == SpanKind.SERVER]
@@ -68,31 +80,12 @@ async def test_streamed_request_with_one_retry_in_memory(upstream: Upstream, tmp
 
 async def test_a_new_trace_reaches_the_upstream_and_an_unsampled_one_is_passed_on(upstream: Upstream,
                                                                                   tmp_path: Path) -> None:
-    config = parse_config({
-        "providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
-                       "models": ["*"]}],
-        "database": {"url": f"sqlite:///{tmp_path}/g.db"},
-        "telemetry": {"access_log": False, "tracing": {"enabled": True, "exporter": "none"}},
-    }, env={})
-    gateway = create_app(config)
-    assert gateway.telemetry is not None and gateway.telemetry.tracing is not None
-    memory = InMemorySpanExporter()
-    gateway.telemetry.tracing.add_span_processor(SimpleSpanProcessor(memory))
-    await gateway.startup()
-    state = ServerState(gateway.router, 1 << 20)
-    server = await serve(state, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     models = [f"m-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    try:
-        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
+    async with traced_gateway(upstream, tmp_path) as (client, memory):
         await client.chat.completions.create(model=models[0], messages=[{"role": "user", "content": "hi"}])
         await client.chat.completions.create(
             model=models[1], messages=[{"role": "user", "content": "hi"}],
             extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00", "tracestate": "vendor=abc"})
-        await client.close()
-    finally:
-        await shutdown(state, [server], 5.0)
-        await gateway.shutdown()
     sent = {r.body["model"]: r.headers for r in upstream.requests if isinstance(r.body, dict)
             and r.body.get("model") in models}
     spans = memory.get_finished_spans()
