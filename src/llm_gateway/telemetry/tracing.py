@@ -6,8 +6,8 @@ Spans are built in settle from what the request recorded (times, attempts, usage
 end timestamps, and retries, fallbacks and hedges show up as sibling child spans in the order they were tried.
 The request path only decides the trace (the client's `traceparent`, or a new sampled one) and draws each
 attempt's span id, so that the upstream request carries a W3C `traceparent` naming the attempt's CLIENT span:
-an upstream that traces (vLLM, another gateway) puts its spans under it. Attribute names follow the OpenTelemetry GenAI
-semantic conventions; gateway facts are under `llm_gateway.*`.
+an upstream that traces (vLLM, another gateway) puts its spans under it. Attribute names follow the
+OpenTelemetry GenAI semantic conventions; gateway facts are under `llm_gateway.*`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class _Trace:
 
 
 class Tracing:
-    """The settle stage that emits the spans, and the span processors they go to.
+    """The stage that decides each request's trace (admit), emits its spans (settle), and their processors.
 
     Spans are built as finished ReadableSpans and handed to the processors directly rather than through a
     Tracer: every value is already of a valid attribute type, and skipping the SDK's per-attribute validation
