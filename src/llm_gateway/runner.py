@@ -12,7 +12,7 @@ import uvloop
 
 from llm_gateway.app import create_app
 from llm_gateway.server.http import ServerState, serve, shutdown
-from llm_gateway.server.trim import IdleTrimmer, one_malloc_arena
+from llm_gateway.server.trim import IdleTrimmer, freeze_start_up, one_malloc_arena
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.logs import setup_logging
 
@@ -26,6 +26,7 @@ async def serve_gateway(config: GatewayConfig, stop: asyncio.Event, worker: int 
     metrics_port = srv.metrics_port + worker if srv.metrics_port else 0
     state = ServerState(gateway.router, int(srv.max_body_mb * 1024 * 1024), srv.keepalive_timeout_s)
     await gateway.startup()
+    log.debug("start-up built %d objects for good: frozen out of garbage collection", freeze_start_up())
     servers = [await serve(state, srv.host, srv.port, reuse_port=srv.workers > 1)]
     metrics_state = ServerState(gateway.metrics_router, 1024 * 1024)
     if metrics_port:

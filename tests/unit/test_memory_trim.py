@@ -1,4 +1,4 @@
-"""Memory given back after bursts: one malloc arena for all threads, unless the operator chose otherwise."""
+"""Memory: one malloc arena for all threads unless the operator chose otherwise; start-up frozen out of the GC."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from tests.upstream import free_port
 
 SCRIPT = "from llm_gateway.server.trim import one_malloc_arena; print(one_malloc_arena())"
 
@@ -23,3 +25,40 @@ def run(env: dict[str, str]) -> str:
 def test_threads_share_one_arena_unless_the_environment_says_otherwise() -> None:
     assert run({}) == "True"
     assert run({"MALLOC_ARENA_MAX": "4"}) == "False"  # the operator's setting stands
+
+
+SERVE = """
+import asyncio, gc, sys
+from llm_gateway.runner import serve_gateway
+from llm_gateway.settings import parse_config
+
+async def main() -> None:
+    port = int(sys.argv[1])
+    config = parse_config({"server": {"host": "127.0.0.1", "port": port, "metrics_port": 0},
+                           "database": {"url": "sqlite:///" + sys.argv[2]},
+                           "providers": [{"name": "up", "type": "openai-compatible",
+                                          "base_url": "http://127.0.0.1:9/v1", "models": ["*"]}]}, env={})
+    before = gc.get_freeze_count()
+    stop = asyncio.Event()
+    served = asyncio.create_task(serve_gateway(config, stop))
+    for _ in range(400):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        break
+    print(before, gc.get_freeze_count())
+    stop.set()
+    await served
+
+asyncio.run(main())
+"""
+
+
+def test_the_gateway_freezes_what_start_up_built_before_it_serves(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", SERVE, str(free_port()), str(tmp_path / "g.db")],
+                         capture_output=True, text=True, check=True, timeout=120)
+    before, after = map(int, out.stdout.split())
+    assert before == 0 and after > 10_000  # modules, settings models, tokenizer tables: tens of thousands

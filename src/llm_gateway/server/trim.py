@@ -1,4 +1,5 @@
-"""Gives memory back to the OS after a burst of concurrent requests, once the gateway is idle again.
+"""Gives memory back to the OS after a burst of concurrent requests, once the gateway is idle again, and keeps
+what start-up built out of the garbage collector's way.
 
 A thousand concurrent streams grow the heap by tens of MiB; CPython and glibc keep most of it mapped after the
 streams end. When no request is in flight and a burst has passed, the idle upstream connections beyond a few per
@@ -38,6 +39,19 @@ def one_malloc_arena() -> bool:
     libc = None if "MALLOC_ARENA_MAX" in os.environ else _libc()
     mallopt = getattr(libc, "mallopt", None)  # glibc only
     return mallopt is not None and bool(mallopt(M_ARENA_MAX, 1))
+
+
+def freeze_start_up() -> int:
+    """Collect what start-up left behind, then take everything it built for good (modules, config, tokenizer
+    tables, routes, prices) out of the cyclic collector's sight; returns how many objects that is.
+
+    Otherwise every full collection walks all of it again while every request waits: measured under `wrk -c50`,
+    27–34 ms per full collection (three in 10 s), 0.6–2 ms with start-up frozen. Objects made later are collected
+    as before.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
