@@ -2,14 +2,23 @@
 
 The request path only appends a dict to a deque. A failed write keeps its rows at the head of the queue and is
 retried with backoff; the `llm_gateway_ledger_backlog` gauge shows how many rows wait. Shutdown flushes what is left.
+
+Batches are written by a thread that runs only when the event loop's thread does not want the CPU (SCHED_IDLE on
+Linux): a batch takes milliseconds, and at equal priority a request that arrives meanwhile waits for the writer's
+time slice (measured: p99 at one connection 2.3–3.3 ms with the writer at normal priority, 0.66–0.76 ms with no
+writes). When rows pile up (the CPU is saturated, so the idle writer gets almost no time) batches go to a second
+writer thread at normal priority until the backlog is back under two batches: nothing waits for long, nothing is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import operator
+import os
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any
 
@@ -23,6 +32,14 @@ from llm_gateway.telemetry.metrics import Registry
 log = logging.getLogger("llm_gateway.ledger")
 
 
+def _idle_priority() -> None:
+    """This thread runs only when no other thread of the machine wants its CPU (Linux; elsewhere as it was)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
 class Ledger:
     def __init__(self, engine: Engine, registry: Registry, batch_size: int = 1000, interval: float = 0.5,
                  max_backlog: int = 2_000_000) -> None:
@@ -30,11 +47,16 @@ class Ledger:
         self.batch_size = batch_size
         self.interval = interval
         self.max_backlog = max_backlog
-        self.pending: deque[dict[str, Any]] = deque()
+        self.pending: deque[tuple[Any, ...]] = deque()  # rows as tuples in the table's column order
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._idle_writer = ThreadPoolExecutor(1, "ledger-idle", initializer=_idle_priority)
+        self._busy_writer = ThreadPoolExecutor(1, "ledger-busy")  # rows piling up: written at normal priority
         self._statement = insert(usage)
         self._columns = [c.name for c in usage.columns if c.name != "id"]
+        # A row becomes a tuple when it is queued, on the event loop's thread: the writer thread then runs no
+        # Python per row, and so holds the GIL that the requests need for no longer than the driver call.
+        self._as_tuple = operator.itemgetter(*self._columns)
         names = ", ".join(self._columns)
         self._copy = f"COPY {usage.name} ({names}) FROM STDIN"
         self._sqlite_insert = f"INSERT INTO {usage.name} ({names}) VALUES ({', '.join('?' * len(self._columns))})"
@@ -53,7 +75,7 @@ class Ledger:
         if len(pending) >= self.max_backlog:
             pending.popleft()
             self.dropped.inc()
-        pending.append(row)
+        pending.append(self._as_tuple(row))
         if len(pending) >= self.batch_size:
             self._wake.set()
 
@@ -73,6 +95,8 @@ class Ledger:
                 delay = min(delay * 2, 5.0)
         if self.pending:
             log.error("ledger: %d usage row(s) could not be written before shutdown", len(self.pending))
+        self._idle_writer.shutdown(wait=False)
+        self._busy_writer.shutdown(wait=False)
 
     async def _run(self) -> None:
         delay = self.interval
@@ -92,37 +116,47 @@ class Ledger:
 
     async def _write_batch(self) -> bool:
         batch = list(islice(self.pending, self.batch_size))
+        writer = self._idle_writer if len(self.pending) <= 2 * self.batch_size else self._busy_writer
+        write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch)
         try:
-            await asyncio.to_thread(self._insert, batch)
+            await asyncio.shield(write)
+        except asyncio.CancelledError:  # stop() cancels the writer task; the batch's thread goes on
+            await asyncio.wait([write])  # so that stop() does not write its rows a second time
+            if not write.cancelled() and write.exception() is None:
+                self._written(len(batch))
+            raise
         except Exception as exc:
             self.failures.inc()
             log.warning("ledger: writing %d row(s) failed (%s: %s); will retry", len(batch),
                         type(exc).__name__, str(exc)[:200])
             return False
-        for _ in range(len(batch)):
-            self.pending.popleft()
-        self.written.inc((), len(batch))
+        self._written(len(batch))
         return True
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _written(self, n: int) -> None:
+        for _ in range(n):
+            self.pending.popleft()
+        self.written.inc((), n)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         # Through the driver, not SQLAlchemy's executemany: measured per 10k rows, PostgreSQL COPY takes 0.13 s
         # against 0.7 s, SQLite's executemany of tuples 0.12 s against 0.2 s; this thread shares the GIL with
         # the request path.
         dialect = self.engine.dialect.name
+        columns = self._columns
         if dialect not in ("postgresql", "sqlite"):
             with self.engine.begin() as conn:
-                conn.execute(self._statement, rows)
+                conn.execute(self._statement, [dict(zip(columns, row, strict=True)) for row in rows])
             return
-        columns = self._columns
         raw = self.engine.raw_connection()
         try:
             cursor: Any = raw.cursor()
             if dialect == "postgresql":
                 with cursor.copy(self._copy) as copy:
                     for row in rows:
-                        copy.write_row([row[c] for c in columns])
+                        copy.write_row(row)
             else:
-                cursor.executemany(self._sqlite_insert, [tuple(row[c] for c in columns) for row in rows])
+                cursor.executemany(self._sqlite_insert, rows)
             raw.commit()
         except BaseException:
             raw.rollback()

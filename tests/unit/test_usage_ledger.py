@@ -1,0 +1,82 @@
+"""The ledger's writer: at idle CPU priority while it keeps up, at normal priority when rows pile up, and a
+batch being written when the gateway stops is written once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from llm_gateway.db.engine import make_engine
+from llm_gateway.db.tables import metadata, usage
+from llm_gateway.telemetry.metrics import Registry
+from llm_gateway.usage.ledger import Ledger
+
+
+def row(i: int) -> dict[str, Any]:
+    return {"ts": i, "request_id": f"r{i}", "key_id": None, "user_id": None, "team_id": None, "model": "m",
+            "provider": "p", "deployment": "d", "endpoint": "chat/completions", "prompt_tokens": 1,
+            "completion_tokens": 1, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.0, "latency_ms": 1.0,
+            "ttft_ms": 1.0, "status": 200, "cache_hit": False, "estimated": False}
+
+
+def ledger(tmp_path: Path, batch_size: int = 10) -> Ledger:
+    engine = make_engine(f"sqlite:///{tmp_path}/ledger.db")
+    metadata.create_all(engine)
+    return Ledger(engine, Registry(), batch_size=batch_size, interval=0.05)
+
+
+def rows_in(lg: Ledger) -> int:
+    with lg.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(usage)).scalar_one())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SCHED_IDLE is Linux's")
+async def test_the_writer_yields_the_cpu_unless_rows_pile_up(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    policies: list[int] = []
+    insert = lg._insert
+
+    def noted(rows: list[dict[str, Any]]) -> None:
+        policies.append(os.sched_getscheduler(0))
+        insert(rows)
+
+    lg._insert = noted  # type: ignore[method-assign]
+    for i in range(5):
+        lg.record(row(i))
+    assert await lg._write_batch()  # keeping up: 5 rows waiting, batches of 10
+    for i in range(5, 40):
+        lg.record(row(i))
+    assert await lg._write_batch()  # 35 waiting, more than two batches: falling behind
+    assert policies == [os.SCHED_IDLE, os.SCHED_OTHER]
+    assert rows_in(lg) == 15 and len(lg.pending) == 25
+    await lg.stop()
+    assert rows_in(lg) == 40 and not lg.pending
+
+
+async def test_a_batch_being_written_at_stop_is_written_once(tmp_path: Path) -> None:
+    lg = ledger(tmp_path, batch_size=100)
+    started = threading.Event()
+    insert = lg._insert
+
+    def slow(rows: list[dict[str, Any]]) -> None:
+        started.set()
+        time.sleep(0.3)  # stop() comes while this batch is in the database's hands
+        insert(rows)
+
+    lg._insert = slow  # type: ignore[method-assign]
+    await lg.start()
+    for i in range(20):
+        lg.record(row(i))
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    await lg.stop()
+    assert rows_in(lg) == 20 and not lg.pending
+    assert lg.written.get() == 20
