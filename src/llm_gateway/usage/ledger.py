@@ -7,7 +7,8 @@ Batches are written by a thread that runs only when the event loop's thread does
 Linux): a batch takes milliseconds, and at equal priority a request that arrives meanwhile waits for the writer's
 time slice (measured: p99 at one connection 2.3–3.3 ms with the writer at normal priority, 0.66–0.76 ms with no
 writes). When rows pile up (the CPU is saturated, so the idle writer gets almost no time) batches go to a second
-writer thread at normal priority until the backlog is back under two batches: nothing waits for long, nothing is lost.
+writer thread at normal priority until the backlog is back under two batches, and so does the shutdown flush:
+nothing waits for long, nothing is lost.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class Ledger:
         deadline = time.monotonic() + timeout
         delay = 0.2
         while self.pending and time.monotonic() < deadline:
-            if not await self._write_batch():
+            if not await self._write_batch(now=True):
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 5.0)
         if self.pending:
@@ -114,9 +115,11 @@ class Ledger:
                 if len(self.pending) < self.batch_size:
                     break
 
-    async def _write_batch(self) -> bool:
+    async def _write_batch(self, now: bool = False) -> bool:
+        """Write the oldest batch; `now` (shutdown): at normal priority, whatever else wants the CPU."""
         batch = list(islice(self.pending, self.batch_size))
-        writer = self._idle_writer if len(self.pending) <= 2 * self.batch_size else self._busy_writer
+        behind = len(self.pending) > 2 * self.batch_size
+        writer = self._busy_writer if now or behind else self._idle_writer
         write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch)
         try:
             await asyncio.shield(write)
