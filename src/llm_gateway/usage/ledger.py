@@ -1,7 +1,8 @@
 """The usage ledger: one row per request, queued on settle and written in batches by a background task.
 
-The request path only appends a dict to a deque. A failed write keeps its rows at the head of the queue and is
-retried with backoff; the `llm_gateway_ledger_backlog` gauge shows how many rows wait. Shutdown flushes what is left.
+The request path only appends the row, as a tuple, to a deque. A failed write keeps its rows at the head of the
+queue and is retried with backoff; the `llm_gateway_ledger_backlog` gauge shows how many rows wait. Shutdown
+flushes what is left.
 
 Batches are written by a thread that runs only when the event loop's thread does not want the CPU (SCHED_IDLE on
 Linux): a batch takes milliseconds, and at equal priority a request that arrives meanwhile waits for the writer's
