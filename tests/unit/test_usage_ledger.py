@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from llm_gateway.db.engine import make_engine
 from llm_gateway.db.tables import metadata, usage
 from llm_gateway.telemetry.metrics import Registry
-from llm_gateway.usage.ledger import Ledger
+from llm_gateway.usage.ledger import IDLE_BATCH, Ledger
 
 
 def row(i: int) -> dict[str, Any]:
@@ -81,3 +81,25 @@ async def test_a_batch_being_written_at_stop_is_written_once(tmp_path: Path) -> 
     await lg.stop()
     assert rows_in(lg) == 20 and not lg.pending
     assert lg.written.get() == 20
+
+
+async def test_the_idle_writer_takes_small_batches_and_the_writer_drains_the_queue(tmp_path: Path) -> None:
+    lg = ledger(tmp_path, batch_size=1000)
+    sizes: list[int] = []
+    insert = lg._insert
+
+    def noted(rows: list[tuple[Any, ...]]) -> None:
+        sizes.append(len(rows))
+        insert(rows)
+
+    lg._insert = noted  # type: ignore[method-assign]
+    for i in range(250):
+        lg.record(row(i))
+    assert await lg._write_batch()
+    assert sizes == [IDLE_BATCH] and len(lg.pending) == 250 - IDLE_BATCH  # at idle priority: a short write
+    await lg.start()
+    lg._wake.set()
+    while lg.pending:
+        await asyncio.sleep(0.01)
+    await lg.stop()
+    assert sizes == [IDLE_BATCH, IDLE_BATCH, 50] and rows_in(lg) == 250  # the rest without waiting an interval

@@ -33,6 +33,11 @@ from llm_gateway.telemetry.metrics import Registry
 
 log = logging.getLogger("llm_gateway.ledger")
 
+# Rows per write of the idle-priority writer. On a saturated CPU it gets ~0.3 % of it, so a write in its hands
+# finishes within ~0.5 s and rows meanwhile go to the normal-priority writer; 1,000 took ~4 s, and the rows that
+# queued up behind it held ~12 MiB more.
+IDLE_BATCH = 100
+
 
 def _idle_priority() -> None:
     """This thread runs only when no other thread of the machine wants its CPU (Linux; elsewhere as it was)."""
@@ -109,18 +114,16 @@ class Ledger:
                 pass
             self._wake.clear()
             delay = self.interval
-            while self.pending:
+            while self.pending:  # the idle writer takes IDLE_BATCH rows at a time: until none wait
                 if not await self._write_batch():
                     delay = min(max(delay, self.interval) * 2, 5.0)  # back off while the database is down
-                    break
-                if len(self.pending) < self.batch_size:
                     break
 
     async def _write_batch(self, now: bool = False) -> bool:
         """Write the oldest batch; `now` (shutdown): at normal priority, whatever else wants the CPU."""
-        batch = list(islice(self.pending, self.batch_size))
-        behind = len(self.pending) > 2 * self.batch_size
-        writer = self._busy_writer if now or behind else self._idle_writer
+        busy = now or len(self.pending) > 2 * self.batch_size
+        batch = list(islice(self.pending, self.batch_size if busy else min(self.batch_size, IDLE_BATCH)))
+        writer = self._busy_writer if busy else self._idle_writer
         write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch)
         try:
             await asyncio.shield(write)
