@@ -30,25 +30,29 @@ class _Side(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    @property
+    def peer_transport(self) -> asyncio.Transport | None:
+        return self.peer.transport if self.peer is not None else None
+
     def data_received(self, data: bytes) -> None:
-        peer = self.peer
-        if peer is not None and peer.transport is not None:
-            peer.transport.write(data)
+        peer = self.peer_transport
+        if peer is not None:
+            peer.write(data)
         else:
             self.pending.append(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.close()
+        if (peer := self.peer_transport) is not None:
+            peer.close()
 
     # the peer cannot keep up: stop reading until it can
     def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
+        if (peer := self.peer_transport) is not None:
+            peer.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.resume_reading()
+        if (peer := self.peer_transport) is not None:
+            peer.resume_reading()
 
 
 class _Client(_Side):

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,17 @@ def ledger(tmp_path: Path, batch_size: int = 10) -> Ledger:
     return Ledger(engine, Registry(), batch_size=batch_size, interval=0.05)
 
 
+def before_insert(lg: Ledger, hook: Callable[[list[tuple[Any, ...]]], None]) -> None:
+    """Run `hook` in the writer's thread before each batch it writes."""
+    insert = lg._insert
+
+    def hooked(rows: list[tuple[Any, ...]]) -> None:
+        hook(rows)
+        insert(rows)
+
+    lg._insert = hooked  # type: ignore[method-assign]
+
+
 def rows_in(lg: Ledger) -> int:
     with lg.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(usage)).scalar_one())
@@ -42,13 +54,7 @@ def rows_in(lg: Ledger) -> int:
 async def test_the_writer_yields_the_cpu_unless_rows_pile_up(tmp_path: Path) -> None:
     lg = ledger(tmp_path)
     policies: list[int] = []
-    insert = lg._insert
-
-    def noted(rows: list[dict[str, Any]]) -> None:
-        policies.append(os.sched_getscheduler(0))
-        insert(rows)
-
-    lg._insert = noted  # type: ignore[method-assign]
+    before_insert(lg, lambda rows: policies.append(os.sched_getscheduler(0)))
     for i in range(5):
         lg.record(row(i))
     assert await lg._write_batch()  # keeping up: 5 rows waiting, batches of 10
@@ -65,14 +71,12 @@ async def test_the_writer_yields_the_cpu_unless_rows_pile_up(tmp_path: Path) -> 
 async def test_a_batch_being_written_at_stop_is_written_once(tmp_path: Path) -> None:
     lg = ledger(tmp_path, batch_size=100)
     started = threading.Event()
-    insert = lg._insert
 
-    def slow(rows: list[dict[str, Any]]) -> None:
+    def slow(rows: list[tuple[Any, ...]]) -> None:
         started.set()
         time.sleep(0.3)  # stop() comes while this batch is in the database's hands
-        insert(rows)
 
-    lg._insert = slow  # type: ignore[method-assign]
+    before_insert(lg, slow)
     await lg.start()
     for i in range(20):
         lg.record(row(i))
@@ -86,13 +90,7 @@ async def test_a_batch_being_written_at_stop_is_written_once(tmp_path: Path) -> 
 async def test_the_idle_writer_takes_small_batches_and_the_writer_drains_the_queue(tmp_path: Path) -> None:
     lg = ledger(tmp_path, batch_size=1000)
     sizes: list[int] = []
-    insert = lg._insert
-
-    def noted(rows: list[tuple[Any, ...]]) -> None:
-        sizes.append(len(rows))
-        insert(rows)
-
-    lg._insert = noted  # type: ignore[method-assign]
+    before_insert(lg, lambda rows: sizes.append(len(rows)))
     for i in range(250):
         lg.record(row(i))
     assert await lg._write_batch()
