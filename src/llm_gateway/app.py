@@ -46,6 +46,9 @@ class Gateway:
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
     telemetry: Telemetry | None = None
+    # True while work that runs only on an idle CPU (the ledger's idle-priority writes) waits for it: busy
+    # polling (server/busy_poll.py) gives the CPU up meanwhile.
+    idle_work: Callable[[], bool] | None = None
 
     async def startup(self) -> None:
         self.counter.preload()
@@ -128,6 +131,7 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     gateway = Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline)
     gateway.telemetry = telemetry
     telemetry.metrics.watch_ledger_backlog(accounts.ledger.backlog)
+    gateway.idle_work = accounts.ledger.writing_at_idle
     gateway.on_startup.append(accounts.start)
     gateway.on_shutdown.append(accounts.stop)  # flushes the ledger after the server drained its requests
     gateway.on_shutdown.insert(0, telemetry.close)  # hooks run in reverse: telemetry flushes last

@@ -79,6 +79,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--tracing", "LLM_GATEWAY_TRACING", "export OpenTelemetry traces (endpoint etc. from OTEL_* variables)",
          _bool, False, switch=True),
     Flag("--workers", "LLM_GATEWAY_WORKERS", "server processes sharing the port", int, 1),
+    Flag("--busy-poll-us", "LLM_GATEWAY_BUSY_POLL_US", "after network I/O keep polling this many microseconds "
+         "before sleeping: lower latency on VMs, for CPU time (0: off)", int, 0),
     Flag("--master-key", "LLM_GATEWAY_MASTER_KEY", "admin key; when set every call needs a key (prefer the "
          "environment variable: flags show in the process list)", str, None),
     Flag("--database-url", "LLM_GATEWAY_DATABASE_URL", "keys and usage ledger database (sqlite:///… or "
@@ -152,6 +154,8 @@ def build_config(values: dict[str, Any], env: dict[str, str]) -> GatewayConfig:
         cfg.server.metrics_port = given("http_proxy_metrics_port")
     if given("workers") is not None:
         cfg.server.workers = given("workers")
+    if given("busy_poll_us") is not None:
+        cfg.server.busy_poll_us = given("busy_poll_us")
     if given("log_level") is not None:
         cfg.telemetry.log_level = given("log_level")
     if given("log_format") is not None:

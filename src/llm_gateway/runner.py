@@ -11,6 +11,7 @@ import signal
 import uvloop
 
 from llm_gateway.app import create_app
+from llm_gateway.server.busy_poll import BusyPoll
 from llm_gateway.server.http import ServerState, serve, shutdown
 from llm_gateway.server.trim import IdleTrimmer, freeze_start_up, one_malloc_arena
 from llm_gateway.settings import GatewayConfig
@@ -25,6 +26,9 @@ async def serve_gateway(config: GatewayConfig, stop: asyncio.Event, worker: int 
     srv = config.server
     metrics_port = srv.metrics_port + worker if srv.metrics_port else 0
     state = ServerState(gateway.router, int(srv.max_body_mb * 1024 * 1024), srv.keepalive_timeout_s)
+    if srv.busy_poll_us:
+        state.busy_poll = gateway.client.busy_poll = BusyPoll(asyncio.get_running_loop(), srv.busy_poll_us / 1e6,
+                                                              gateway.idle_work)
     await gateway.startup()
     log.debug("start-up built %d objects for good: frozen out of garbage collection", freeze_start_up())
     servers = [await serve(state, srv.host, srv.port, reuse_port=srv.workers > 1)]

@@ -87,3 +87,32 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def process_cpu(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_while_idle(gw: GatewayProcess, seconds: float) -> float:
+    before = process_cpu(gw.proc.pid)
+    time.sleep(seconds)
+    return process_cpu(gw.proc.pid) - before
+
+
+def test_busy_polling_holds_the_cpu_for_its_window_after_a_request(gateway_factory: Callable[..., GatewayProcess],
+                                                                   upstream: Upstream) -> None:
+    polling = gateway_factory(upstream_args(upstream), env={"LLM_GATEWAY_BUSY_POLL_US": "600000"})
+    plain = gateway_factory(upstream_args(upstream))
+    for gw in (polling, plain):
+        time.sleep(0.7)  # whatever start-up and /health opened has closed
+        assert cpu_while_idle(gw, 0.3) < 0.1
+        c = openai.OpenAI(base_url=gw.v1, api_key="k", max_retries=0)
+        assert c.chat.completions.create(model="m", messages=MESSAGES).choices[0].message.content  # type: ignore[arg-type]
+        spent = cpu_while_idle(gw, 0.3)
+        if gw is polling:
+            assert spent > 0.12, spent  # the window is 0.6 s: the loop polls through these 0.3 s
+        else:
+            assert spent < 0.1, spent
+    time.sleep(0.5)
+    assert cpu_while_idle(polling, 0.3) < 0.1  # the window has closed: it sleeps like the other

@@ -78,6 +78,18 @@ def test_env_vars_and_flag_precedence(tmp_path: Path) -> None:
     assert _config([], {**env, "HTTP_PROXY_PORT": ""}).server.port == 7000
 
 
+def test_busy_polling_from_the_file_the_environment_or_the_flag(tmp_path: Path) -> None:
+    conf = tmp_path / "g.yaml"
+    conf.write_text("server:\n  busy_poll_us: 2000\n")
+    assert _config([], {}).server.busy_poll_us == 0  # off unless asked for
+    assert _config(["--config", str(conf)], {}).server.busy_poll_us == 2000
+    assert _config(["--config", str(conf)], {"LLM_GATEWAY_BUSY_POLL_US": "500"}).server.busy_poll_us == 500
+    assert _config(["--busy-poll-us", "0"], {"LLM_GATEWAY_BUSY_POLL_US": "500"}).server.busy_poll_us == 0
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"server": {"busy_poll_us": -1}}, {})
+    assert exc.value.problems[0].startswith("server.busy_poll_us: Input should be greater than or equal to 0")
+
+
 def test_bad_env_value_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="OPENAI_PORT: invalid value 'x'"):
         _config([], {"OPENAI_PORT": "x"})

@@ -68,6 +68,22 @@ async def test_the_writer_yields_the_cpu_unless_rows_pile_up(tmp_path: Path) -> 
     assert policies[2:] == [os.SCHED_OTHER] * 3
 
 
+async def test_it_says_while_a_write_waits_for_an_idle_cpu(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    seen: list[bool] = []
+    before_insert(lg, lambda rows: seen.append(lg.writing_at_idle()))
+    assert not lg.writing_at_idle()
+    for i in range(5):
+        lg.record(row(i))
+    assert await lg._write_batch()  # keeping up: the idle writer, which busy polling gives way to
+    for i in range(5, 40):
+        lg.record(row(i))
+    assert await lg._write_batch()  # behind: the normal-priority writer, nothing to give way to
+    assert seen == [True, False]
+    assert not lg.writing_at_idle()
+    await lg.stop()
+
+
 async def test_a_batch_being_written_at_stop_is_written_once(tmp_path: Path) -> None:
     lg = ledger(tmp_path, batch_size=100)
     started = threading.Event()

@@ -18,6 +18,7 @@ import httptools
 
 from llm_gateway.deadlines import NEVER, Deadlines
 from llm_gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from llm_gateway.server.busy_poll import BusyPoll
 
 _PAUSE_AT = 512 * 1024
 # How late an upstream timeout may fire: all of them are checked by one sweep this often.
@@ -98,6 +99,9 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        poll = self.pool.busy_poll
+        if poll is not None:
+            poll.wake()
         self.last_activity = self.loop.time()
         try:
             self.parser.feed_data(data)
@@ -285,9 +289,10 @@ class Pool:
     """Idle keep-alive connections to one origin."""
 
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, ssl_context: ssl.SSLContext | None,
-                 max_idle: int, deadlines: Deadlines) -> None:
+                 max_idle: int, deadlines: Deadlines, busy_poll: BusyPoll | None = None) -> None:
         self.origin = origin
         self.loop = loop
+        self.busy_poll = busy_poll
         self.deadlines = deadlines
         self.ssl_context = ssl_context
         self.max_idle = max_idle
@@ -346,6 +351,7 @@ class HttpClient:
         self._max_idle = max_idle_per_origin
         self._ssl: ssl.SSLContext | None = None
         self._deadlines: Deadlines | None = None
+        self.busy_poll: BusyPoll | None = None  # set by the runner when server.busy_poll_us > 0
 
     def _pool(self, origin: Origin) -> Pool:
         pool = self._pools.get(origin)
@@ -355,7 +361,8 @@ class HttpClient:
             loop = asyncio.get_running_loop()
             if self._deadlines is None:
                 self._deadlines = Deadlines(loop, TIMEOUT_RESOLUTION_S)
-            pool = Pool(origin, loop, self._ssl if origin.tls else None, self._max_idle, self._deadlines)
+            pool = Pool(origin, loop, self._ssl if origin.tls else None, self._max_idle, self._deadlines,
+                        self.busy_poll)
             self._pools[origin] = pool
         return pool
 

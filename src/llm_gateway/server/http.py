@@ -18,6 +18,7 @@ import httptools
 
 from llm_gateway.deadlines import NEVER, Deadlines
 from llm_gateway.errors import GatewayError
+from llm_gateway.server.busy_poll import BusyPoll
 
 log = logging.getLogger("llm_gateway.server")
 
@@ -151,6 +152,7 @@ class ServerState:
         self.peak_tasks = 0  # the most requests in flight at once since the last reset (memory trimming)
         self.closing = False
         self._idle_deadlines: Deadlines | None = None
+        self.busy_poll: BusyPoll | None = None  # set by the runner when server.busy_poll_us > 0
 
     def idle_deadlines(self, loop: asyncio.AbstractEventLoop) -> Deadlines:
         """Keep-alive expiry of idle connections, swept a few times per timeout (at most once a second)."""
@@ -202,6 +204,9 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.expires_at = NEVER
+        poll = self.state.busy_poll
+        if poll is not None:
+            poll.wake()
         if self._too_large:
             return
         try:

@@ -1,0 +1,113 @@
+"""Busy polling: the loop polls instead of sleeping for a window after I/O, then sleeps again; both the server's
+and the upstream client's reads open the window."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from llm_gateway.providers.http import HttpClient, Origin, Timeouts
+from llm_gateway.server.busy_poll import BusyPoll
+from llm_gateway.server.http import Request, Responder, ServerState, serve, shutdown
+
+EVENT = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+
+
+async def cpu_over(seconds: float) -> float:
+    """CPU time this process spends while the loop waits `seconds` with nothing to do."""
+    before = time.process_time()
+    await asyncio.sleep(seconds)
+    return time.process_time() - before
+
+
+async def test_the_loop_polls_for_the_window_after_a_wake_then_sleeps() -> None:
+    poll = BusyPoll(asyncio.get_running_loop(), 0.15)
+    assert await cpu_over(0.15) < 0.05  # no wake, no polling: the loop sleeps
+    poll.wake()
+    assert poll.polling
+    spent = await cpu_over(0.1)
+    assert poll.polling and spent > 0.05  # inside the window the loop keeps the CPU
+    await asyncio.sleep(0.1)
+    assert not poll.polling
+    assert await cpu_over(0.15) < 0.05  # the window has closed: asleep again
+    assert poll.started == 1
+
+
+async def test_wakes_within_the_window_keep_it_open() -> None:
+    poll = BusyPoll(asyncio.get_running_loop(), 0.08)
+    for _ in range(8):  # 0.2 s of wakes 25 ms apart: one window, kept open
+        poll.wake()
+        await asyncio.sleep(0.025)
+        assert poll.polling
+    assert poll.started == 1
+    await asyncio.sleep(0.2)
+    assert not poll.polling
+    poll.wake()
+    assert poll.started == 2
+
+
+async def ok(request: Request, responder: Responder) -> None:
+    responder.send(200, b"ok", content_type=b"text/plain")
+
+
+async def test_a_request_on_the_server_opens_the_window() -> None:
+    state = ServerState(ok, max_body_bytes=1000)
+    state.busy_poll = poll = BusyPoll(asyncio.get_running_loop(), 0.5)
+    srv = await serve(state, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200 OK")
+        writer.close()
+        assert poll.polling and poll.started == 1
+    finally:
+        await shutdown(state, [srv], 1)
+        await asyncio.sleep(0.6)  # let the window close before the next test
+        assert not poll.polling
+
+
+async def test_an_upstream_reply_opens_the_window() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        await asyncio.sleep(0.15)  # longer than the window: the first event opens it again
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(EVENT), EVENT))
+        await writer.drain()
+        writer.close()
+
+    upstream = await asyncio.start_server(handle, "127.0.0.1", 0)
+    client = HttpClient()
+    client.busy_poll = poll = BusyPoll(asyncio.get_running_loop(), 0.05)
+    try:
+        origin = Origin("http", "127.0.0.1", upstream.sockets[0].getsockname()[1])
+        response = await client.send(origin, b"POST /v1/chat/completions HTTP/1.1\r\n", b"{}", Timeouts())
+        assert poll.polling and poll.started == 1  # the head
+        assert [c async for c in response.chunks()] == [EVENT]
+        assert poll.started == 2  # the event, after the window had closed
+    finally:
+        client.close()
+        upstream.close()
+        await asyncio.sleep(0.1)
+        assert not poll.polling
+
+
+async def test_polling_gives_way_to_work_that_waits_for_an_idle_cpu() -> None:
+    waiting = [False]
+    poll = BusyPoll(asyncio.get_running_loop(), 0.5, lambda: waiting[0])
+    poll.wake()
+    await asyncio.sleep(0.01)
+    assert poll.polling
+    waiting[0] = True  # say, the ledger handed a write to its idle-priority thread
+    await asyncio.sleep(0.01)
+    assert not poll.polling
+    assert await cpu_over(0.15) < 0.05
+    poll.wake()  # a read while the work still waits: the loop does not poll
+    await asyncio.sleep(0.01)
+    assert not poll.polling
+    waiting[0] = False
+    poll.wake()  # the next read after it is done polls again
+    await asyncio.sleep(0.01)
+    assert poll.polling
+    await asyncio.sleep(0.6)
+    assert not poll.polling
