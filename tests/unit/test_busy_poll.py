@@ -1,5 +1,6 @@
-"""Busy polling: the loop polls instead of sleeping for a window after I/O, then sleeps again; both the server's
-and the upstream client's reads open the window."""
+"""Busy polling: the loop polls instead of sleeping for a window after I/O, then sleeps again; the window shrinks
+when reads come further apart than the longest window and grows back when they come closer; both the server's and
+the upstream client's reads open it."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ async def cpu_over(seconds: float) -> float:
 
 
 async def test_the_loop_polls_for_the_window_after_a_wake_then_sleeps() -> None:
+    assert await cpu_over(0.15) < 0.05  # no polling: the loop sleeps
     poll = BusyPoll(asyncio.get_running_loop(), 0.15)
-    assert await cpu_over(0.15) < 0.05  # no wake, no polling: the loop sleeps
     poll.wake()
     assert poll.polling
     spent = await cpu_over(0.1)
@@ -44,6 +45,21 @@ async def test_wakes_within_the_window_keep_it_open() -> None:
     assert not poll.polling
     poll.wake()
     assert poll.started == 2
+
+
+async def test_reads_further_apart_than_the_longest_window_shrink_it_to_nothing_and_closer_ones_grow_it() -> None:
+    poll = BusyPoll(asyncio.get_running_loop(), 0.04)
+    for _ in range(12):  # 60 ms apart: each window waited in vain
+        poll.wake()
+        await asyncio.sleep(0.06)
+    assert poll.window == 0.0
+    assert await cpu_over(0.03) < 0.02
+    for _ in range(12):  # 10 ms apart, within the longest window: it doubles until it spans the gaps
+        poll.wake()
+        await asyncio.sleep(0.01)
+    assert 0.01 <= poll.window <= 0.04 and poll.polling
+    await asyncio.sleep(0.1)
+    assert not poll.polling
 
 
 async def ok(request: Request, responder: Responder) -> None:
