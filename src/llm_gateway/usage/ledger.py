@@ -59,7 +59,7 @@ class Ledger:
         self._task: asyncio.Task[None] | None = None
         self._idle_writer = ThreadPoolExecutor(1, "ledger-idle", initializer=_idle_priority)
         self._busy_writer = ThreadPoolExecutor(1, "ledger-busy")  # rows piling up: written at normal priority
-        self._idle_writes = 0  # writes handed to the idle writer and not finished
+        self._idle_write: asyncio.Future[None] | None = None  # the idle writer's latest write
         self._statement = insert(usage)
         self._columns = [c.name for c in usage.columns if c.name != "id"]
         # A row becomes a tuple when it is queued, on the event loop's thread: the writer thread then runs no
@@ -80,7 +80,7 @@ class Ledger:
 
     def writing_at_idle(self) -> bool:
         """A write waits for the CPU to be idle: busy polling gives way to it."""
-        return self._idle_writes > 0
+        return self._idle_write is not None and not self._idle_write.done()
 
     def record(self, row: dict[str, Any]) -> None:
         pending = self.pending
@@ -129,11 +129,9 @@ class Ledger:
         busy = now or len(self.pending) > 2 * self.batch_size
         batch = list(islice(self.pending, self.batch_size if busy else min(self.batch_size, IDLE_BATCH)))
         writer = self._busy_writer if busy else self._idle_writer
-        if not busy:
-            self._idle_writes += 1
         write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch)
         if not busy:
-            write.add_done_callback(self._idle_write_done)
+            self._idle_write = write
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:  # stop() cancels the writer task; the batch's thread goes on
@@ -148,9 +146,6 @@ class Ledger:
             return False
         self._written(len(batch))
         return True
-
-    def _idle_write_done(self, _: object) -> None:
-        self._idle_writes -= 1
 
     def _written(self, n: int) -> None:
         for _ in range(n):
