@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.middleware.cors import CORSMiddleware
 
 from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.accounting.usage import UsageStage
@@ -24,12 +29,16 @@ from llm_gateway.providers.registry import build_provider
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.cooldown import Cooldowns, build_cooldown_sync
 from llm_gateway.routing.stage import RoutingStage
+from llm_gateway.server.asgi import ASGIApp, Edge
+from llm_gateway.server.busy_poll import BusyPoll
 from llm_gateway.server.router import Router
-from llm_gateway.settings import GatewayConfig, ServerConfig
+from llm_gateway.server.trim import IdleTrimmer, freeze_start_up
+from llm_gateway.settings import CorsConfig, GatewayConfig, ServerConfig
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.telemetry.setup import Telemetry
 
 Hook = Callable[[], Awaitable[None]]
+log = logging.getLogger("llm_gateway")
 
 
 @dataclass
@@ -43,23 +52,52 @@ class Gateway:
     providers: dict[str, Provider]
     catalog: Catalog
     pipeline: Pipeline
+    edge: Edge
+    asgi: ASGIApp  # the edge, wrapped in CORS when it is on
+    metrics_asgi: ASGIApp
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
     telemetry: Telemetry | None = None
     # True while work that runs only on an idle CPU (the ledger's idle-priority writes) waits for it: busy
     # polling (server/busy_poll.py) gives the CPU up meanwhile.
     idle_work: Callable[[], bool] | None = None
+    _trimmer: IdleTrimmer | None = None
 
     async def startup(self) -> None:
         self.counter.preload()
         for hook in self.on_startup:
             await hook()
+        srv = self.config.server
+        if srv.busy_poll_us:
+            poll = BusyPoll(asyncio.get_running_loop(), srv.busy_poll_us / 1e6, self.idle_work)
+            self.edge.on_request = poll.wake
+            self.client.busy_poll = poll
+        edge = self.edge
+        self._trimmer = IdleTrimmer(lambda: edge.in_flight, lambda: edge.peak_in_flight, self._reset_peak,
+                                    self.client.shed_idle)
+        self._trimmer.start()
+        log.debug("start-up built %d objects for good: frozen out of garbage collection", freeze_start_up())
+
+    def _reset_peak(self) -> None:
+        self.edge.peak_in_flight = 0
 
     async def shutdown(self) -> None:
+        if self._trimmer is not None:
+            await self._trimmer.stop()
         self.pipeline.record()  # before the ledger, the access log and the exporters flush
         for hook in reversed(self.on_shutdown):
             await hook()
         self.client.close()
+
+
+def with_cors(app: ASGIApp, cors: CorsConfig) -> ASGIApp:
+    """Browsers on the allowed origins may call the gateway: preflights answered, `Access-Control-*` added."""
+    if not cors.enabled:
+        return app
+    middleware: Any = CORSMiddleware(app, allow_origins=cors.allowed_origins, allow_methods=cors.allowed_methods,
+                                     allow_headers=cors.allowed_headers, allow_credentials=cors.allow_credentials,
+                                     expose_headers=["x-request-id"], max_age=cors.max_age)
+    return middleware  # type: ignore[no-any-return]
 
 
 def worker_metrics(server: ServerConfig, worker: int) -> list[Origin]:
@@ -128,7 +166,14 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     metrics_router.add("GET", "/metrics", health.own_metrics)
     metrics_router.add("GET", "/health", health.health)
 
-    gateway = Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline)
+    srv = config.server
+    edge = Edge(router, srv.limits, int(srv.max_body_mb * 1024 * 1024))
+    edge.shutdown_grace_s = srv.shutdown_grace_s
+    metrics_edge = Edge(metrics_router, srv.limits, 1024 * 1024, watch_prefix="/-")
+    gateway = Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline,
+                      edge, with_cors(edge, srv.cors), metrics_edge)
+    edge.startup_hooks.append(gateway.startup)
+    edge.shutdown_hooks.append(gateway.shutdown)
     gateway.telemetry = telemetry
     telemetry.metrics.watch_ledger_backlog(accounts.ledger.backlog)
     gateway.idle_work = accounts.ledger.writing_at_idle

@@ -1,4 +1,9 @@
-"""Runs a gateway process: event loop (uvloop), listeners, signals, graceful shutdown."""
+"""Runs the gateway under granian: one process on our own uvloop (granian embedded), or granian's supervised
+worker processes (`server.workers` > 1, a dead worker is started again). Signals and graceful shutdown.
+
+granian owns the wire (HTTP/1.1 and HTTP/2 framing, head limits and timeouts, TLS); its embedded server runs in
+the gateway's event loop, so a single process needs no supervisor beside it (one process less: ~30 MiB).
+"""
 
 from __future__ import annotations
 
@@ -7,97 +12,123 @@ import ctypes
 import logging
 import os
 import signal
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import uvloop
+from granian.constants import HTTPModes, Interfaces, Loops
+from granian.http import HTTP1Settings, HTTP2Settings
+from granian.server.embed import Server as EmbeddedServer
+from granian.server.mp import MPServer
 
-from llm_gateway.app import create_app
-from llm_gateway.server.busy_poll import BusyPoll
-from llm_gateway.server.http import ServerState, serve, shutdown
-from llm_gateway.server.trim import IdleTrimmer, freeze_start_up, one_malloc_arena
-from llm_gateway.settings import GatewayConfig
+from llm_gateway.app import Gateway, create_app
+from llm_gateway.server.trim import one_malloc_arena
+from llm_gateway.settings import GatewayConfig, ServerConfig
 from llm_gateway.telemetry.logs import setup_logging
 
 log = logging.getLogger("llm_gateway")
 _PR_SET_PDEATHSIG = 1
 
 
-async def serve_gateway(config: GatewayConfig, stop: asyncio.Event, worker: int = 0) -> None:
-    gateway = create_app(config, worker)
+def server_options(srv: ServerConfig) -> dict[str, Any]:
+    """granian's settings from ours (the same for the embedded and the supervised server)."""
+    limits = srv.limits
+    options: dict[str, Any] = {
+        "http": HTTPModes.auto if srv.http2 else HTTPModes.http1,
+        "websockets": False,
+        "backlog": 2048,
+        "http1_settings": HTTP1Settings(header_read_timeout=int(limits.head_timeout_s * 1000), keep_alive=True,
+                                        max_buffer_size=limits.max_head_kb * 1024),
+        "http2_settings": HTTP2Settings(max_headers_size=limits.max_head_kb * 1024,
+                                        keep_alive_timeout=int(srv.keepalive_timeout_s)),
+        "log_enabled": False,
+    }
+    tls = srv.tls
+    if tls.cert_file and tls.key_file:
+        options.update(ssl_cert=Path(tls.cert_file), ssl_key=Path(tls.key_file), ssl_key_password=tls.key_password)
+    return options
+
+
+def embedded(app: Any, host: str, port: int, options: dict[str, Any]) -> EmbeddedServer:
+    """granian serving `app` in the running event loop (`await server.serve()`, `server.stop()`)."""
+    return EmbeddedServer(app, address=host, port=port, interface=Interfaces.ASGINL, **options)
+
+
+class MetricsListener:
+    """The separate metrics port of one process (worker i listens on metrics_port + i)."""
+
+    def __init__(self, gateway: Gateway, port: int) -> None:
+        self.gateway = gateway
+        self.port = port
+        self._server: EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        srv = self.gateway.config.server
+        if not self.port:
+            return
+        options = {**server_options(srv), "http": HTTPModes.http1}
+        options.pop("ssl_cert", None)
+        options.pop("ssl_key", None)
+        options.pop("ssl_key_password", None)
+        server = embedded(self.gateway.metrics_asgi, srv.host, self.port, options)
+        task = asyncio.get_running_loop().create_task(server.serve())
+        await asyncio.sleep(0.05)  # binding happens at once; a busy port ends the task with an error
+        if task.done() and task.exception() is not None:
+            log.warning("metrics port %d not available (%s); /metrics is still served on port %d", self.port,
+                        task.exception(), srv.port)
+            return
+        self._server, self._task = server, task
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.stop()  # type: ignore[no-untyped-call]
+            await asyncio.wait([self._task], timeout=2)
+
+
+async def serve_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
+    """One process: the gateway and its metrics listener on granian's embedded server, in this event loop."""
+    gateway = create_app(config)
     srv = config.server
-    metrics_port = srv.metrics_port + worker if srv.metrics_port else 0
-    state = ServerState(gateway.router, int(srv.max_body_mb * 1024 * 1024), srv.keepalive_timeout_s)
-    if srv.busy_poll_us:
-        state.busy_poll = gateway.client.busy_poll = BusyPoll(asyncio.get_running_loop(), srv.busy_poll_us / 1e6,
-                                                              gateway.idle_work)
-    await gateway.startup()
-    log.debug("start-up built %d objects for good: frozen out of garbage collection", freeze_start_up())
-    servers = [await serve(state, srv.host, srv.port, reuse_port=srv.workers > 1)]
-    metrics_state = ServerState(gateway.metrics_router, 1024 * 1024)
-    if metrics_port:
-        try:
-            servers.append(await serve(metrics_state, srv.host, metrics_port, reuse_port=srv.workers > 1))
-        except OSError as exc:
-            log.warning("metrics port %d not available (%s); /metrics is still served on port %d",
-                        metrics_port, exc.strerror, srv.port)
+    metrics = MetricsListener(gateway, srv.metrics_port)
+    await gateway.edge.startup()
+    server = embedded(gateway.asgi, srv.host, srv.port, server_options(srv))
+    serving = asyncio.get_running_loop().create_task(server.serve())
+    await asyncio.sleep(0)
+    await metrics.start()
     log.info("llm-gateway listening on %s:%d (metrics on %d), %d provider(s)", srv.host, srv.port,
-             metrics_port, len(gateway.providers))
-    trimmer = IdleTrimmer(lambda: len(state.tasks), lambda: state.peak_tasks, lambda: _reset_peak(state),
-                          gateway.client.shed_idle)
-    trimmer.start()
-    await stop.wait()
-    await trimmer.stop()
+             srv.metrics_port, len(gateway.providers))
+    stopped = asyncio.get_running_loop().create_task(stop.wait())
+    done, _ = await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if serving in done:  # it could not listen
+        stopped.cancel()
+        await metrics.stop()
+        await gateway.shutdown()
+        serving.result()
+        return
     log.info("shutting down: waiting up to %gs for in-flight requests", srv.shutdown_grace_s)
-    await shutdown(state, servers, srv.shutdown_grace_s)
-    await shutdown(metrics_state, [], 1.0)
-    await gateway.shutdown()
+    server.stop()  # type: ignore[no-untyped-call]
+    await gateway.edge.shutdown()  # drains in-flight requests, then the gateway's own shutdown
+    await metrics.stop()
+    await asyncio.wait([serving], timeout=5)
 
 
-def _reset_peak(state: ServerState) -> None:
-    state.peak_tasks = 0
-
-
-def run(config: GatewayConfig) -> int:
+def _worker_app(config: GatewayConfig, index: int) -> Any:
+    """The ASGI application of supervised worker `index` (built in the worker process)."""
+    _die_with_supervisor()
     setup_logging(config.telemetry)
-    one_malloc_arena()
-    if config.server.workers > 1:
-        return _supervise(config)
-    return _run_one(config)
+    gateway = create_app(config, index)
+    metrics = MetricsListener(gateway, config.server.metrics_port + index if config.server.metrics_port else 0)
+    gateway.edge.startup_hooks.append(metrics.start)
+    gateway.edge.shutdown_hooks.insert(0, metrics.stop)  # hooks run in reverse: the metrics listener stops last
+    return gateway.asgi
 
 
-def _supervise(config: GatewayConfig) -> int:
-    """Fork one process per worker; they share the port (SO_REUSEPORT) and state through Redis/the database.
-
-    Each worker keeps its own metrics and serves them on its metrics listener, `metrics_port + i` for worker i;
-    `/metrics` on the gateway's port adds up every worker's.
-    """
-    children: list[int] = []
-    parent = os.getpid()
-    for index in range(config.server.workers):
-        pid = os.fork()
-        if pid == 0:
-            _die_with(parent)
-            os._exit(_run_one(config, index))
-        children.append(pid)
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            try:
-                os.kill(child, signum)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    for child in children:
-        _, code = os.waitpid(child, 0)
-        status = status or os.waitstatus_to_exitcode(code)
-    return status
-
-
-def _die_with(parent: int) -> None:
+def _die_with_supervisor() -> None:
     """A worker gets SIGTERM (a graceful stop) when its supervisor dies, even by SIGKILL: no orphaned workers
     holding the port. Linux only; elsewhere workers outlive a killed supervisor."""
+    parent = os.getppid()
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -106,13 +137,42 @@ def _die_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _run_one(config: GatewayConfig, worker: int = 0) -> int:
+class _Supervisor(MPServer):
+    """granian's worker supervisor; each worker builds its app knowing its own index (for its metrics port)."""
+
+    def __init__(self, config: GatewayConfig, **options: Any) -> None:
+        super().__init__("llm_gateway.asgi:app", **options)  # the target each worker builds is _worker_app
+        self._config = config
+
+    def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:  # type: ignore[override]
+        return super()._spawn_worker(idx=idx, target=target, callback_loader=partial(_worker_app, self._config, idx))
+
+
+def run(config: GatewayConfig) -> int:
+    setup_logging(config.telemetry)
+    one_malloc_arena()
+    srv = config.server
+    if srv.workers > 1:
+        supervisor = _Supervisor(config, address=srv.host, port=srv.port, interface=Interfaces.ASGI,
+                                 workers=srv.workers, loop=Loops.uvloop, respawn_failed_workers=True,
+                                 respawn_interval=1.0, workers_kill_timeout=int(srv.shutdown_grace_s) + 5,
+                                 **server_options(srv))
+        try:
+            supervisor.serve()
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        return 0
+    return _run_one(config)
+
+
+def _run_one(config: GatewayConfig) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve_gateway(config, stop, worker)
+        await serve_gateway(config, stop)
 
     try:
         uvloop.run(main())

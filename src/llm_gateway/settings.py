@@ -19,6 +19,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CorsConfig(_Section):
+    enabled: bool = False
+    allowed_origins: list[str] = Field(default_factory=list, description='origins allowed to call, or ["*"]')
+    allowed_headers: list[str] = Field(default_factory=lambda: ["authorization", "content-type", "x-api-key",
+                                                                "anthropic-version", "x-request-id", "x-gateway"])
+    allowed_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE", "PATCH", "PUT"])
+    allow_credentials: bool = False
+    max_age: int = Field(600, ge=0, description="seconds a browser may cache a preflight answer")
+
+
+class TlsConfig(_Section):
+    cert_file: str | None = None
+    key_file: str | None = None
+    key_password: str | None = None
+
+
+class EdgeLimits(_Section):
+    max_head_kb: int = Field(64, ge=8, le=16384, description="request line + headers; larger: 431")
+    max_headers: int = Field(100, ge=8, le=100, description="header fields per request; more: 431")
+    max_url_bytes: int = Field(8192, ge=256, description="path + query; longer: 414")
+    head_timeout_s: float = Field(10.0, gt=0, description="time to receive the request head; then closed")
+    body_timeout_s: float = Field(60.0, gt=0, description="time to receive the request body; then 408")
+
+
 class ServerConfig(_Section):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
@@ -29,6 +53,10 @@ class ServerConfig(_Section):
     workers: int = Field(1, ge=1)
     busy_poll_us: int = Field(0, ge=0, le=1_000_000, description="after network I/O, keep polling this many "
                               "microseconds before the event loop sleeps (0: off); trades CPU for latency")
+    limits: EdgeLimits = Field(default_factory=EdgeLimits)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    http2: bool = Field(False, description="also speak HTTP/2 (over TLS by ALPN, or prior knowledge in clear)")
+    cors: CorsConfig = Field(default_factory=CorsConfig)
 
 
 class TimeoutsConfig(_Section):

@@ -73,6 +73,37 @@ def test_workers_stop_when_their_supervisor_is_killed(gateway_factory: Callable[
     assert not any(_alive(w) for w in workers), "workers outlived their supervisor"
 
 
+def test_a_dead_worker_is_started_again(gateway_factory: Callable[..., GatewayProcess], upstream: Upstream) -> None:
+    gw = gateway_factory(["--workers", "2", *upstream_args(upstream)])
+    workers = _children_of(gw.proc.pid, 2)
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    now = workers
+    while time.monotonic() < deadline:
+        now = [w for w in _children(gw.proc.pid) if _alive(w)]
+        if len(now) == 2 and workers[0] not in now:
+            break
+        time.sleep(0.1)
+    assert len(now) == 2 and workers[0] not in now, f"no worker took the dead one's place: {now}"
+    for _ in range(6):  # both workers answer (the port is shared)
+        assert httpx.get(f"{gw.url}/health", timeout=5).status_code == 200
+    assert gw.proc.poll() is None
+
+
+def _children(parent: int) -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit() and _parent_of(int(d)) == parent]
+
+
+def _children_of(parent: int, count: int) -> list[int]:
+    deadline = time.monotonic() + 10
+    found: list[int] = []
+    while len(found) < count and time.monotonic() < deadline:
+        found = _children(parent)
+        time.sleep(0.05)
+    assert len(found) == count
+    return found
+
+
 def _parent_of(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as f:

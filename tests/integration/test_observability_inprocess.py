@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,10 +13,10 @@ import openai
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from tests.upstream import Upstream
+from tests.upstream import Upstream, free_port
 
 from llm_gateway.app import create_app
-from llm_gateway.server.http import ServerState, serve, shutdown
+from llm_gateway.runner import embedded, server_options
 from llm_gateway.settings import parse_config
 
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
@@ -37,17 +38,19 @@ async def traced_gateway(upstream: Upstream, tmp_path: Path,
     assert gateway.telemetry is not None and gateway.telemetry.tracing is not None
     memory = InMemorySpanExporter()
     gateway.telemetry.tracing.add_span_processor(SimpleSpanProcessor(memory))
-    await gateway.startup()
-    state = ServerState(gateway.router, 1 << 20)
-    server = await serve(state, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    await gateway.edge.startup()
+    port = free_port()
+    server = embedded(gateway.asgi, "127.0.0.1", port, server_options(config.server))
+    serving = asyncio.get_running_loop().create_task(server.serve())
+    await asyncio.sleep(0.05)
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
     try:
         yield client, memory
     finally:
         await client.close()
-        await shutdown(state, [server], 5.0)
-        await gateway.shutdown()  # the spans of every request are exported by now
+        server.stop()
+        await gateway.edge.shutdown()  # the spans of every request are exported by now
+        await asyncio.wait([serving], timeout=5)
 
 
 async def test_streamed_request_with_one_retry_in_memory(upstream: Upstream, tmp_path: Path) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import socket
 
 import pytest
+from tests.serving import served
 
 from llm_gateway.api.health import HealthApi
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.providers.http import HttpClient, Origin
-from llm_gateway.server.http import Request, ServerState, serve
+from llm_gateway.server.asgi import Edge
+from llm_gateway.server.http import Request
+from llm_gateway.settings import EdgeLimits
 from llm_gateway.telemetry.metrics import Registry
 
 
@@ -40,10 +43,8 @@ def closed_port() -> int:
 
 async def test_metrics_add_up_the_other_workers_series() -> None:
     other = HealthApi([], registry(5))
-    server = await serve(ServerState(other.own_metrics, 1 << 20), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     client = HttpClient()
-    try:
+    async with served(Edge(other.own_metrics, EdgeLimits(), 1 << 20)) as port:
         api = HealthApi([], registry(3), worker_count=2, workers=[Origin("http", "127.0.0.1", port)], client=client)
         answer = Answer()
         await api.metrics(scrape(), answer)  # type: ignore[arg-type]  # the one method the handler calls
@@ -52,10 +53,7 @@ async def test_metrics_add_up_the_other_workers_series() -> None:
         own = Answer()
         await api.own_metrics(scrape(), own)  # type: ignore[arg-type]
         assert 'llm_gateway_requests_total{status="200"} 3' in own.body.decode()
-    finally:
-        client.close()
-        server.close()
-        await server.wait_closed()
+    client.close()
 
 
 async def test_a_worker_that_cannot_be_read_fails_the_scrape() -> None:

@@ -27,7 +27,6 @@ class MessagesResponder(Responder):
 
     def __init__(self, inner: Responder, model: str) -> None:  # no super().__init__: it wraps `inner`
         self._inner = inner
-        self._conn = inner._conn
         self._model = model
         self._encoder: MessagesStreamEncoder | None = None
 
@@ -88,12 +87,16 @@ class MessagesResponder(Responder):
         if self._encoder is not None:
             await self._inner.write(self._encoder.feed(data))
 
-    def end(self) -> None:
+    def end(self, tail: bytes = b"") -> None:
         if self._encoder is not None and not self._encoder.done:
-            tail = self._encoder.finish()
-            if tail and not self._inner._conn.closed:
-                self._inner._conn.write(b"%x\r\n%s\r\n" % (len(tail), tail))  # end() is sync: no drain wait
-        self._inner.end()
+            tail += self._encoder.finish()
+        self._inner.end(tail)
+
+    async def flush(self) -> None:
+        await self._inner.flush()
+
+    async def flush_head(self) -> None:
+        await self._inner.flush_head()
 
 
 class MessagesApi:

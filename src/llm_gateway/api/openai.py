@@ -192,6 +192,7 @@ class OpenAIApi:
             ctx.first_byte_at = time.perf_counter()
             ctx.status = 200
             responder.send(200, parsed.body, headers)  # its bookkeeping: deferred, run before settle
+            await responder.flush()  # the answer leaves before the request is settled
             return
         decoder = provider.stream_decoder(call)
         ctx.output = decoder

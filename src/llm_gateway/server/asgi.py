@@ -1,0 +1,219 @@
+"""The gateway as an ASGI application: requests read within the edge's limits, routed to the gateway's handlers,
+a client's disconnect cancelling its request, and start-up and graceful shutdown (ASGI lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from llm_gateway.errors import BadRequest, GatewayError
+from llm_gateway.server.http import Handler, Message, Receive, Request, Responder, Send
+from llm_gateway.settings import EdgeLimits
+
+log = logging.getLogger("llm_gateway.server")
+
+Hook = Callable[[], Awaitable[None]]
+ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
+
+
+class _Reject(Exception):
+    def __init__(self, error: GatewayError) -> None:
+        self.error = error
+
+
+def _edge_error(status: int, message: str, code: str) -> _Reject:
+    return _Reject(GatewayError(message, status=status, type="invalid_request_error", code=code))
+
+
+class Edge:
+    """One ASGI application: `handler` serves every path (the gateway's router); `watch_prefix` marks the paths
+    whose handler waits on an upstream, so a client's disconnect cancels it."""
+
+    def __init__(self, handler: Handler, limits: EdgeLimits, max_body_bytes: int, *,
+                 watch_prefix: str = "/v1/", on_request: Callable[[], None] | None = None) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.max_body_bytes = max_body_bytes
+        self.watch_prefix = watch_prefix
+        self.on_request = on_request  # busy polling's wake-up: a request is network I/O
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0  # the most requests at once since the last reset (memory trimming)
+        self.shutdown_grace_s = 30.0
+        self.closed = False  # after the drain: a request that still comes is refused, never answered unrecorded
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    # -- one request
+    async def http(self, scope: Message, receive: Receive, send: Send) -> None:
+        if self.on_request is not None:
+            self.on_request()
+        responder = Responder(send)
+        try:
+            request = await self._read(scope, receive)
+        except _Reject as reject:
+            responder.send_error(reject.error)
+            await responder.flush()
+            return
+        if request is None:  # the client left before its request was complete
+            return
+        if self.closed:
+            responder.send_error(GatewayError("the gateway is shutting down", status=503,
+                                              type="service_unavailable", code="shutting_down"))
+            await responder.flush()
+            return
+        self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        watcher = None
+        if task is not None and request.path.startswith(self.watch_prefix):
+            watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(receive, task))
+        try:
+            await self._handle(request, responder)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            self.in_flight -= 1
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _handle(self, request: Request, responder: Responder) -> None:
+        try:
+            await self.handler(request, responder)
+        except GatewayError as err:
+            if not responder.started:
+                responder.send_error(err)
+            else:
+                responder.keep_alive = False
+        except Exception:
+            log.exception("unhandled error while serving %s %s", request.method, request.path)
+            if not responder.started:
+                responder.send(500, GatewayError("internal gateway error").body())
+        await responder.flush()
+
+    async def _read(self, scope: Message, receive: Receive) -> Request | None:
+        limits = self.limits
+        path: str = scope["path"]
+        query_bytes: bytes = scope.get("query_string") or b""
+        raw_path: bytes = scope.get("raw_path") or path.encode("latin-1", "replace")
+        if len(raw_path) + len(query_bytes) > limits.max_url_bytes:
+            raise _edge_error(414, f"the URL is longer than the limit of {limits.max_url_bytes} bytes", "uri_too_long")
+        headers: dict[str, str] = {}
+        count = 0
+        for raw_name, raw_value in scope["headers"]:
+            count += 1
+            name = raw_name.decode("latin-1")
+            value = raw_value.decode("latin-1")
+            prev = headers.get(name)
+            headers[name] = value if prev is None else f"{prev}, {value}"
+        if count > limits.max_headers:
+            raise _edge_error(431, f"more than {limits.max_headers} header fields", "too_many_headers")
+        if scope.get("http_version") == "1.1":
+            host = headers.get("host", "")
+            if not host or "," in host:
+                raise _Reject(BadRequest("an HTTP/1.1 request needs exactly one Host header", code="bad_host"))
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            raise self._too_large()
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body: bytes = message.get("body", b"")
+        if message.get("more_body"):
+            body = await self._read_rest(receive, body)
+            if body is None:
+                return None
+        if len(body) > self.max_body_bytes:
+            raise self._too_large()
+        client = scope.get("client")
+        return Request(scope["method"], path, query_bytes.decode("latin-1"), headers, body,
+                       f"{client[0]}:{client[1]}" if client else "")
+
+    async def _read_rest(self, receive: Receive, first: bytes) -> Any:
+        parts = [first]
+        size = len(first)
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        raise self._too_large()
+                    parts.append(chunk)
+                    if not message.get("more_body"):
+                        return b"".join(parts)
+        except TimeoutError:
+            raise _edge_error(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s",
+                              "request_timeout") from None
+
+    def _too_large(self) -> _Reject:
+        return _Reject(GatewayError(f"request body is larger than the limit of {self.max_body_bytes} bytes",
+                                    status=413, type="invalid_request_error", code="request_too_large"))
+
+    # -- start-up and shutdown
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        for hook in self.startup_hooks:
+            await hook()
+
+    async def drain(self) -> None:
+        """Let in-flight requests finish within the grace period (also those that come on open connections
+        meanwhile); cancel what is left; refuse what comes after."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_grace_s
+        while True:
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending:
+                break
+            left = deadline - loop.time()
+            if left <= 0:
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=5)
+                break
+            await asyncio.wait(pending, timeout=left)
+        self.closed = True
+
+    async def shutdown(self) -> None:
+        await self.drain()
+        for hook in reversed(self.shutdown_hooks):
+            await hook()
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
+    """The request's body is read: the next message can only be the client's disconnect."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            task.cancel()
+            return
