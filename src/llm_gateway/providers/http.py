@@ -1,61 +1,37 @@
-"""The upstream HTTP/1.1 client: keep-alive pools per origin, streamed bodies, timeouts, cancellation.
+"""The fast upstream transport: HTTP/1.1 keep-alive pools per origin, streamed bodies, timeouts, cancellation.
 
 Hand-written on asyncio protocols and httptools for the same reason as the server: httpx's pool costs more
-CPU per request under concurrency than the gateway's whole budget. It is the only module that opens sockets.
+CPU per request under concurrency than the gateway's whole budget. Providers that need an egress proxy or a
+client certificate use the library transport (providers/library_transport.py) instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
 
 import httptools
 
 from llm_gateway.deadlines import NEVER, Deadlines
 from llm_gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from llm_gateway.providers.transport import Transport
+from llm_gateway.providers.wire import Origin, PreparedRequest, Timeouts, render_head
 from llm_gateway.server.busy_poll import BusyPoll
+
+__all__ = ["HttpClient", "Origin", "Timeouts", "UpstreamResponse"]
+log = logging.getLogger("llm_gateway.upstream")
 
 _PAUSE_AT = 512 * 1024
 # How late an upstream timeout may fire: all of them are checked by one sweep this often.
 TIMEOUT_RESOLUTION_S = 0.05
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "https"
-
-    @property
-    def host_header(self) -> str:
-        default = 443 if self.tls else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
-
-    @classmethod
-    def from_url(cls, url: str) -> tuple[Origin, str]:
-        """Split a base URL into its origin and path prefix (without a trailing slash)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(parts.scheme, parts.hostname, port), parts.path.rstrip("/")
-
-
-@dataclass(slots=True)
-class Timeouts:
-    connect: float = 10.0
-    first_byte: float = 600.0
-    idle: float = 600.0
-    total: float = 3600.0
+class _Broken(Exception):
+    """A connection failure whose message names no host or port, so the client may read it."""
 
 
 class _Conn(asyncio.Protocol):
@@ -68,6 +44,8 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reused = False
+        self.idle = False  # in the pool, between requests: any byte arriving now is not an answer
+        self.label = "upstream"  # the provider's name, for errors the client reads
         self.keep_alive = False
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -92,12 +70,34 @@ class _Conn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass it
 
     def connection_lost(self, exc: Exception | None) -> None:
+        closed = self.closed  # set by abort(): our own close cut the body, it did not end it
         self.closed = True
         self.pool.forget(self)
-        if not self.complete:
-            self._fail(exc or ConnectionResetError("upstream closed the connection"))
+        if self.complete:
+            return
+        if exc is None and not closed and self.error is None and self.status and self._until_close():
+            self._end_at_close()
+            return
+        self._fail(exc or _Broken("closed the connection before the response ended"))
+
+    def _until_close(self) -> bool:
+        """A body without Content-Length or chunked framing, which the closing of the connection ends."""
+        if self.status < 200 or self.status in (204, 304):
+            return False
+        return not any(k in (b"content-length", b"transfer-encoding") for k, _ in self.headers)
+
+    def _end_at_close(self) -> None:
+        self.complete = True
+        self.keep_alive = False
+        self._wake_head()
+        self._wake_data()
 
     def data_received(self, data: bytes) -> None:
+        if self.idle:  # unasked-for bytes would be read as the next request's answer: drop the connection
+            log.warning("upstream %s sent %d bytes on an idle connection: closed it", self.pool.origin.host_header,
+                        len(data))
+            self.abort()
+            return
         self.got_bytes = True
         poll = self.pool.busy_poll
         if poll is not None:
@@ -106,10 +106,18 @@ class _Conn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ValueError(f"upstream sent malformed HTTP: {exc}"))
+            if self.complete:  # bytes after the answer ended: it stands, the connection goes
+                log.warning("upstream %s sent bytes after a complete response: closed the connection",
+                            self.pool.origin.host_header)
+            else:
+                self._fail(_Broken(f"sent malformed HTTP ({type(exc.__cause__ or exc).__name__})"))
             self.abort()
 
     # parser callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise _Broken("a second response to one request")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
 
@@ -155,7 +163,7 @@ class _Conn(asyncio.Protocol):
         message = self.timeout_message
         if not message:
             what = "first token" if self.status else "response"
-            message = f"upstream sent no {what} within {self.head_limit:g}s"
+            message = f"upstream {self.label} sent no {what} within {self.head_limit:g}s"
         self._fail(UpstreamTimeout(message))
 
     def reset(self) -> None:
@@ -244,11 +252,11 @@ class UpstreamResponse:
     async def _more(self) -> None:
         """Wait for the next body bytes; a broken or silent connection raises as a gateway error."""
         if self._conn.error is not None:
-            raise _translate(self._conn.error)
+            raise _translate(self._conn.error, self._conn)
         try:
             await self._wait_data()
-        except (OSError, ValueError) as exc:
-            raise _translate(exc) from None
+        except (OSError, _Broken) as exc:
+            raise _translate(exc, self._conn) from None
 
     async def _wait_data(self) -> None:
         conn = self._conn
@@ -257,10 +265,10 @@ class UpstreamResponse:
         conn.data_waiter = waiter
         if conn.got_body:
             conn.expires_at = min(loop.time() + self._timeouts.idle, self._deadline)
-            conn.timeout_message = "upstream went silent mid-response"
+            conn.timeout_message = f"upstream {conn.label} went silent mid-response"
         else:  # the time-to-first-token budget runs from the request's start, not from the response head
             conn.expires_at = self._first_deadline
-            conn.timeout_message = "upstream sent no first token in time"
+            conn.timeout_message = f"upstream {conn.label} sent no first token in time"
         try:
             await waiter
         finally:
@@ -279,10 +287,14 @@ class UpstreamResponse:
             conn.abort()
 
 
-def _translate(exc: Exception) -> Exception:
+def _translate(exc: Exception, conn: _Conn) -> Exception:
+    """The error the client reads: the provider's name, never its host or port (those go to the log)."""
     if isinstance(exc, (UpstreamTimeout, UpstreamUnavailable)):
         return exc
-    return UpstreamUnavailable(f"upstream connection failed: {exc}")
+    log.warning("upstream %s at %s: %s", conn.label, conn.pool.origin.host_header, exc or type(exc).__name__)
+    if isinstance(exc, _Broken):
+        return UpstreamUnavailable(f"upstream {conn.label} {exc}")
+    return UpstreamUnavailable(f"upstream {conn.label} broke the connection")
 
 
 class Pool:
@@ -305,6 +317,7 @@ class Pool:
             return
         conn.reset()
         conn.reused = True
+        conn.idle = True
         self.idle.append(conn)
 
     def forget(self, conn: _Conn) -> None:
@@ -315,10 +328,12 @@ class Pool:
         except ValueError:
             pass
 
-    async def acquire(self, connect_timeout: float) -> _Conn:
+    async def acquire(self, connect_timeout: float, label: str) -> _Conn:
         while self.idle:
             conn = self.idle.pop()
             if not conn.closed:
+                conn.idle = False
+                conn.label = label
                 return conn
         try:
             async with asyncio.timeout(connect_timeout):
@@ -326,11 +341,13 @@ class Pool:
                     lambda: _Conn(self), self.origin.host, self.origin.port, ssl=self.ssl_context,
                     server_hostname=self.origin.host if self.ssl_context else None)
         except TimeoutError:
-            raise UpstreamTimeout(f"connecting to {self.origin.host_header} timed out after "
-                                  f"{connect_timeout:g}s") from None
+            log.warning("connecting to upstream %s at %s timed out after %gs", label, self.origin.host_header,
+                        connect_timeout)
+            raise UpstreamTimeout(f"connecting to upstream {label} timed out after {connect_timeout:g}s") from None
         except OSError as exc:
-            raise UpstreamUnavailable(f"cannot connect to {self.origin.host_header}: "
-                                      f"{exc.strerror or exc}") from None
+            log.warning("upstream %s at %s unreachable: %s", label, self.origin.host_header, exc.strerror or exc)
+            raise UpstreamUnavailable(f"upstream {label} unreachable") from None
+        conn.label = label
         return conn
 
     def shed(self, keep: int) -> None:
@@ -343,7 +360,7 @@ class Pool:
             self.idle.pop().abort()
 
 
-class HttpClient:
+class HttpClient(Transport):
     """Sends requests to upstream origins over pooled keep-alive connections."""
 
     def __init__(self, max_idle_per_origin: int = 256) -> None:
@@ -366,21 +383,18 @@ class HttpClient:
             self._pools[origin] = pool
         return pool
 
-    async def send(self, origin: Origin, head: bytes, body: bytes, timeouts: Timeouts,
+    async def send(self, origin: Origin, request: PreparedRequest, timeouts: Timeouts, *, label: str = "upstream",
                    first_body: bool = False, after_write: Callable[[], None] | None = None) -> UpstreamResponse:
-        """Send a request whose request line and headers (without Host/Content-Length/ending) are `head`.
+        """Send `request`; see `Transport.send`.
 
-        Returns once the response head arrived; with `first_body`, once the first body bytes did too (or the
-        response ended). A reused connection that turns out dead before any byte of the response arrived is
-        replaced once (the request never reached a live server). `after_write` is called once the request was
-        handed to the connection, while the upstream works on it.
+        A reused connection that turns out dead before any byte of the response arrived is replaced once (the
+        request never reached a live server).
         """
+        data = render_head(request, origin.host_header) + request.body
         pool = self._pool(origin)
-        data = b"%sHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (
-            head, origin.host_header.encode(), len(body), body)
         started = pool.loop.time()
         for _ in range(2):
-            conn = await pool.acquire(timeouts.connect)
+            conn = await pool.acquire(timeouts.connect, label)
             try:
                 return await self._exchange(conn, data, timeouts, started, first_body, after_write)
             except UpstreamUnavailable:
@@ -388,7 +402,7 @@ class HttpClient:
                     after_write = None  # it ran after the first write
                     continue
                 raise
-        raise UpstreamUnavailable(f"upstream {origin.host_header} keeps closing connections")
+        raise UpstreamUnavailable(f"upstream {label} keeps closing connections")
 
     async def _exchange(self, conn: _Conn, data: bytes, timeouts: Timeouts, started: float,
                         first_body: bool, after_write: Callable[[], None] | None) -> UpstreamResponse:
@@ -409,7 +423,7 @@ class HttpClient:
         except BaseException as exc:
             conn.abort()
             if isinstance(exc, Exception):
-                raise _translate(exc) from None
+                raise _translate(exc, conn) from None
             raise
         finally:
             conn.expires_at = NEVER
@@ -420,6 +434,9 @@ class HttpClient:
         """After a burst: keep only `keep` idle connections per origin (the rest would hold memory for hours)."""
         for pool in self._pools.values():
             pool.shed(keep)
+
+    async def aclose(self) -> None:
+        self.close()
 
     def close(self) -> None:
         for pool in self._pools.values():
