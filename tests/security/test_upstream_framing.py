@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 import httpx
 import openai
 import pytest
-
 from tests.conftest import GatewayProcess
 from tests.security.raw_upstream import RawRequest, RawUpstream, RawUpstreamThread, Step, chat_json, response
 

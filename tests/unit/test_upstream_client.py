@@ -132,8 +132,8 @@ async def test_pieces_that_arrived_together_are_handed_over_as_one_and_after_wri
     client = HttpClient()
     try:
         async with asyncio.timeout(5):
-            response = await client.send(origin, PreparedRequest("POST", "/v1/x", [], b"{}"), Timeouts(), first_body=True,
-                                         after_write=after_write)
+            response = await client.send(origin, PreparedRequest("POST", "/v1/x", [], b"{}"), Timeouts(),
+                                         first_body=True, after_write=after_write)
             assert calls == [1]
             assert [piece async for piece in response.chunks()] == [b"abc"]
     finally:

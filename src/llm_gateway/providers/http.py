@@ -164,6 +164,7 @@ class _Conn(asyncio.Protocol):
         if not message:
             what = "first token" if self.status else "response"
             message = f"upstream {self.label} sent no {what} within {self.head_limit:g}s"
+        log.warning("%s (at %s)", message, self.pool.origin.host_header)
         self._fail(UpstreamTimeout(message))
 
     def reset(self) -> None:
