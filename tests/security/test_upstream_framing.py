@@ -97,3 +97,19 @@ def test_an_ipv6_upstream_gets_a_bracketed_host_header(
     r = httpx.post(f"{gw.v1}/chat/completions", json=CHAT, timeout=10)
     assert r.status_code == 200, r.text
     assert up.requests[0].header("host") == f"[::1]:{up.port}"
+
+
+def test_a_head_answer_ends_with_its_head_whatever_its_content_length(
+        gateway_factory: Callable[..., GatewayProcess], raw: RawUpstreamThread) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n"
+    up = raw.start(RawUpstream(answer=lambda req: [head] if req.line.startswith(b"HEAD") else [response(b"{}")]))
+    gw = gateway_factory(config=provider(up, options={"passthrough": True}))
+    for _ in range(2):  # and the connection serves the next request
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+            sock.sendall(b"HEAD /v1/files HTTP/1.1\r\nHost: gw\r\n\r\n")
+            started = time.monotonic()
+            status = sock.makefile("rb").readline()
+        assert status.startswith(b"HTTP/1.1 200"), status
+        assert time.monotonic() - started < 2  # not the 3 s first-token timeout
+    assert httpx.get(f"{gw.v1}/files", timeout=10).json() == {}
+    assert [q.conn for q in up.requests] == [1, 1, 1]
