@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 @dataclass
 class ForwardProxy:
     seen: list[str] = field(default_factory=list)  # request lines: "CONNECT host:port HTTP/1.1", "POST http://…"
+    heads: list[bytes] = field(default_factory=list)  # the whole heads, headers included
     port: int = 0
 
     @property
@@ -33,6 +34,7 @@ class ForwardProxy:
         line, _, rest = head.partition(b"\r\n")
         method, target, version = line.decode("latin-1").split(" ")
         self.seen.append(line.decode("latin-1"))
+        self.heads.append(head)
         if method == "CONNECT":
             host, _, port = target.rpartition(":")
             first = b""

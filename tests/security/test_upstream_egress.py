@@ -3,6 +3,7 @@ own CA and requires a client certificate (`ca_file`, `client_cert`, `client_key`
 
 from __future__ import annotations
 
+import base64
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,12 +50,16 @@ def provider(url: str, **extra: Any) -> dict[str, Any]:
 def test_http_proxy_from_the_environment_and_no_proxy(
         gateway_factory: Callable[..., GatewayProcess], raw: RawUpstreamThread, forward_proxy: ForwardProxy) -> None:
     up = raw.start(RawUpstream(answer=answer))
-    gw = gateway_factory(config=provider(up.url), env={"HTTP_PROXY": forward_proxy.url, "NO_PROXY": "example.com"})
+    with_login = forward_proxy.url.replace("http://", "http://gw:pr%40xy-secret@")
+    gw = gateway_factory(config=provider(up.url), env={"HTTP_PROXY": with_login, "NO_PROXY": "example.com"})
     r = httpx.post(f"{gw.v1}/chat/completions", json=CHAT, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "through the proxy"
     assert f"POST {up.url}/v1/chat/completions HTTP/1.1" in forward_proxy.seen  # absolute-URI form
     assert up.requests[-1].header("authorization") == "Bearer provider-secret"
+    login = base64.b64encode(b"gw:pr@xy-secret")
+    assert b"\r\nProxy-Authorization: Basic %s\r\n" % login in forward_proxy.heads[-1]
+    assert "xy-secret" not in gw.log()
 
     seen = len(forward_proxy.seen)
     direct = gateway_factory(config=provider(up.url), env={"http_proxy": forward_proxy.url,

@@ -25,12 +25,17 @@ _NOT_AUTOMATIC = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 class LibraryTransport(Transport):
     def __init__(self, proxy: str | None, ssl_context: ssl.SSLContext | None) -> None:
-        self.proxy = proxy
+        url = URL(proxy) if proxy else None
+        # Credentials in the proxy's URL (`http://user:password@proxy:3128`) go as Proxy-Authorization, never
+        # to the log: the proxy is shown by host and port.
+        self._proxy_auth = aiohttp.BasicAuth(url.user, url.password or "") if url and url.user else None
+        self._proxy = url.with_user(None) if url else None
+        self._proxy_origin = Origin.from_url(str(self._proxy))[0] if self._proxy else None
         self.ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     def reach(self, origin: Origin) -> Origin:
-        return Origin.from_url(self.proxy)[0] if self.proxy else origin
+        return self._proxy_origin or origin
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -50,15 +55,15 @@ class LibraryTransport(Transport):
         try:
             async with asyncio.timeout_at(first_deadline):
                 raw = await self._open_session().request(
-                    request.method, url, headers=request.headers, data=request.body or None, proxy=self.proxy,
-                    timeout=timeout, allow_redirects=False)
+                    request.method, url, headers=request.headers, data=request.body or None, proxy=self._proxy,
+                    proxy_auth=self._proxy_auth, timeout=timeout, allow_redirects=False)
         except TimeoutError:
             log.warning("upstream %s at %s: no response within %gs", label, origin.host_header,
                         first_deadline - started)
             raise UpstreamTimeout(f"upstream {label} sent no response within {first_deadline - started:g}s") from None
         except aiohttp.ClientError as exc:
-            log.warning("upstream %s at %s (proxy %s) unreachable: %s", label, origin.host_header,
-                        self.proxy or "none", exc)
+            via = self._proxy_origin.host_header if self._proxy_origin else "none"
+            log.warning("upstream %s at %s (proxy %s) unreachable: %s", label, origin.host_header, via, exc)
             raise UpstreamUnavailable(f"upstream {label} unreachable") from None
         if after_write is not None:
             after_write()
