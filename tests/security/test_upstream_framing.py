@@ -113,3 +113,13 @@ def test_a_head_answer_ends_with_its_head_whatever_its_content_length(
         assert time.monotonic() - started < 2  # not the 3 s first-token timeout
     assert httpx.get(f"{gw.v1}/files", timeout=10).json() == {}
     assert [q.conn for q in up.requests] == [1, 1, 1]
+
+
+def test_an_interim_answer_is_skipped_for_the_response_after_it(
+        gateway_factory: Callable[..., GatewayProcess], raw: RawUpstreamThread) -> None:
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+    up = raw.start(RawUpstream(answer=lambda req: [hints, 0.05, response(chat_json("after the hints"))]))
+    gw = gateway_factory(config=provider(up))
+    r = httpx.post(f"{gw.v1}/chat/completions", json=CHAT, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "after the hints"

@@ -121,6 +121,8 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
+        if self.status < 200:  # an interim answer (103 Early Hints): the response is still to come
+            return
         if self.bodiless:
             self._end_at_head()
         elif not self.wake_at_body:
@@ -139,6 +141,10 @@ class Connection(asyncio.Protocol):
         self._wake_data()
 
     def on_message_complete(self) -> None:
+        if self.status < 200:
+            self.status = 0
+            self.headers = []
+            return
         self.complete = True
         if self.wake_at_body:
             self._wake_head()
