@@ -122,8 +122,8 @@ class ProviderConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
+        if value is not None and not re.match(r"^https?://[^/\s]+\S*$", value):
+            raise ValueError("must be an http:// or https:// URL (without spaces)")
         return value.rstrip("/") if value else value
 
     def model_entries(self) -> list[ModelEntry]:
