@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from llm_gateway.limits.stage import build_limit_stage
 from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline, Stage
 from llm_gateway.providers.base import Provider
+from llm_gateway.providers.egress import transport_for
 from llm_gateway.providers.http import HttpClient, Origin
 from llm_gateway.providers.registry import build_provider
 from llm_gateway.routing.catalog import Catalog
@@ -115,6 +117,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     counter = TokenCounter()
     client = HttpClient()
     providers = {p.name: build_provider(p) for p in config.providers}
+    for provider in providers.values():  # behind an egress proxy or with its own TLS: the library transport
+        provider.transport = transport_for(provider.config, provider.origin, os.environ)
     catalog = Catalog(providers, config.models, config.routing)
     cooldowns = Cooldowns(config.routing.cooldown)
 
@@ -179,6 +183,7 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     gateway.idle_work = accounts.ledger.writing_at_idle
     gateway.on_startup.append(accounts.start)
     gateway.on_shutdown.append(accounts.stop)  # flushes the ledger after the server drained its requests
+    gateway.on_shutdown.extend(p.transport.aclose for p in providers.values() if p.transport is not None)
     gateway.on_shutdown.insert(0, telemetry.close)  # hooks run in reverse: telemetry flushes last
     cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown)
     if cooldown_sync is not None:

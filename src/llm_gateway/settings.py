@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from llm_gateway.providers.openai_compat.presets import PRESET_NAMES
 
 PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini", "bedrock", "openai-compatible")
+_BREAKS = re.compile(r"[\r\n\x00]")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 
 
 class _Section(BaseModel):
@@ -82,6 +84,58 @@ class ProviderConfig(_Section):
     headers: dict[str, str] = Field(default_factory=dict, description="extra headers sent upstream")
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     options: dict[str, Any] = Field(default_factory=dict, description="provider-type specific settings")
+    proxy: str | None = Field(None, description="egress proxy URL (http:// or https://); default: HTTPS_PROXY / "
+                              "HTTP_PROXY unless NO_PROXY names the host; `none`: connect directly")
+    ca_file: str | None = Field(None, description="PEM file of the CAs trusted for this provider (instead of the "
+                                "system's)")
+    client_cert: str | None = Field(None, description="PEM client certificate (mutual TLS)")
+    client_key: str | None = Field(None, description="PEM key of client_cert, when not in the same file")
+
+    @field_validator("api_key", "base_url")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        # Written into upstream headers: a line break would end the header and start another.
+        if value is not None and _BREAKS.search(value):
+            raise ValueError("contains CR, LF or NUL (a trailing newline in the variable or file?)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_lines(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if _BREAKS.search(text):
+                raise ValueError(f"the value of {name!r} contains CR, LF or NUL")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _option_lines(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, option in value.items():  # some go into upstream paths (api_version) or headers
+            if isinstance(option, str) and _BREAKS.search(option):
+                raise ValueError(f"option {name!r} contains CR, LF or NUL")
+        return value
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is not None and value != "none" and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("must be an http:// or https:// URL (scheme, host, port) or `none`")
+        return value
+
+    @field_validator("ca_file", "client_cert", "client_key")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> ProviderConfig:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key is set without client_cert")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -96,8 +150,8 @@ class ProviderConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
+        if value is not None and not re.match(r"^https?://[^/\s]+\S*$", value):
+            raise ValueError("must be an http:// or https:// URL (without spaces)")
         return value.rstrip("/") if value else value
 
     def model_entries(self) -> list[ModelEntry]:

@@ -10,6 +10,7 @@ import time
 from tests.serving import served
 
 from llm_gateway.providers.http import HttpClient, Origin, Timeouts
+from llm_gateway.providers.wire import PreparedRequest
 from llm_gateway.server.asgi import Edge
 from llm_gateway.server.busy_poll import BusyPoll
 from llm_gateway.server.http import Request, Responder
@@ -98,7 +99,7 @@ async def test_an_upstream_reply_opens_the_window() -> None:
     client.busy_poll = poll = BusyPoll(asyncio.get_running_loop(), 0.05)
     try:
         origin = Origin("http", "127.0.0.1", upstream.sockets[0].getsockname()[1])
-        response = await client.send(origin, b"POST /v1/chat/completions HTTP/1.1\r\n", b"{}", Timeouts())
+        response = await client.send(origin, PreparedRequest("POST", "/v1/chat/completions", [], b"{}"), Timeouts())
         assert poll.polling and poll.started == 1  # the head
         assert [c async for c in response.chunks()] == [EVENT]
         assert poll.started == 2  # the event, after the window had closed

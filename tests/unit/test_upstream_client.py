@@ -9,6 +9,7 @@ import pytest
 
 from llm_gateway.errors import UpstreamTimeout
 from llm_gateway.providers.http import HttpClient, Origin, Timeouts
+from llm_gateway.providers.wire import PreparedRequest
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 EVENT = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
@@ -48,12 +49,12 @@ async def test_a_stream_is_handed_over_with_its_first_token(slow_first_token: tu
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()
-        head_only = await client.send(origin, b"POST /v1/chat/completions HTTP/1.1\r\n", b"{}", Timeouts())
+        head_only = await client.send(origin, PreparedRequest("POST", "/v1/chat/completions", [], b"{}"), Timeouts())
         assert loop.time() - started < 0.15  # the head alone came at once
         assert [c async for c in head_only.chunks()] == [chunk(EVENT)[4:-2]]
 
         started = loop.time()
-        response = await client.send(origin, b"POST /v1/chat/completions HTTP/1.1\r\n", b"{}", Timeouts(),
+        response = await client.send(origin, PreparedRequest("POST", "/v1/chat/completions", [], b"{}"), Timeouts(),
                                      first_body=True)
         assert loop.time() - started >= 0.19  # returned with the first event, in one wake-up
         assert response.status == 200
@@ -70,7 +71,7 @@ async def test_first_token_timeout_applies_while_waiting_with_the_head(
     client = HttpClient()
     try:
         with pytest.raises(UpstreamTimeout, match=r"no first token within 0\.3s"):
-            await client.send(origin, b"POST /v1/chat/completions HTTP/1.1\r\n", b"{}",
+            await client.send(origin, PreparedRequest("POST", "/v1/chat/completions", [], b"{}"),
                               Timeouts(first_byte=0.3), first_body=True)
     finally:
         client.close()
@@ -100,7 +101,7 @@ async def test_bodies_read_whole_and_the_connection_reused_even_after_a_large_on
     client = HttpClient()
     try:
         for size in (10, 2 * 1024 * 1024, 10):
-            response = await client.send(origin, b"POST /v1/x HTTP/1.1\r\n", b"{}", Timeouts(total=5))
+            response = await client.send(origin, PreparedRequest("POST", "/v1/x", [], b"{}"), Timeouts(total=5))
             assert await response.read() == b"x" * size
         assert accepted == 1, "all three on one keep-alive connection"
     finally:
@@ -131,8 +132,8 @@ async def test_pieces_that_arrived_together_are_handed_over_as_one_and_after_wri
     client = HttpClient()
     try:
         async with asyncio.timeout(5):
-            response = await client.send(origin, b"POST /v1/x HTTP/1.1\r\n", b"{}", Timeouts(), first_body=True,
-                                         after_write=after_write)
+            response = await client.send(origin, PreparedRequest("POST", "/v1/x", [], b"{}"), Timeouts(),
+                                         first_body=True, after_write=after_write)
             assert calls == [1]
             assert [piece async for piece in response.chunks()] == [b"abc"]
     finally:

@@ -10,12 +10,14 @@ import orjson
 from llm_gateway.errors import GatewayError, ServiceUnavailable, UpstreamUnavailable
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.http import HttpClient, Origin, Timeouts
+from llm_gateway.providers.wire import PreparedRequest
 from llm_gateway.server.http import Request, Responder
 from llm_gateway.telemetry.metrics import Registry, merge
 
 PROMETHEUS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 # Reading another worker's series over loopback: it answers within milliseconds unless it is gone.
 _SCRAPE_TIMEOUTS = Timeouts(connect=1.0, first_byte=2.0, idle=2.0, total=3.0)
+_SCRAPE = PreparedRequest("GET", "/metrics")
 
 
 class HealthApi:
@@ -59,7 +61,7 @@ class HealthApi:
         responder.send(200, self.registry.render(), content_type=PROMETHEUS_TYPE)
 
     async def _scrape(self, origin: Origin) -> bytes:
-        response = await self.client.send(origin, b"GET /metrics HTTP/1.1\r\n", b"", _SCRAPE_TIMEOUTS)
+        response = await self.client.send(origin, _SCRAPE, _SCRAPE_TIMEOUTS, label="worker")
         body = await response.read()
         if response.status != 200:
             raise UpstreamUnavailable(f"the worker on port {origin.port} answered {response.status}")
@@ -75,7 +77,7 @@ class HealthApi:
         responder.send(200 if ok else 503, orjson.dumps(body))
 
     async def _probe(self, provider: Provider) -> str:
-        origin = provider.origin
+        origin = provider.transport.reach(provider.origin) if provider.transport else provider.origin
         try:
             async with asyncio.timeout(2.0):
                 _, writer = await asyncio.open_connection(origin.host, origin.port)

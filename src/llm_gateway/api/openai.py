@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.api.passthrough_path import passthrough_endpoint
 from llm_gateway.cache.replay import replay
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
 from llm_gateway.pipeline.context import RequestContext
@@ -108,7 +109,7 @@ class OpenAIApi:
         if self.catalog.passthrough is None:
             raise NotFound(f"unknown path {request.path}: this gateway serves /v1/chat/completions, "
                            "/v1/completions, /v1/embeddings and /v1/models", code="unknown_url")
-        await self.proxy(request, responder, request.path[len("/v1/"):])
+        await self.proxy(request, responder, passthrough_endpoint(request.path))
 
     # -- the request path
     async def proxy(self, request: Request, responder: Responder, endpoint: str) -> None:

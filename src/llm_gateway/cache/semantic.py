@@ -69,7 +69,8 @@ class ProviderEmbedder:
                             stream=False, client_wants_usage=False, client_auth=None, client_headers={})
         prepared = provider.prepare(call)
         try:
-            response = await self.client.send(provider.origin, prepared.head(), prepared.body, provider.timeouts)
+            response = await (provider.transport or self.client).send(provider.origin, prepared, provider.timeouts,
+                                                                      label=provider.name)
             body = await response.read()
         except Exception as exc:  # an embedding outage turns the semantic cache off for the request, no more
             log.warning("cache: embedding call to %s failed: %s", self.model, type(exc).__name__)

@@ -130,9 +130,9 @@ class Dispatcher:
             prepared.headers.extend(self.trace_headers(ctx, started))
         try:
             canonical = call.endpoint in CANONICAL
-            response: Any = await self.client.send(provider.origin, prepared.head(), prepared.body, timeouts,
-                                                   first_body=canonical and ctx.stream,
-                                                   after_write=ctx.run_deferred)
+            transport = provider.transport or self.client
+            response: Any = await transport.send(provider.origin, prepared, timeouts, label=provider.name,
+                                                 first_body=canonical and ctx.stream, after_write=ctx.run_deferred)
             if response.status >= 400:
                 body = await response.read()
                 headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers}

@@ -12,8 +12,12 @@ from typing import Any
 
 from llm_gateway.errors import GatewayError, UpstreamHTTPError, upstream_error_body
 from llm_gateway.pipeline.context import Usage
-from llm_gateway.providers.http import Origin, Timeouts
+from llm_gateway.providers.transport import Transport
+from llm_gateway.providers.wire import Origin, PreparedRequest, Timeouts
 from llm_gateway.settings import ProviderConfig
+
+__all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "ParsedResponse", "PreparedRequest", "Provider", "StreamDecoder",
+           "UpstreamCall"]
 
 # The gateway's endpoints, as the canonical (OpenAI) paths; any other `/v1/...` path is a raw pass-through.
 CHAT = "chat/completions"
@@ -35,20 +39,6 @@ class UpstreamCall:
     method: str = "POST"
     query: str = ""
     raw_body: bytes | None = None  # the client's bytes, when they may be forwarded unchanged
-
-
-@dataclass(slots=True)
-class PreparedRequest:
-    method: str
-    path: str  # the request target, with query string
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    dropped: tuple[str, ...] = ()  # parameters the provider cannot take, left out (reported to the client)
-
-    def head(self) -> bytes:
-        lines = [f"{self.method} {self.path} HTTP/1.1\r\n"]
-        lines.extend(f"{k}: {v}\r\n" for k, v in self.headers)
-        return "".join(lines).encode("latin-1")
 
 
 class StreamDecoder(ABC):
@@ -89,6 +79,8 @@ class Provider(ABC):
         self.origin, self.base_path = Origin.from_url(base)
         t = config.timeouts
         self.timeouts = Timeouts(connect=t.connect, first_byte=t.first_token, idle=t.idle, total=t.total)
+        # How requests reach it; None: the gateway's shared fast client (set by create_app, see providers/egress.py)
+        self.transport: Transport | None = None
 
     def default_base_url(self) -> str:
         raise GatewayError(f"provider {self.name!r} needs a base_url")

@@ -1,186 +1,32 @@
-"""The upstream HTTP/1.1 client: keep-alive pools per origin, streamed bodies, timeouts, cancellation.
+"""The fast upstream transport: HTTP/1.1 keep-alive pools per origin, streamed bodies, timeouts, cancellation.
 
 Hand-written on asyncio protocols and httptools for the same reason as the server: httpx's pool costs more
-CPU per request under concurrency than the gateway's whole budget. It is the only module that opens sockets.
+CPU per request under concurrency than the gateway's whole budget. Providers that need an egress proxy or a
+client certificate use the library transport (providers/library_transport.py) instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import cast
-from urllib.parse import urlsplit
-
-import httptools
 
 from llm_gateway.deadlines import NEVER, Deadlines
-from llm_gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from llm_gateway.errors import UpstreamUnavailable
+from llm_gateway.providers.connection import PAUSE_AT, Broken, Connection, Pool, translate
+from llm_gateway.providers.transport import Transport
+from llm_gateway.providers.wire import Origin, PreparedRequest, Timeouts, render_head
 from llm_gateway.server.busy_poll import BusyPoll
 
-_PAUSE_AT = 512 * 1024
+__all__ = ["HttpClient", "Origin", "Timeouts", "UpstreamResponse"]
 # How late an upstream timeout may fire: all of them are checked by one sweep this often.
 TIMEOUT_RESOLUTION_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "https"
-
-    @property
-    def host_header(self) -> str:
-        default = 443 if self.tls else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
-
-    @classmethod
-    def from_url(cls, url: str) -> tuple[Origin, str]:
-        """Split a base URL into its origin and path prefix (without a trailing slash)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(parts.scheme, parts.hostname, port), parts.path.rstrip("/")
-
-
-@dataclass(slots=True)
-class Timeouts:
-    connect: float = 10.0
-    first_byte: float = 600.0
-    idle: float = 600.0
-    total: float = 3600.0
-
-
-class _Conn(asyncio.Protocol):
-    """One upstream connection; carries one request at a time."""
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-        self.loop = pool.loop
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.reused = False
-        self.keep_alive = False
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.complete = False
-        self.got_bytes = False
-        self.got_body = False
-        self.error: Exception | None = None
-        self.head_waiter: asyncio.Future[None] | None = None
-        self.data_waiter: asyncio.Future[None] | None = None
-        # A stream's caller waits for the first body bytes anyway: wake it once, not for the head and again.
-        self.wake_at_body = False
-        self.last_activity = 0.0
-        # While a request waits on this connection: when it times out, and what the error then says.
-        self.expires_at = NEVER
-        self.timeout_message = ""
-        self.head_limit = 0.0
-
-    # transport callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass it
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.pool.forget(self)
-        if not self.complete:
-            self._fail(exc or ConnectionResetError("upstream closed the connection"))
-
-    def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
-        poll = self.pool.busy_poll
-        if poll is not None:
-            poll.wake()
-        self.last_activity = self.loop.time()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ValueError(f"upstream sent malformed HTTP: {exc}"))
-            self.abort()
-
-    # parser callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
-        if not self.wake_at_body:
-            self._wake_head()
-
-    def on_body(self, body: bytes) -> None:
-        self.got_body = True
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > _PAUSE_AT and self.transport is not None:
-            self.transport.pause_reading()
-        if self.wake_at_body:
-            self._wake_head()
-        self._wake_data()
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-        if self.wake_at_body:
-            self._wake_head()
-        self._wake_data()
-
-    # helpers
-    def _wake_head(self) -> None:
-        if self.head_waiter is not None and not self.head_waiter.done():
-            self.head_waiter.set_result(None)
-
-    def _wake_data(self) -> None:
-        if self.data_waiter is not None and not self.data_waiter.done():
-            self.data_waiter.set_result(None)
-
-    def _fail(self, exc: Exception) -> None:
-        if self.error is None:
-            self.error = exc
-        for waiter in (self.head_waiter, self.data_waiter):
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
-
-    def expire(self) -> None:
-        message = self.timeout_message
-        if not message:
-            what = "first token" if self.status else "response"
-            message = f"upstream sent no {what} within {self.head_limit:g}s"
-        self._fail(UpstreamTimeout(message))
-
-    def reset(self) -> None:
-        self.status = 0
-        self.headers = []
-        self.chunks.clear()
-        self.buffered = 0
-        self.complete = False
-        self.got_bytes = False
-        self.got_body = False
-        self.error = None
-        self.wake_at_body = False
-        self.parser = httptools.HttpResponseParser(self)
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-        self.pool.forget(self)
 
 
 class UpstreamResponse:
     """A response whose head has arrived; the body is read with `read()` or iterated with `chunks()`."""
 
-    def __init__(self, conn: _Conn, timeouts: Timeouts, started: float) -> None:
+    def __init__(self, conn: Connection, timeouts: Timeouts, started: float) -> None:
         self._conn = conn
         self.status = conn.status
         self.headers = conn.headers
@@ -215,7 +61,7 @@ class UpstreamResponse:
         pieces = conn.chunks
         data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
         pieces.clear()
-        if conn.buffered > _PAUSE_AT // 2 and conn.transport is not None:
+        if conn.buffered > PAUSE_AT // 2 and conn.transport is not None:
             conn.transport.resume_reading()  # paused on a large body: reusable only reading again
         conn.buffered = 0
         return data
@@ -244,11 +90,11 @@ class UpstreamResponse:
     async def _more(self) -> None:
         """Wait for the next body bytes; a broken or silent connection raises as a gateway error."""
         if self._conn.error is not None:
-            raise _translate(self._conn.error)
+            raise translate(self._conn.error, self._conn)
         try:
             await self._wait_data()
-        except (OSError, ValueError) as exc:
-            raise _translate(exc) from None
+        except (OSError, Broken) as exc:
+            raise translate(exc, self._conn) from None
 
     async def _wait_data(self) -> None:
         conn = self._conn
@@ -257,10 +103,10 @@ class UpstreamResponse:
         conn.data_waiter = waiter
         if conn.got_body:
             conn.expires_at = min(loop.time() + self._timeouts.idle, self._deadline)
-            conn.timeout_message = "upstream went silent mid-response"
+            conn.timeout_message = f"upstream {conn.label} went silent mid-response"
         else:  # the time-to-first-token budget runs from the request's start, not from the response head
             conn.expires_at = self._first_deadline
-            conn.timeout_message = "upstream sent no first token in time"
+            conn.timeout_message = f"upstream {conn.label} sent no first token in time"
         try:
             await waiter
         finally:
@@ -279,71 +125,7 @@ class UpstreamResponse:
             conn.abort()
 
 
-def _translate(exc: Exception) -> Exception:
-    if isinstance(exc, (UpstreamTimeout, UpstreamUnavailable)):
-        return exc
-    return UpstreamUnavailable(f"upstream connection failed: {exc}")
-
-
-class Pool:
-    """Idle keep-alive connections to one origin."""
-
-    def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, ssl_context: ssl.SSLContext | None,
-                 max_idle: int, deadlines: Deadlines, busy_poll: BusyPoll | None = None) -> None:
-        self.origin = origin
-        self.loop = loop
-        self.busy_poll = busy_poll
-        self.deadlines = deadlines
-        self.ssl_context = ssl_context
-        self.max_idle = max_idle
-        self.idle: deque[_Conn] = deque()
-
-    def put(self, conn: _Conn) -> None:
-        self.deadlines.unwatch(conn)
-        if len(self.idle) >= self.max_idle:
-            conn.abort()
-            return
-        conn.reset()
-        conn.reused = True
-        self.idle.append(conn)
-
-    def forget(self, conn: _Conn) -> None:
-        """A closed connection: out of the idle list and of the timeout sweep."""
-        self.deadlines.unwatch(conn)
-        try:
-            self.idle.remove(conn)
-        except ValueError:
-            pass
-
-    async def acquire(self, connect_timeout: float) -> _Conn:
-        while self.idle:
-            conn = self.idle.pop()
-            if not conn.closed:
-                return conn
-        try:
-            async with asyncio.timeout(connect_timeout):
-                _, conn = await self.loop.create_connection(
-                    lambda: _Conn(self), self.origin.host, self.origin.port, ssl=self.ssl_context,
-                    server_hostname=self.origin.host if self.ssl_context else None)
-        except TimeoutError:
-            raise UpstreamTimeout(f"connecting to {self.origin.host_header} timed out after "
-                                  f"{connect_timeout:g}s") from None
-        except OSError as exc:
-            raise UpstreamUnavailable(f"cannot connect to {self.origin.host_header}: "
-                                      f"{exc.strerror or exc}") from None
-        return conn
-
-    def shed(self, keep: int) -> None:
-        """Close the idle connections beyond the `keep` most recently used."""
-        while len(self.idle) > keep:
-            self.idle.popleft().abort()
-
-    def close(self) -> None:
-        while self.idle:
-            self.idle.pop().abort()
-
-
-class HttpClient:
+class HttpClient(Transport):
     """Sends requests to upstream origins over pooled keep-alive connections."""
 
     def __init__(self, max_idle_per_origin: int = 256) -> None:
@@ -366,21 +148,19 @@ class HttpClient:
             self._pools[origin] = pool
         return pool
 
-    async def send(self, origin: Origin, head: bytes, body: bytes, timeouts: Timeouts,
+    async def send(self, origin: Origin, request: PreparedRequest, timeouts: Timeouts, *, label: str = "upstream",
                    first_body: bool = False, after_write: Callable[[], None] | None = None) -> UpstreamResponse:
-        """Send a request whose request line and headers (without Host/Content-Length/ending) are `head`.
+        """Send `request`; see `Transport.send`.
 
-        Returns once the response head arrived; with `first_body`, once the first body bytes did too (or the
-        response ended). A reused connection that turns out dead before any byte of the response arrived is
-        replaced once (the request never reached a live server). `after_write` is called once the request was
-        handed to the connection, while the upstream works on it.
+        A reused connection that turns out dead before any byte of the response arrived is replaced once (the
+        request never reached a live server).
         """
+        data = render_head(request, origin.host_header) + request.body
         pool = self._pool(origin)
-        data = b"%sHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (
-            head, origin.host_header.encode(), len(body), body)
         started = pool.loop.time()
         for _ in range(2):
-            conn = await pool.acquire(timeouts.connect)
+            conn = await pool.acquire(timeouts.connect, label)
+            conn.bodiless = request.method == "HEAD"
             try:
                 return await self._exchange(conn, data, timeouts, started, first_body, after_write)
             except UpstreamUnavailable:
@@ -388,9 +168,9 @@ class HttpClient:
                     after_write = None  # it ran after the first write
                     continue
                 raise
-        raise UpstreamUnavailable(f"upstream {origin.host_header} keeps closing connections")
+        raise UpstreamUnavailable(f"upstream {label} keeps closing connections")
 
-    async def _exchange(self, conn: _Conn, data: bytes, timeouts: Timeouts, started: float,
+    async def _exchange(self, conn: Connection, data: bytes, timeouts: Timeouts, started: float,
                         first_body: bool, after_write: Callable[[], None] | None) -> UpstreamResponse:
         waiter = conn.loop.create_future()
         conn.head_waiter = waiter
@@ -409,7 +189,7 @@ class HttpClient:
         except BaseException as exc:
             conn.abort()
             if isinstance(exc, Exception):
-                raise _translate(exc) from None
+                raise translate(exc, conn) from None
             raise
         finally:
             conn.expires_at = NEVER
@@ -420,6 +200,9 @@ class HttpClient:
         """After a burst: keep only `keep` idle connections per origin (the rest would hold memory for hours)."""
         for pool in self._pools.values():
             pool.shed(keep)
+
+    async def aclose(self) -> None:
+        self.close()
 
     def close(self) -> None:
         for pool in self._pools.values():

@@ -6,6 +6,8 @@ the path is `/openai/deployments/{deployment}/{endpoint}?api-version=...`.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from llm_gateway.errors import NotFound
 from llm_gateway.providers.base import PreparedRequest, UpstreamCall
 from llm_gateway.providers.openai_compat.adapter import CANONICAL, OpenAICompatibleProvider
@@ -33,7 +35,8 @@ class AzureProvider(OpenAICompatibleProvider):
         if self.api_version == "v1":  # the v1 API takes the deployment as `model` in the body
             prepared.path = f"{self.base_path}/openai/v1/{call.endpoint}"
         else:
-            prepared.path = (f"{self.base_path}/openai/deployments/{call.model}/{call.endpoint}"
+            # The deployment may be the client's (`azure/<any name>`): it stays one path segment.
+            prepared.path = (f"{self.base_path}/openai/deployments/{quote(call.model, safe='')}/{call.endpoint}"
                              f"?api-version={self.api_version}")
         if self.config.api_key:  # never forward the client's own credentials next to the configured key
             prepared.headers = [h for h in prepared.headers if h[0] != "authorization"]

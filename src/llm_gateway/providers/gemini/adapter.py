@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -49,7 +50,8 @@ class GeminiProvider(Provider):
         return "https://generativelanguage.googleapis.com"
 
     def _target(self, model: str, method: str) -> str:
-        return f"{self.base_path}/{self.api_version}/models/{model}:{method}"
+        # The model name may be the client's (`gemini/<any name>`): it stays one path segment, whatever it holds.
+        return f"{self.base_path}/{self.api_version}/models/{quote(model, safe='')}:{method}"
 
     def prepare(self, call: UpstreamCall) -> PreparedRequest:
         if call.endpoint == EMBEDDINGS:
