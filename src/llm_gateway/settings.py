@@ -257,6 +257,11 @@ class DatabaseConfig(_Section):
     url: str = "sqlite:///llm-gateway.db"
     ledger_batch_size: int = Field(1000, ge=1, description="usage rows per write")
     ledger_flush_interval_s: float = Field(0.5, gt=0, description="longest wait before queued rows are written")
+    connect_timeout_s: float = Field(5.0, gt=0, description="PostgreSQL: give up connecting after this long")
+    statement_timeout_s: float = Field(30.0, ge=0, description="PostgreSQL: server-side statement and "
+                                       "idle-in-transaction timeout, and the TCP user timeout (0: none)")
+    ledger_write_timeout_s: float = Field(10.0, gt=0, description="a ledger batch write unanswered this long is "
+                                          "abandoned (its connection closed) and retried with backoff")
 
 
 class RedisConfig(_Section):

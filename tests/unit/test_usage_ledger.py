@@ -38,9 +38,9 @@ def before_insert(lg: Ledger, hook: Callable[[list[tuple[Any, ...]]], None]) -> 
     """Run `hook` in the writer's thread before each batch it writes."""
     insert = lg._insert
 
-    def hooked(rows: list[tuple[Any, ...]]) -> None:
+    def hooked(batch_id: str, rows: list[tuple[Any, ...]], held: list[Any]) -> bool:
         hook(rows)
-        insert(rows)
+        return insert(batch_id, rows, held)
 
     lg._insert = hooked  # type: ignore[method-assign]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from llm_gateway.db.engine import make_engine, upgrade_in_child
+from llm_gateway.db.engine import Timeouts, make_engine, upgrade_in_child
 from llm_gateway.keys.auth import AuthStage
 from llm_gateway.keys.budget import BudgetTracker, window
 from llm_gateway.keys.cache import KeyCache
@@ -53,6 +53,7 @@ class Accounts:
             await asyncio.gather(self._reload, return_exceptions=True)
         await self.cache.stop()
         await self.ledger.stop(self.config.server.shutdown_grace_s or 5.0)
+        self.ledger.engine.dispose()
         self.engine.dispose()
 
     # -- changes the admin API makes take effect here at once
@@ -101,13 +102,21 @@ class Accounts:
 
 
 def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
-    engine = make_engine(config.database.url)
+    db = config.database
+    timeouts = Timeouts(db.connect_timeout_s, db.statement_timeout_s)
+    engine = make_engine(db.url, timeouts)
+    ledger_engine = engine
+    if engine.dialect.name == "postgresql":
+        # Its own two connections (one per writer thread), with no ping on checkout: the ledger's watchdog shuts
+        # down a connection that goes silent, which it can only do for the connection it holds.
+        ledger_engine = make_engine(db.url, timeouts, pre_ping=False, pool_size=2)
     store = Store(engine)
     auth = config.auth
     cache = KeyCache(store, ttl=auth.key_cache_ttl_s)
     budgets = BudgetTracker()
     prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
-    ledger = Ledger(engine, registry, config.database.ledger_batch_size, config.database.ledger_flush_interval_s)
+    ledger = Ledger(ledger_engine, registry, db.ledger_batch_size, db.ledger_flush_interval_s,
+                    write_timeout=db.ledger_write_timeout_s)
     return Accounts(config, engine, store, cache, budgets, prices, ledger,
                     AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens),
                     CostStage(prices), LedgerStage(ledger))
