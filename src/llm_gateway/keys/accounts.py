@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -13,6 +14,7 @@ from llm_gateway.keys.auth import AuthStage
 from llm_gateway.keys.budget import BudgetTracker, window
 from llm_gateway.keys.cache import KeyCache
 from llm_gateway.keys.model import KeyRecord, TeamRecord, UserRecord
+from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.keys.store import Store
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.metrics import Registry
@@ -52,6 +54,8 @@ class Accounts:
             self._reload.cancel()
             await asyncio.gather(self._reload, return_exceptions=True)
         await self.cache.stop()
+        if self.auth_stage.shared is not None:
+            await self.auth_stage.shared.close()
         await self.ledger.stop(self.config.server.shutdown_grace_s or 5.0)
         self.ledger.engine.dispose()
         self.engine.dispose()
@@ -79,6 +83,8 @@ class Accounts:
             self.team_changed(team)
         if load_spend:
             await asyncio.to_thread(self._load_spend)
+            if self.auth_stage.shared is not None:
+                await self.auth_stage.shared.seed(list(self.budgets.budgets.values()))
 
     def _load_spend(self) -> None:
         """Each budget's spend in its current period, from the ledger (one query per kind and period)."""
@@ -117,6 +123,10 @@ def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
     prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
     ledger = Ledger(ledger_engine, registry, db.ledger_batch_size, db.ledger_flush_interval_s,
                     write_timeout=db.ledger_write_timeout_s)
-    return Accounts(config, engine, store, cache, budgets, prices, ledger,
-                    AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens),
-                    CostStage(prices), LedgerStage(ledger))
+    auth_stage = AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens)
+    if config.redis.url:
+        auth_stage.shared = SharedBudgets(config.redis.url, config.redis.pool_size,
+                                          config.limits.redis_prefix + "budget:", uuid.uuid4().hex[:12],
+                                          config.limits.redis_timeout_s)
+    return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
+                    LedgerStage(ledger))
