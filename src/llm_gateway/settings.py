@@ -341,6 +341,11 @@ class TelemetryConfig(_Section):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
 
 
+class MetricsConfig(_Section):
+    max_series: int = Field(10_000, ge=1, description="label sets kept per metric; the values of any more are "
+                                                      "added to one series labelled `other`")
+
+
 class GatewayConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -354,6 +359,7 @@ class GatewayConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _cache_services(self) -> GatewayConfig:
