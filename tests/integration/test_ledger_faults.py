@@ -177,7 +177,6 @@ async def run_outages(gw: GatewayProcess, proxy: Blackhole, sql: Callable[[str],
     assert metric_value(text_, "llm_gateway_ledger_database_up") == 1
     assert metric_value(text_, "llm_gateway_ledger_outage_seconds_total") >= 6
     # Written again within seconds of the network's return (backoff tops out at 5 s, with jitter).
-    print("recoveries", recoveries, "failures", failures, "rows", len(rows))
     assert max(recoveries) < 7, recoveries
     # Backoff: a 6 s outage costs a handful of attempts (each also waits up to 1 s for its timeout), not one per
     # event loop turn; and it was retried more than once.
