@@ -43,13 +43,16 @@ class Timeouts:
 
 
 def pg_connect_args(url_options: str | None, timeouts: Timeouts) -> dict[str, Any]:
-    """psycopg arguments: connect timeout, server-side statement and idle-in-transaction timeouts (kept with any
-    `options` the URL has), TCP keepalives and a TCP user timeout (unacknowledged data gives up)."""
+    """psycopg arguments: connect timeout, server-side statement and idle-in-transaction timeouts and keepalives
+    (kept with any `options` the URL has), TCP keepalives and a TCP user timeout (unacknowledged data gives up)."""
     args: dict[str, Any] = {"connect_timeout": max(1, math.ceil(timeouts.connect_s)), "keepalives": 1,
                             "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
-    if timeouts.statement_s > 0:  # 0: none (migrations, which may rebuild an index for longer)
+    if timeouts.statement_s > 0:  # 0: none (migrations; a PgBouncer that refuses `options`)
         ms = max(1, int(timeouts.statement_s * 1000))
-        url_options = f"{url_options or ''} -c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+        # The server's side too: a session whose client went silent mid-transaction ends (and releases its
+        # locks, e.g. on a ledger batch marker that the client's retry needs) instead of waiting for the kernel.
+        url_options = (f"{url_options or ''} -c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+                       " -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3")
         args["tcp_user_timeout"] = ms
     if url_options:
         args["options"] = url_options.strip()
