@@ -127,6 +127,6 @@ def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
     if config.redis.url:
         auth_stage.shared = SharedBudgets(config.redis.url, config.redis.pool_size,
                                           config.limits.redis_prefix + "budget:", uuid.uuid4().hex[:12],
-                                          config.limits.redis_timeout_s)
+                                          config.limits.redis_timeout_s, config.limits.retry_backend_after_s)
     return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
                     LedgerStage(ledger))

@@ -83,13 +83,16 @@ return 0
 
 
 class SharedBudgets:
-    def __init__(self, url: str, pool_size: int, prefix: str, replica: str, timeout_s: float = 0.5) -> None:
+    def __init__(self, url: str, pool_size: int, prefix: str, replica: str, timeout_s: float = 0.5,
+                 retry_after_s: float = 1.0) -> None:
         self.client = RespClient(url, pool_size, timeout_s)
+        self.retry_after_s = retry_after_s
         self.prefix = prefix
         self.replica = replica
         self._shas = {source: hashlib.sha1(source.encode()).hexdigest() for source in (RESERVE, SETTLE, SEED)}
         self._tasks: set[asyncio.Task[None]] = set()
         self._down = False
+        self._down_until = 0.0  # after a failure Redis is not asked for a while: an outage costs one timeout
 
     def _key(self, budget: Budget) -> str:
         return f"{self.prefix}{budget.kind}:{budget.owner}:{int(budget.start)}"
@@ -109,6 +112,8 @@ class SharedBudgets:
     async def reserve(self, budgets: list[Budget], estimate: float) -> Budget | bool:
         """Hold `estimate` on every budget: True when held, the spent Budget when one is, False when Redis
         could not be asked (the caller decides in memory)."""
+        if self._down and time.monotonic() < self._down_until:
+            return False
         now = time.time()
         args: list[Any] = [int(now * 1000), STALE_MS, self.replica, repr(estimate)]
         for budget in budgets:
@@ -160,6 +165,7 @@ class SharedBudgets:
         await self.client.close()
 
     def _failed(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.retry_after_s
         if not self._down:
             self._down = True
             log.warning("budgets: Redis unavailable (%s: %s); each replica checks budgets on its own until it is "
