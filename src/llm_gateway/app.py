@@ -112,7 +112,7 @@ def worker_metrics(server: ServerConfig, worker: int) -> list[Origin]:
 
 def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     """The gateway of one process; `worker` is its index among the `server.workers` processes."""
-    registry = Registry()
+    registry = Registry(config.metrics.max_series)
     telemetry = Telemetry(config, registry)
     counter = TokenCounter()
     client = HttpClient()

@@ -339,6 +339,11 @@ class DatabaseConfig(_Section):
     url: str = "sqlite:///llm-gateway.db"
     ledger_batch_size: int = Field(1000, ge=1, description="usage rows per write")
     ledger_flush_interval_s: float = Field(0.5, gt=0, description="longest wait before queued rows are written")
+    connect_timeout_s: float = Field(5.0, gt=0, description="PostgreSQL: give up connecting after this long")
+    statement_timeout_s: float = Field(30.0, ge=0, description="PostgreSQL: server-side statement and "
+                                       "idle-in-transaction timeout, and the TCP user timeout (0: none)")
+    ledger_write_timeout_s: float = Field(10.0, gt=0, description="a ledger batch write unanswered this long is "
+                                          "abandoned (its connection closed) and retried with backoff")
 
 
 class RedisConfig(_Section):
@@ -418,6 +423,11 @@ class TelemetryConfig(_Section):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
 
 
+class MetricsConfig(_Section):
+    max_series: int = Field(10_000, ge=1, description="label sets kept per metric; the values of any more are "
+                                                      "added to one series labelled `other`")
+
+
 class GatewayConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -431,6 +441,7 @@ class GatewayConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _cache_services(self) -> GatewayConfig:

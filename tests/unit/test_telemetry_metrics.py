@@ -22,6 +22,7 @@ def make_ctx(model: str = "gpt-4o", user: str = "alice") -> RequestContext:
                          "chat/completions")
     ctx.model, ctx.user, ctx.provider, ctx.status = model, user, "openai", 200
     ctx.usage = Usage(10, 4)
+    ctx.route = SimpleNamespace(deployments=[])  # the model is configured
     return ctx
 
 
@@ -147,3 +148,36 @@ def test_error_class_is_bounded() -> None:
     assert error_class(UpstreamHTTPError(404, "no", b"")) == (404, "client_error")
     assert error_class(ConnectionResetError()) == (502, "connection")
     assert error_class(RuntimeError("x")) == (0, "other")
+
+
+def test_label_sets_beyond_the_cap_are_folded_into_one_other_series() -> None:
+    registry = Registry(max_series=3)
+    counter = registry.counter("c_total", "c", ["model", "user"])
+    histogram = registry.histogram("h_seconds", "h", ["model"], (1.0,))
+    gauge = registry.gauge("g", "g", ["model"])
+    for i in range(10):
+        counter.inc((f"m{i}", "u"), 2)
+        histogram.observe(0.5, (f"m{i}",))
+        gauge.add(1, (f"m{i}",))
+    counter.inc(("m1", "u"))  # a label set kept before the cap still counts on its own
+    assert counter.values == {("m0", "u"): 2, ("m1", "u"): 3, ("m2", "u"): 2, ("other", "other"): 14}
+    assert set(histogram.series) == {("m0",), ("m1",), ("m2",), ("other",)}
+    assert histogram.count(("other",)) == 7 and sum(histogram.count(k) for k in histogram.series) == 10
+    assert gauge.values[("other",)] == 7
+    text = registry.render().decode()
+    assert metric_value(text, "c_total", {"model": "other", "user": "other"}) == 14
+    assert metric_value(text, "h_seconds_count", {"model": "other"}) == 7
+
+
+def test_unauthenticated_and_unconfigured_models_are_counted_as_unknown() -> None:
+    registry = Registry()
+    core = CoreMetrics(registry)
+    stage = MetricsStage(core, GatewayMetrics(registry))
+    refused = make_ctx(model="random-1")
+    refused.status = 401  # no valid key: the name it sent is not a label value
+    unconfigured = make_ctx(model="random-2")
+    unconfigured.route, unconfigured.status = None, 404
+    for ctx in (refused, unconfigured, make_ctx()):
+        stage.settle(ctx)
+    assert set(core.requests.values) == {("unknown", "openai", "401"), ("unknown", "openai", "404"),
+                                         ("gpt-4o", "openai", "200")}

@@ -38,9 +38,9 @@ def before_insert(lg: Ledger, hook: Callable[[list[tuple[Any, ...]]], None]) -> 
     """Run `hook` in the writer's thread before each batch it writes."""
     insert = lg._insert
 
-    def hooked(rows: list[tuple[Any, ...]]) -> None:
+    def hooked(batch_id: str, rows: list[tuple[Any, ...]], held: list[Any]) -> bool:
         hook(rows)
-        insert(rows)
+        return insert(batch_id, rows, held)
 
     lg._insert = hooked  # type: ignore[method-assign]
 
@@ -130,3 +130,38 @@ async def test_the_idle_writer_takes_small_batches_and_the_writer_drains_the_que
         await asyncio.sleep(0.01)
     await lg.stop()
     assert sizes == [IDLE_BATCH, IDLE_BATCH, 50] and rows_in(lg) == 250  # the rest without waiting an interval
+
+
+async def test_a_batch_whose_commit_answer_was_lost_is_not_written_twice(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    insert = lg._insert
+    calls: list[str] = []
+
+    def committed_then_lost(batch_id: str, rows: list[tuple[Any, ...]], held: list[Any]) -> bool:
+        calls.append(batch_id)
+        wrote = insert(batch_id, rows, held)
+        if len(calls) == 1:
+            raise ConnectionError("the answer to COMMIT never came")  # committed, but the ledger cannot know
+        return wrote
+
+    lg._insert = committed_then_lost  # type: ignore[method-assign]
+    for i in range(5):
+        lg.record(row(i))
+    assert not await lg._write_batch()
+    lg.record(row(5))  # a new row while the failed batch waits: not part of its retry
+    assert await lg._write_batch()
+    assert calls[0] == calls[1]  # the same batch id again, which finds its marker
+    assert rows_in(lg) == 5 and len(lg.pending) == 1 and lg.written.get() == 5
+    assert await lg._write_batch()
+    assert rows_in(lg) == 6 and not lg.pending
+    assert lg.attempts.get() == 3 and lg.failures.get() == 1
+
+
+async def test_retries_back_off_exponentially_with_jitter_up_to_the_cap(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    delays = [[lg._backoff(n) for n in range(1, 10)] for _ in range(50)]
+    for run in delays:
+        for n, d in enumerate(run, start=1):
+            step = min(5.0, 0.25 * 2 ** (n - 1))
+            assert step / 2 <= d <= step
+    assert len({run[3] for run in delays}) > 10  # jittered: replicas that failed together retry apart

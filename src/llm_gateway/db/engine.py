@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision under migrations/versions (a test keeps the two in step). When the database already has
 # it, Alembic is not imported at all: it would cost every gateway process ~11 MiB for nothing.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "ledger"
 _LOCK_ID = 0x6C6C6D67  # "llmg": serialises migrations of replicas starting together on one PostgreSQL
 
 
@@ -31,7 +33,34 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on a PostgreSQL connection, so that a database that stops answering (a network blackhole, not a
+    refused connection) costs a timeout rather than a thread blocked for the kernel's ~15 minutes."""
+
+    connect_s: float = 5.0
+    statement_s: float = 30.0
+
+
+def pg_connect_args(url_options: str | None, timeouts: Timeouts) -> dict[str, Any]:
+    """psycopg arguments: connect timeout, server-side statement and idle-in-transaction timeouts and keepalives
+    (kept with any `options` the URL has), TCP keepalives and a TCP user timeout (unacknowledged data gives up)."""
+    args: dict[str, Any] = {"connect_timeout": max(1, math.ceil(timeouts.connect_s)), "keepalives": 1,
+                            "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+    if timeouts.statement_s > 0:  # 0: none (migrations; a PgBouncer that refuses `options`)
+        ms = max(1, int(timeouts.statement_s * 1000))
+        # The server's side too: a session whose client went silent mid-transaction ends (and releases its
+        # locks, e.g. on a ledger batch marker that the client's retry needs) instead of waiting for the kernel.
+        url_options = (f"{url_options or ''} -c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+                       " -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3")
+        args["tcp_user_timeout"] = ms
+    if url_options:
+        args["options"] = url_options.strip()
+    return args
+
+
+def make_engine(url: str, timeouts: Timeouts | None = None, *, pre_ping: bool = True, pool_size: int = 5) -> Engine:
+    """`pre_ping=False`, for a caller that handles a failed connection itself: no round trip per checkout."""
     parsed = make_url(normalise_url(url))
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
@@ -39,7 +68,11 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs.update(pool_size=5, max_overflow=5, pool_pre_ping=True)
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
+        if parsed.get_backend_name() == "postgresql":
+            options = parsed.query.get("options")  # connect_args win over the URL's query: ours extend it
+            kwargs["connect_args"] = pg_connect_args(options if isinstance(options, str) else None,
+                                                     timeouts or Timeouts())
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -109,7 +142,7 @@ def upgrade_in_child(engine: Engine) -> None:
         status = 0
         try:
             os.close(read_end)
-            upgrade(make_engine(url))
+            upgrade(make_engine(url, Timeouts(statement_s=0)))
         except BaseException as exc:  # everything must reach the parent
             status = 1
             with contextlib.suppress(OSError):

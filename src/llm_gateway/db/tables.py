@@ -100,3 +100,13 @@ usage = Table(
     Index("ix_gw_usage_team_ts", "team_id", "ts"),
     Index("ix_gw_usage_model_ts", "model", "ts"),
 )
+
+# One row per ledger batch, written in the batch's transaction: a retry after a commit whose answer was lost
+# finds its marker and does not write the rows again (usage/ledger.py). Old markers are deleted by the ledger.
+ledger_batches = Table(
+    "gw_ledger_batches", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("row_count", Integer, nullable=False),
+    Index("ix_gw_ledger_batches_ts", "ts"),
+)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from llm_gateway.db.engine import make_engine, upgrade_in_child
+from llm_gateway.db.engine import Timeouts, make_engine, upgrade_in_child
 from llm_gateway.keys.auth import AuthStage
 from llm_gateway.keys.budget import BudgetTracker, window
 from llm_gateway.keys.cache import KeyCache
 from llm_gateway.keys.model import KeyRecord, TeamRecord, UserRecord
+from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.keys.store import Store
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.metrics import Registry
@@ -52,7 +54,10 @@ class Accounts:
             self._reload.cancel()
             await asyncio.gather(self._reload, return_exceptions=True)
         await self.cache.stop()
+        if self.auth_stage.shared is not None:
+            await self.auth_stage.shared.close()
         await self.ledger.stop(self.config.server.shutdown_grace_s or 5.0)
+        self.ledger.engine.dispose()
         self.engine.dispose()
 
     # -- changes the admin API makes take effect here at once
@@ -78,6 +83,8 @@ class Accounts:
             self.team_changed(team)
         if load_spend:
             await asyncio.to_thread(self._load_spend)
+            if self.auth_stage.shared is not None:
+                await self.auth_stage.shared.seed(list(self.budgets.budgets.values()))
 
     def _load_spend(self) -> None:
         """Each budget's spend in its current period, from the ledger (one query per kind and period)."""
@@ -101,13 +108,25 @@ class Accounts:
 
 
 def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
-    engine = make_engine(config.database.url)
+    db = config.database
+    timeouts = Timeouts(db.connect_timeout_s, db.statement_timeout_s)
+    engine = make_engine(db.url, timeouts)
+    ledger_engine = engine
+    if engine.dialect.name == "postgresql":
+        # Its own two connections (one per writer thread), with no ping on checkout: the ledger's watchdog shuts
+        # down a connection that goes silent, which it can only do for the connection it holds.
+        ledger_engine = make_engine(db.url, timeouts, pre_ping=False, pool_size=2)
     store = Store(engine)
     auth = config.auth
     cache = KeyCache(store, ttl=auth.key_cache_ttl_s)
     budgets = BudgetTracker()
     prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
-    ledger = Ledger(engine, registry, config.database.ledger_batch_size, config.database.ledger_flush_interval_s)
-    return Accounts(config, engine, store, cache, budgets, prices, ledger,
-                    AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens),
-                    CostStage(prices), LedgerStage(ledger))
+    ledger = Ledger(ledger_engine, registry, db.ledger_batch_size, db.ledger_flush_interval_s,
+                    write_timeout=db.ledger_write_timeout_s)
+    auth_stage = AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens)
+    if config.redis.url:
+        auth_stage.shared = SharedBudgets(config.redis.url, config.redis.pool_size,
+                                          config.limits.redis_prefix + "budget:", uuid.uuid4().hex[:12],
+                                          config.limits.redis_timeout_s, config.limits.retry_backend_after_s)
+    return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
+                    LedgerStage(ledger))

@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from llm_gateway.errors import Forbidden, Unauthorized
-from llm_gateway.keys.budget import Budget, BudgetTracker
+from llm_gateway.keys.budget import Budget, BudgetTracker, exceeded
 from llm_gateway.keys.cache import MISSING, KeyCache
 from llm_gateway.keys.model import MASTER, KeyRecord, Principal, hash_secret
+from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.usage.pricing import Price, PriceTable
 
@@ -37,6 +38,7 @@ class AuthStage:
         self.budgets = budgets
         self.prices = prices
         self.default_output_tokens = default_output_tokens
+        self.shared: SharedBudgets | None = None  # with redis.url: budgets decided across replicas
 
     async def identify(self, headers: dict[str, str]) -> KeyRecord | Principal | None:
         """The caller's key (MASTER for the master key); None when the gateway is open. 401 when invalid."""
@@ -76,15 +78,26 @@ class AuthStage:
         budgets = self.budgets.applicable(self._entities(key))
         if budgets:
             estimate = self._estimate(ctx)
-            self.budgets.reserve(budgets, estimate)
-            ctx.extensions[_BUDGET] = (budgets, estimate)
+            shared = await self.shared.reserve(budgets, estimate) if self.shared is not None else False
+            if shared is False:  # no Redis, or it cannot be reached: this replica's tracker decides
+                self.budgets.reserve(budgets, estimate)
+            elif shared is True:
+                self.budgets.hold(budgets, estimate)
+            else:
+                raise exceeded(shared, time.time())
+            ctx.extensions[_BUDGET] = (budgets, estimate, shared is True)
 
     def settle(self, ctx: RequestContext) -> None:
-        held: tuple[list[Budget], float] | None = ctx.extensions.get(_BUDGET)
+        held: tuple[list[Budget], float, bool] | None = ctx.extensions.get(_BUDGET)
         if held is not None:
-            self.budgets.settle(held[0], held[1], ctx.cost)
+            budgets, estimate, shared = held
+            self.budgets.settle(budgets, estimate, ctx.cost)
+            if self.shared is not None:  # spend goes to Redis also when the hold could not
+                self.shared.settle(budgets, estimate if shared else 0.0, ctx.cost)
         elif isinstance(ctx.key, KeyRecord) and ctx.cost:
             self.budgets.add(self._entities(ctx.key), ctx.cost)
+            if self.shared is not None:
+                self.shared.settle(self.budgets.applicable(self._entities(ctx.key)), 0.0, ctx.cost)
 
     @staticmethod
     def _entities(key: KeyRecord) -> list[tuple[str, str]]:

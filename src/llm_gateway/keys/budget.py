@@ -2,7 +2,8 @@
 
 A request is admitted while `spent + reserved < budget`, and reserves an estimate (at least its cost) until it
 settles with the real cost. So concurrent requests overshoot a budget by at most the one request admitted last.
-Spend is loaded from the ledger at start and every 30 s, so replicas see each other's spend with that delay.
+Spend is loaded from the ledger at start and every 30 s, so replicas see each other's spend with that delay;
+with Redis configured, keys/shared_budget.py makes the admission decision across replicas instead.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ class Budget:
             self.spent = 0.0
 
 
+def exceeded(budget: Budget, now: float) -> BudgetExceeded:
+    return BudgetExceeded(f"the {budget.kind}'s budget of ${budget.limit:g} ({budget.period}) is spent",
+                          headers={"retry-after": str(max(1, int(budget.end - now)))}
+                          if budget.end != float("inf") else None)
+
+
 Entity = tuple[str, str]  # ("key" | "user" | "team", id)
 
 
@@ -93,10 +100,12 @@ class BudgetTracker:
         for budget in budgets:
             budget.roll(now)
             if budget.spent + budget.reserved >= budget.limit:
-                raise BudgetExceeded(
-                    f"the {budget.kind}'s budget of ${budget.limit:g} ({budget.period}) is spent",
-                    headers={"retry-after": str(max(1, int(budget.end - now)))} if budget.end != float("inf")
-                    else None)
+                raise exceeded(budget, now)
+        self.hold(budgets, estimate)
+
+    @staticmethod
+    def hold(budgets: list[Budget], estimate: float) -> None:
+        """Hold `estimate` with no check (Redis admitted the request: keys/shared_budget.py)."""
         for budget in budgets:
             budget.reserved += estimate
 

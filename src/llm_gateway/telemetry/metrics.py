@@ -2,6 +2,10 @@
 
 Our own small registry rather than prometheus_client: an increment here is a dict update with no lock
 (the gateway is one event loop per process), which matters when every request touches a dozen series.
+
+Each metric keeps at most `max_series` label sets (`metrics.max_series`); the values of any label set beyond
+that are added to one series whose every label is `other`, so that label values chosen by clients cannot grow
+the process's memory and the scrape without bound. The cap is checked only when a label set is new.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ LabelValues = tuple[str, ...]
 M = TypeVar("M", bound="Metric")
 
 _INF = 'le="+Inf"'
+MAX_SERIES = 10_000
+OTHER = "other"
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -44,6 +50,8 @@ class Metric:
         self.name = name
         self.help = help
         self.label_names = tuple(labels)
+        self.max_series = MAX_SERIES  # the registry sets its own
+        self.other: LabelValues = (OTHER,) * len(self.label_names)  # where label sets beyond the cap go
 
     def samples(self) -> Iterable[str]:
         raise NotImplementedError
@@ -62,7 +70,14 @@ class Counter(Metric):
 
     def inc(self, labels: LabelValues = (), amount: float = 1.0) -> None:
         values = self.values
-        values[labels] = values.get(labels, 0.0) + amount
+        value = values.get(labels)
+        if value is None:  # a new label set: the only time the cap is looked at
+            if len(values) >= self.max_series:
+                labels = self.other
+                value = values.get(labels, 0.0)
+            else:
+                value = 0.0
+        values[labels] = value + amount
 
     def get(self, labels: LabelValues = ()) -> float:
         return self.values.get(labels, 0.0)
@@ -88,10 +103,21 @@ class Gauge(Metric):
         self._read = read
 
     def set(self, value: float, labels: LabelValues = ()) -> None:
-        self.values[labels] = value
+        values = self.values
+        if len(values) >= self.max_series and labels not in values:
+            labels = self.other  # the folded series holds the last value set beyond the cap
+        values[labels] = value
 
     def add(self, amount: float, labels: LabelValues = ()) -> None:
-        self.values[labels] = self.values.get(labels, 0.0) + amount
+        values = self.values
+        value = values.get(labels)
+        if value is None:
+            if len(values) >= self.max_series:
+                labels = self.other
+                value = values.get(labels, 0.0)
+            else:
+                value = 0.0
+        values[labels] = value + amount
 
     def get(self, labels: LabelValues = ()) -> float:
         if self._read is not None:
@@ -116,9 +142,14 @@ class Histogram(Metric):
         self.series: dict[LabelValues, list[float]] = {}  # bucket counts..., sum, count
 
     def observe(self, value: float, labels: LabelValues = ()) -> None:
-        row = self.series.get(labels)
+        series = self.series
+        row = series.get(labels)
         if row is None:
-            row = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+            if len(series) >= self.max_series:
+                labels = self.other
+                row = series.get(labels)
+            if row is None:
+                row = series[labels] = [0.0] * (len(self.bounds) + 2)
         slot = bisect.bisect_left(self.bounds, value)
         if slot < len(self.bounds):
             row[slot] += 1
@@ -145,13 +176,15 @@ class Histogram(Metric):
 class Registry:
     """All metrics of one gateway process, in registration order."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_series: int = MAX_SERIES) -> None:
+        self.max_series = max_series  # per metric; label sets beyond it are folded into one `other` series
         self.metrics: dict[str, Metric] = {}
         self.before_render: list[Callable[[], None]] = []  # e.g. record what settled requests left to record
 
     def add(self, metric: M) -> M:
         if metric.name in self.metrics:
             raise ValueError(f"metric {metric.name} registered twice")
+        metric.max_series = self.max_series
         self.metrics[metric.name] = metric
         return metric
 

@@ -8,6 +8,7 @@ from llm_gateway.telemetry.metrics import Registry
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 ANONYMOUS = "anonymous"
+UNKNOWN = "unknown"
 
 
 class CoreMetrics:
@@ -49,7 +50,9 @@ class MetricsStage:
 
     def settle(self, ctx: RequestContext) -> None:
         m = self.m
-        model = ctx.model or "unknown"
+        # A request that failed authentication or names no configured model is not trusted with a label
+        # value: without a key, 20,000 random names would otherwise be 20,000 series.
+        model = ctx.model if ctx.route is not None and ctx.status != 401 and ctx.model else UNKNOWN
         provider = ctx.provider or "none"
         m.requests.inc((model, provider, str(ctx.status)))
         if ctx.first_byte_at:

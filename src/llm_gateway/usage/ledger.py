@@ -1,8 +1,12 @@
 """The usage ledger: one row per request, queued on settle and written in batches by a background task.
 
 The request path only appends the row, as a tuple, to a deque. A failed write keeps its rows at the head of the
-queue and is retried with backoff; the `llm_gateway_ledger_backlog` gauge shows how many rows wait. Shutdown
-flushes what is left.
+queue and is retried, the same rows under the same batch id, with exponential backoff and jitter up to 5 s; the
+`llm_gateway_ledger_backlog` gauge shows how many rows wait. Each batch writes a marker row (its id) in its own
+transaction, so a retry after a commit whose answer was lost finds the marker and does not write the rows twice.
+A write that gets no answer within `write_timeout` (a network blackhole: no error, just silence) has its
+connection's socket shut down from the event loop, which wakes the writer thread with an error. An outage is
+logged once when it starts and once when it ends. Shutdown flushes what is left.
 
 Batches are written by a thread that runs only when the event loop's thread does not want the CPU (SCHED_IDLE on
 Linux): a batch takes milliseconds, and at equal priority a request that arrives meanwhile waits for the writer's
@@ -15,10 +19,14 @@ nothing waits for long, nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import operator
 import os
+import random
+import socket
 import time
+import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -26,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from llm_gateway.db.tables import usage
+from llm_gateway.db.tables import ledger_batches, usage
 from llm_gateway.keys.model import KeyRecord
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.telemetry.metrics import Registry
@@ -37,6 +45,9 @@ log = logging.getLogger("llm_gateway.ledger")
 # finishes within ~0.5 s and rows meanwhile go to the normal-priority writer; 1,000 took ~4 s, and the rows that
 # queued up behind it held ~12 MiB more.
 IDLE_BATCH = 100
+FIRST_BACKOFF = 0.25  # seconds after the first failed write; doubles up to `max_backoff`
+MARKER_KEEP_MS = 86_400_000  # batch markers older than a day are deleted: a retry comes within minutes
+MARKER_CLEANUP_EVERY = 1000  # batches
 
 
 def _idle_priority() -> None:
@@ -47,19 +58,72 @@ def _idle_priority() -> None:
         pass
 
 
+def _shut_down(connection: Any) -> None:
+    """Shut the socket of a DBAPI connection another thread waits on: its wait returns with an error."""
+    fileno = getattr(getattr(connection, "driver_connection", None), "fileno", None)
+    if fileno is None:
+        return  # SQLite: no socket, and no network to go silent
+    with contextlib.suppress(Exception):
+        sock = socket.socket(fileno=os.dup(fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+
+
+class Outage:
+    """The database's state as the ledger sees it: one log line when writes start failing and one when they
+    succeed again, the `llm_gateway_ledger_database_up` gauge and `..._outage_seconds_total`."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.since: float | None = None  # monotonic time of the first failure of the current outage
+        self.failures = 0  # failed attempts in the current outage
+        self._counted_to = 0.0
+        registry.gauge("llm_gateway_ledger_database_up", "1 while ledger writes succeed, 0 while they fail",
+                       read=lambda: 0.0 if self.since is not None else 1.0)
+        self.seconds = registry.counter("llm_gateway_ledger_outage_seconds_total",
+                                        "Time ledger writes have been failing, in seconds")
+        registry.before_render.append(self.count)
+
+    def count(self) -> None:
+        if self.since is not None:
+            now = time.monotonic()
+            self.seconds.inc((), now - self._counted_to)
+            self._counted_to = now
+
+    def failed(self, exc: BaseException, rows: int, max_backoff: float) -> None:
+        self.failures += 1
+        if self.since is None:
+            self.since = self._counted_to = time.monotonic()
+            log.warning("ledger: writing to the database failed (%s: %s); %d row(s) wait, retrying with backoff "
+                        "up to %gs", type(exc).__name__, str(exc)[:200].strip(), rows, max_backoff)
+
+    def succeeded(self, rows: int) -> None:
+        if self.since is not None:
+            self.count()
+            log.warning("ledger: the database is back after %.1fs and %d failed attempt(s); %d row(s) wait",
+                        time.monotonic() - self.since, self.failures, rows)
+            self.since = None
+            self.failures = 0
+
+
 class Ledger:
     def __init__(self, engine: Engine, registry: Registry, batch_size: int = 1000, interval: float = 0.5,
-                 max_backlog: int = 2_000_000) -> None:
+                 max_backlog: int = 2_000_000, write_timeout: float = 10.0, max_backoff: float = 5.0) -> None:
         self.engine = engine
         self.batch_size = batch_size
         self.interval = interval
         self.max_backlog = max_backlog
+        self.write_timeout = write_timeout
+        self.max_backoff = max_backoff
         self.pending: deque[tuple[Any, ...]] = deque()  # rows as tuples in the table's column order
+        self._retry: tuple[str, int] | None = None  # a batch whose write failed: its id and row count
+        self._batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle_writer = ThreadPoolExecutor(1, "ledger-idle", initializer=_idle_priority)
         self._busy_writer = ThreadPoolExecutor(1, "ledger-busy")  # rows piling up: written at normal priority
-        self._idle_write: asyncio.Future[None] | None = None  # the idle writer's latest write
+        self._idle_write: asyncio.Future[bool] | None = None  # the idle writer's latest write
         self._statement = insert(usage)
         self._columns = [c.name for c in usage.columns if c.name != "id"]
         # A row becomes a tuple when it is queued, on the event loop's thread: the writer thread then runs no
@@ -68,11 +132,17 @@ class Ledger:
         names = ", ".join(self._columns)
         self._copy = f"COPY {usage.name} ({names}) FROM STDIN"
         self._sqlite_insert = f"INSERT INTO {usage.name} ({names}) VALUES ({', '.join('?' * len(self._columns))})"
+        mark = "?" if engine.dialect.name == "sqlite" else "%s"
+        self._marker = (f"INSERT INTO {ledger_batches.name} (id, ts, row_count) VALUES ({mark}, {mark}, {mark}) "
+                        "ON CONFLICT (id) DO NOTHING")
+        self._marker_cleanup = f"DELETE FROM {ledger_batches.name} WHERE ts < {mark}"
         self.written = registry.counter("llm_gateway_ledger_rows_written_total", "Usage rows written")
+        self.attempts = registry.counter("llm_gateway_ledger_write_attempts_total", "Ledger batch writes tried")
         self.failures = registry.counter("llm_gateway_ledger_write_failures_total",
                                          "Failed ledger batch writes (retried)")
         self.dropped = registry.counter("llm_gateway_ledger_rows_dropped_total",
                                         "Usage rows dropped because the backlog was full")
+        self.outage = Outage(registry)
 
     def backlog(self) -> float:
         """Rows waiting to be written (telemetry's `llm_gateway_ledger_backlog` gauge reads it at scrape)."""
@@ -87,6 +157,8 @@ class Ledger:
         if len(pending) >= self.max_backlog:
             pending.popleft()
             self.dropped.inc()
+            if self._retry is not None:  # the dropped row was the failed batch's first
+                self._retry = (self._retry[0], self._retry[1] - 1) if self._retry[1] > 1 else None
         pending.append(self._as_tuple(row))
         if len(pending) >= self.batch_size:
             self._wake.set()
@@ -100,59 +172,90 @@ class Ledger:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         deadline = time.monotonic() + timeout
-        delay = 0.2
+        failures = 0
         while self.pending and time.monotonic() < deadline:
-            if not await self._write_batch(now=True):
-                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 5.0)
+            if await self._write_batch(now=True):
+                failures = 0
+                continue
+            failures += 1
+            await asyncio.sleep(min(self._backoff(failures), max(0.0, deadline - time.monotonic())))
         if self.pending:
             log.error("ledger: %d usage row(s) could not be written before shutdown", len(self.pending))
         self._idle_writer.shutdown(wait=False)
         self._busy_writer.shutdown(wait=False)
 
+    def _backoff(self, failures: int) -> float:
+        """Exponential with jitter (half to all of the step): replicas that failed together retry apart."""
+        step = min(self.max_backoff, FIRST_BACKOFF * 2 ** min(failures - 1, 30))
+        return random.uniform(step / 2, step)
+
     async def _run(self) -> None:
-        delay = self.interval
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await asyncio.wait_for(self._wake.wait(), self.interval)
             except TimeoutError:
                 pass
             self._wake.clear()
-            delay = self.interval
+            failures = 0
             while self.pending:  # the idle writer takes IDLE_BATCH rows at a time: until none wait
-                if not await self._write_batch():
-                    delay = min(max(delay, self.interval) * 2, 5.0)  # back off while the database is down
-                    break
+                if await self._write_batch():
+                    failures = 0
+                    continue
+                failures += 1
+                # A sleep, not a wait on `_wake`: rows that keep arriving during an outage do not cut it short.
+                await asyncio.sleep(self._backoff(failures))
 
     async def _write_batch(self, now: bool = False) -> bool:
         """Write the oldest batch; `now` (shutdown): at normal priority, whatever else wants the CPU."""
         busy = now or len(self.pending) > 2 * self.batch_size
-        batch = list(islice(self.pending, self.batch_size if busy else min(self.batch_size, IDLE_BATCH)))
+        if self._retry is not None:
+            batch_id, size = self._retry  # the same rows under the same id: written at most once
+        else:
+            batch_id, size = uuid.uuid4().hex, self.batch_size if busy else min(self.batch_size, IDLE_BATCH)
+        batch = list(islice(self.pending, size))
         writer = self._busy_writer if busy else self._idle_writer
-        write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch)
+        held: list[Any] = []  # the writer thread puts its connection here, for the watchdog
+        self.attempts.inc()
+        write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch_id, batch, held)
         if not busy:
             self._idle_write = write
         try:
-            await asyncio.shield(write)
+            await self._within_timeout(write, held)
         except asyncio.CancelledError:  # stop() cancels the writer task; the batch's thread goes on
-            await asyncio.wait([write])  # so that stop() does not write its rows a second time
-            if not write.cancelled() and write.exception() is None:
+            try:
+                await self._within_timeout(write, held)  # so that stop() does not write its rows a second time
+            except Exception:
+                self._retry = (batch_id, len(batch))
+            else:
                 self._written(len(batch))
             raise
         except Exception as exc:
+            self._retry = (batch_id, len(batch))
             self.failures.inc()
-            log.warning("ledger: writing %d row(s) failed (%s: %s); will retry", len(batch),
-                        type(exc).__name__, str(exc)[:200])
+            self.outage.failed(exc, len(self.pending), self.max_backoff)
             return False
         self._written(len(batch))
+        self.outage.succeeded(len(self.pending))
         return True
 
+    async def _within_timeout(self, write: asyncio.Future[bool], held: list[Any]) -> None:
+        """Wait for `write`; when it is not answered in time, shut its connection down and wait for the error."""
+        done, _ = await asyncio.wait([write], timeout=self.write_timeout)
+        if not done:
+            for connection in held:
+                _shut_down(connection)
+            await asyncio.wait([write])
+        write.result()
+
     def _written(self, n: int) -> None:
+        self._retry = None
         for _ in range(n):
             self.pending.popleft()
         self.written.inc((), n)
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, batch_id: str, rows: list[tuple[Any, ...]], held: list[Any]) -> bool:
+        """Write `rows` with their batch marker; False when the marker is there already (an earlier try whose
+        commit went unanswered wrote them)."""
         # Through the driver, not SQLAlchemy's executemany: measured per 10k rows, PostgreSQL COPY takes 0.13 s
         # against 0.7 s, SQLite's executemany of tuples 0.12 s against 0.2 s; this thread shares the GIL with
         # the request path.
@@ -161,10 +264,19 @@ class Ledger:
         if dialect not in ("postgresql", "sqlite"):
             with self.engine.begin() as conn:
                 conn.execute(self._statement, [dict(zip(columns, row, strict=True)) for row in rows])
-            return
+            return True
         raw = self.engine.raw_connection()
+        held.append(raw)
         try:
             cursor: Any = raw.cursor()
+            now_ms = int(time.time() * 1000)
+            cursor.execute(self._marker, (batch_id, now_ms, len(rows)))
+            if cursor.rowcount == 0:
+                raw.rollback()
+                return False
+            self._batches += 1
+            if self._batches % MARKER_CLEANUP_EVERY == 0:
+                cursor.execute(self._marker_cleanup, (now_ms - MARKER_KEEP_MS,))
             if dialect == "postgresql":
                 with cursor.copy(self._copy) as copy:
                     for row in rows:
@@ -173,10 +285,11 @@ class Ledger:
                 cursor.executemany(self._sqlite_insert, rows)
             raw.commit()
         except BaseException:
-            raw.rollback()
+            raw.invalidate()  # a connection in an unknown state (cut mid-write, shut down) is not used again
             raise
         finally:
             raw.close()
+        return True
 
 
 class LedgerStage:

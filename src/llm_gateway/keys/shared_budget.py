@@ -1,0 +1,177 @@
+"""Budgets shared by replicas through Redis: spend reserved at admission and settled after the call, atomically.
+
+Each budget period is one Redis hash, `<prefix><kind>:<owner>:<period start>`: `spent` (USD), and per replica
+`r:<replica>` (what its requests in flight hold) and `t:<replica>` (when it last reserved or settled, ms). A
+reservation checks `spent + every replica's holds < limit` and adds its estimate in one Lua call, so replicas
+overshoot a budget by no more than the requests they admit at once, not by a sync interval. The holds of a
+replica that has not been heard from for `STALE_MS` (it died with requests in flight) are dropped. The ledger
+stays the record: at start and every 30 s each replica raises `spent` to at least the ledger's spend.
+When Redis cannot be reached the tracker in memory decides, as without Redis (one log line per outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from llm_gateway.keys.budget import Budget
+from llm_gateway.redis_client import RedisReplyError, RespClient
+
+log = logging.getLogger("llm_gateway.keys")
+
+FAILURES = (OSError, asyncio.TimeoutError, RedisReplyError)
+STALE_MS = 900_000  # longer than any request may take (the longest total timeout is 600 s)
+KEEP_S = 86_400  # a period's hash outlives the period by a day
+
+# KEYS: budget hashes. ARGV: now_ms, stale_ms, replica, estimate, then per key: limit, ttl_s (0: none).
+# Returns 0 when admitted (the estimate held on every key), else the 1-based index of the spent budget.
+RESERVE = """
+local now, stale, me, est = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+for i, key in ipairs(KEYS) do
+  local h = redis.call('HGETALL', key)
+  local spent, held, seen = 0, {}, {}
+  for j = 1, #h, 2 do
+    local f, v = h[j], h[j + 1]
+    if f == 'spent' then spent = tonumber(v)
+    elseif string.sub(f, 1, 2) == 'r:' then held[string.sub(f, 3)] = tonumber(v)
+    elseif string.sub(f, 1, 2) == 't:' then seen[string.sub(f, 3)] = tonumber(v) end
+  end
+  local total = spent
+  for replica, amount in pairs(held) do
+    if replica ~= me and (seen[replica] or 0) < now - stale then
+      redis.call('HDEL', key, 'r:' .. replica, 't:' .. replica)
+    else total = total + amount end
+  end
+  if total >= tonumber(ARGV[3 + 2 * i]) then return i end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('HINCRBYFLOAT', key, 'r:' .. me, est)
+  redis.call('HSET', key, 't:' .. me, now)
+  local ttl = tonumber(ARGV[4 + 2 * i])
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+end
+return 0
+"""
+
+# KEYS: budget hashes. ARGV: now_ms, replica, estimate held, cost.
+SETTLE = """
+local now, me, est, cost = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+for _, key in ipairs(KEYS) do
+  if est > 0 and tonumber(redis.call('HINCRBYFLOAT', key, 'r:' .. me, -est)) <= 1e-12 then
+    redis.call('HDEL', key, 'r:' .. me)
+  end
+  if cost > 0 then redis.call('HINCRBYFLOAT', key, 'spent', cost) end
+  redis.call('HSET', key, 't:' .. me, now)
+end
+return 0
+"""
+
+# KEYS: budget hashes. ARGV per key: spend known from the ledger, ttl_s. `spent` never goes down here.
+SEED = """
+for i, key in ipairs(KEYS) do
+  local known = tonumber(ARGV[2 * i - 1])
+  if tonumber(redis.call('HGET', key, 'spent') or '0') < known then redis.call('HSET', key, 'spent', known) end
+  local ttl = tonumber(ARGV[2 * i])
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+end
+return 0
+"""
+
+
+class SharedBudgets:
+    def __init__(self, url: str, pool_size: int, prefix: str, replica: str, timeout_s: float = 0.5,
+                 retry_after_s: float = 1.0) -> None:
+        self.client = RespClient(url, pool_size, timeout_s)
+        self.retry_after_s = retry_after_s
+        self.prefix = prefix
+        self.replica = replica
+        self._shas = {source: hashlib.sha1(source.encode()).hexdigest() for source in (RESERVE, SETTLE, SEED)}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._down = False
+        self._down_until = 0.0  # after a failure Redis is not asked for a while: an outage costs one timeout
+
+    def _key(self, budget: Budget) -> str:
+        return f"{self.prefix}{budget.kind}:{budget.owner}:{int(budget.start)}"
+
+    @staticmethod
+    def _ttl(budget: Budget, now: float) -> int:
+        return 0 if budget.end == float("inf") else max(1, int(budget.end - now) + KEEP_S)
+
+    async def _eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.client.call("EVALSHA", self._shas[source], len(keys), *keys, *args)
+        except RedisReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self.client.call("EVAL", source, len(keys), *keys, *args)  # the script did not run
+
+    async def reserve(self, budgets: list[Budget], estimate: float) -> Budget | bool:
+        """Hold `estimate` on every budget: True when held, the spent Budget when one is, False when Redis
+        could not be asked (the caller decides in memory)."""
+        if self._down and time.monotonic() < self._down_until:
+            return False
+        now = time.time()
+        args: list[Any] = [int(now * 1000), STALE_MS, self.replica, repr(estimate)]
+        for budget in budgets:
+            budget.roll(now)
+            args += [repr(budget.limit), self._ttl(budget, now)]
+        try:
+            spent = await self._eval(RESERVE, [self._key(b) for b in budgets], args)
+        except FAILURES as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        return True if spent == 0 else budgets[int(spent) - 1]
+
+    def settle(self, budgets: list[Budget], estimate: float, cost: float) -> None:
+        """Give back the hold and add the real cost; sent off the request path."""
+        if not budgets or (estimate <= 0 and cost <= 0):
+            return
+        keys = [self._key(b) for b in budgets]
+        args = [int(time.time() * 1000), self.replica, repr(estimate), repr(cost)]
+        task = asyncio.get_running_loop().create_task(self._settle(keys, args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, keys: list[str], args: list[Any]) -> None:
+        try:
+            await self._eval(SETTLE, keys, args)
+        except FAILURES as exc:
+            self._failed(exc)  # the hold stays until this replica is stale; the spend comes back from the ledger
+
+    async def seed(self, budgets: Iterable[Budget]) -> None:
+        """Raise each period's shared spend to at least what this replica knows (the ledger's, its own)."""
+        now = time.time()
+        keys: list[str] = []
+        args: list[Any] = []
+        for budget in budgets:
+            budget.roll(now)
+            keys.append(self._key(budget))
+            args += [repr(budget.spent), self._ttl(budget, now)]
+        if not keys:
+            return
+        try:
+            await self._eval(SEED, keys, args)
+        except FAILURES as exc:
+            self._failed(exc)
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        await self.client.close()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.retry_after_s
+        if not self._down:
+            self._down = True
+            log.warning("budgets: Redis unavailable (%s: %s); each replica checks budgets on its own until it is "
+                        "back", type(exc).__name__, exc)
+
+    def _recovered(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("budgets: Redis is back; budgets are shared again")
