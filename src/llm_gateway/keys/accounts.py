@@ -14,6 +14,7 @@ from llm_gateway.keys.budget import BudgetTracker, window
 from llm_gateway.keys.cache import KeyCache
 from llm_gateway.keys.model import KeyRecord, TeamRecord, UserRecord
 from llm_gateway.keys.store import Store
+from llm_gateway.routing.access import Policy
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.usage.cost import CostStage
@@ -37,6 +38,7 @@ class Accounts:
     auth_stage: AuthStage
     cost_stage: CostStage
     ledger_stage: LedgerStage
+    policy: Policy
     _reload: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -69,6 +71,19 @@ class Accounts:
 
     def team_changed(self, team: TeamRecord) -> None:
         self.budgets.configure("team", team.id, team.budget_usd, team.budget_period)
+        self._team_permissions(team)
+
+    def _team_permissions(self, team: TeamRecord) -> None:
+        """Keep the policy's copy of what the team allows its keys (read on the request path, never queried)."""
+        teams = self.policy.teams
+        allowed = (team.allow_overrides, team.allow_passthrough)
+        if teams.get(team.id, (False, False)) == allowed:
+            return
+        if any(allowed):
+            teams[team.id] = allowed
+        else:
+            teams.pop(team.id, None)
+        self.policy.clear()
 
     async def reload_budgets(self, load_spend: bool = False) -> None:
         users, teams = await asyncio.to_thread(self.store.budgeted)
@@ -76,6 +91,11 @@ class Accounts:
             self.user_changed(user)
         for team in teams:
             self.team_changed(team)
+        permitted = await asyncio.to_thread(self.store.permitted_teams)
+        for gone in set(self.policy.teams) - {t.id for t in permitted}:  # changed on another replica
+            self._team_permissions(TeamRecord(gone))
+        for team in permitted:
+            self._team_permissions(team)
         if load_spend:
             await asyncio.to_thread(self._load_spend)
 
@@ -100,7 +120,7 @@ class Accounts:
                 log.warning("budget reload failed (%s); keeping the budgets in memory", type(exc).__name__)
 
 
-def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
+def build_accounts(config: GatewayConfig, registry: Registry, policy: Policy) -> Accounts:
     engine = make_engine(config.database.url)
     store = Store(engine)
     auth = config.auth
@@ -109,5 +129,5 @@ def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
     prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
     ledger = Ledger(engine, registry, config.database.ledger_batch_size, config.database.ledger_flush_interval_s)
     return Accounts(config, engine, store, cache, budgets, prices, ledger,
-                    AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens),
-                    CostStage(prices), LedgerStage(ledger))
+                    AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens, policy),
+                    CostStage(prices), LedgerStage(ledger), policy)
