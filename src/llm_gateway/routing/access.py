@@ -63,7 +63,8 @@ class Access:
 
     def allows(self, dep: Deployment) -> bool:
         pairs = self.pairs
-        return pairs is None or (dep.provider.name, dep.model) in pairs
+        # No model: a pass-through path that names none (e.g. GET /v1/files), which allow_passthrough covers.
+        return pairs is None or (dep.provider.name, dep.model) in pairs or (not dep.model and self.passthrough)
 
     def route(self, route: Route) -> Route | None:
         """The part of `route` this caller may reach (the route itself when all of it); None: nothing."""
