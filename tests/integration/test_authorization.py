@@ -5,8 +5,11 @@ what the ledger recorded (the model asked for, the deployment that answered)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -302,3 +305,19 @@ def test_keys_and_teams_get_the_permissions_through_the_admin_api(gw: Gw) -> Non
     assert r.status_code == 400
     bad = httpx.patch(f"{gw.proc.url}/api/v1/keys/{key_id}", headers=admin, json={"allow_overrides": "yes"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "allow_overrides"
+
+
+def test_the_cli_creates_keys_with_the_permissions(gw: Gw) -> None:
+    def create(*flags: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-m", "llm_gateway", "keys", "create", "--models", "cheap", *flags,
+                              "--database-url", f"sqlite:///{gw.db}", "--json"],
+                             capture_output=True, text=True, check=True, timeout=60)
+        return dict(json.loads(out.stdout))
+
+    steering = create("--allow-overrides", "--no-allow-passthrough")
+    assert steering["allow_overrides"] is True and steering["allow_passthrough"] is False
+    plain = create()
+    assert plain["allow_overrides"] is None and plain["allow_passthrough"] is None
+    assert gw.chat(steering["key"], "cheap", {"x-gateway-retries": "0"})[0].status_code == 200
+    assert gw.chat(plain["key"], "cheap", {"x-gateway-retries": "0"})[0].status_code == 400
+    assert gw.post("responses", steering["key"], {"model": "cheap", "input": "x"})[0].status_code == 403
