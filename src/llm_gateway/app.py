@@ -28,6 +28,7 @@ from llm_gateway.providers.base import Provider
 from llm_gateway.providers.egress import transport_for
 from llm_gateway.providers.http import HttpClient, Origin
 from llm_gateway.providers.registry import build_provider
+from llm_gateway.routing.access import Policy
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.cooldown import Cooldowns, build_cooldown_sync
 from llm_gateway.routing.stage import RoutingStage
@@ -122,7 +123,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     catalog = Catalog(providers, config.models, config.routing)
     cooldowns = Cooldowns(config.routing.cooldown)
 
-    accounts = build_accounts(config, registry)  # keys, budgets, prices and the ledger on database.url
+    # keys, budgets, prices and the ledger on database.url; what each key may reach, decided on the catalog
+    accounts = build_accounts(config, registry, Policy(catalog))
     stages: list[Stage] = [
         UsageStage(counter),  # first to settle: the stages after it read ctx.usage
         accounts.cost_stage,  # settles second: ctx.cost for budgets and the ledger (admits nothing)
@@ -146,7 +148,7 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
         dispatcher.trace_headers = telemetry.tracing.upstream_headers
     openai = OpenAIApi(catalog, pipeline, dispatcher, config.auth.user_header,
                        forward_client_auth=config.auth.master_key is None)
-    openai.identify = accounts.auth_stage.identify
+    openai.access_of = accounts.auth_stage.access_of
     telemetry.core.in_flight.read_from(lambda: openai.in_flight)
     health = HealthApi(list(providers.values()), registry, worker_count=config.server.workers,
                        workers=worker_metrics(config.server, worker), client=client)

@@ -267,7 +267,7 @@ class LimitRuleConfig(_Section):
     """One limit: requests and/or tokens per sliding window, for each subject of a scope."""
 
     name: str | None = Field(None, description="shown in 429 messages and metrics; defaults to scope/window")
-    scope: Literal["global", "key", "user", "model", "key_model", "user_model"]
+    scope: Literal["global", "key", "user", "model", "key_model", "user_model", "end_user"]
     window: float | str | None = Field(None, description="sliding window: seconds or 30s, 1m, 1h, 1d (default 1m)")
     window_seconds: float | None = Field(None, gt=0, description="the window in seconds (instead of window)")
     requests: int | None = Field(None, ge=0, description="requests per window")

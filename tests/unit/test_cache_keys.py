@@ -50,15 +50,19 @@ class _Dep:
 
 
 class _Route:
-    def __init__(self, name: str, deps: list[_Dep]) -> None:
+    def __init__(self, name: str, deps: list[_Dep], partial: bool = False) -> None:
         self.name = name
         self.deployments = deps
+        self.partial = partial
 
 
 def test_model_after_alias_resolution() -> None:
     assert resolved_model(_Route("fast", [_Dep("openai", "gpt-4o-mini")]), "fast") == "openai/gpt-4o-mini"  # type: ignore[arg-type]
     assert resolved_model(_Route("pool", [_Dep("a", "x"), _Dep("b", "y")]), "pool") == "pool"  # type: ignore[arg-type]
     assert resolved_model(None, "m") == "m"
+    # the part of a pool a key may use has its own answers: never one a deployment it may not use gave
+    assert resolved_model(_Route("pool", [_Dep("b", "y"), _Dep("a", "x")], partial=True), "pool") == \
+        "pool[a/x,b/y]"  # type: ignore[arg-type]
 
 
 def test_controls() -> None:

@@ -16,6 +16,7 @@ from llm_gateway.api.anthropic_wire import error_body, error_object, to_message,
 from llm_gateway.api.openai import OpenAIApi, parse_body, request_id_of
 from llm_gateway.errors import GatewayError, NotFound
 from llm_gateway.providers.base import CHAT
+from llm_gateway.routing.access import forbidden
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.server.http import Request, Responder
 
@@ -131,13 +132,18 @@ class MessagesApi:
     async def count_tokens(self, request: Request, responder: Responder) -> None:
         """Counted locally with the gateway's tokenizer, whatever the model's provider; only for a valid key."""
         try:
-            if self.openai.identify is not None:
-                await self.openai.identify(request.headers)
+            access = await self.openai.access_of(request.headers) if self.openai.access_of is not None else None
             body = self._canonical(request, counting=True)
-            route = self.catalog.resolve(body["model"])
+            model = body["model"]
+            route = self.catalog.resolve(model)
+            if access is not None and access.pairs is not None:  # the same decision as a request would get
+                allowed = access.route(route) if route is not None else None
+                if allowed is None and (route is not None or access.names is None or model not in access.names):
+                    raise forbidden(model)
+                route = allowed
             if route is None:
-                raise NotFound(f"model: {body['model']!r} is not served by this gateway", param="model")
-            upstream = route.deployments[0].model if route.deployments else body["model"]
+                raise NotFound(f"model: {model!r} is not served by this gateway", param="model")
+            upstream = route.deployments[0].model if route.deployments else model
             count = self.counter.count_prompt(body, upstream)
         except GatewayError as err:
             self._reject(request, responder, err)

@@ -21,6 +21,7 @@ from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline
 from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 from llm_gateway.providers.sse import frame
+from llm_gateway.routing.access import Access
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.options import parse_options
 from llm_gateway.server.http import Request, Responder
@@ -82,31 +83,37 @@ class OpenAIApi:
         self.user_header = user_header.lower()
         self.forward_client_auth = forward_client_auth
         self.in_flight = 0  # read by the llm_gateway_in_flight_requests gauge at scrape time
-        # Checks the caller's key where no pipeline runs (the model list); set by create_app when keys are on.
-        self.identify: Callable[[dict[str, str]], Awaitable[Any]] | None = None
+        # What the caller's key may reach, where no pipeline runs (the model list, token counting): None for
+        # everything; 401 for a bad key. Set by create_app (keys.auth.AuthStage.access_of).
+        self.access_of: Callable[[dict[str, str]], Awaitable[Access | None]] | None = None
 
     # -- entry points
     async def endpoint(self, request: Request, responder: Responder) -> None:
         await self.proxy(request, responder, ENDPOINTS[request.path.rstrip("/")])
 
     async def models(self, request: Request, responder: Responder) -> None:
+        # The caller's key first: no answer, not even the pass-through upstream's list, without a valid one.
+        access = await self.access_of(request.headers) if self.access_of is not None else None
         passthrough = self.catalog.passthrough
         listed = self.catalog.listed()
         if passthrough is not None and not listed:
-            await self.proxy(request, responder, "models")
-            return
-        key = await self.identify(request.headers) if self.identify is not None else None
-        allowed = getattr(key, "models", None)
-        if allowed is not None and "*" not in allowed:
-            listed = [(name, owner) for name, owner in listed if name in allowed]
+            if access is None or access.names is None or "*" in access.names:
+                await self.proxy(request, responder, "models")
+                return
+            listed = [(name, passthrough.name) for name in sorted(access.names)]  # the key's own list
+        if access is not None:
+            listed = access.listed(listed)
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": owner} for name, owner in listed]
         responder.send(200, orjson.dumps({"object": "list", "data": data}),
                        [("x-request-id", request_id_of(request))])
 
     async def other(self, request: Request, responder: Responder) -> None:
-        """Any other /v1/* path goes as it is to the single pass-through upstream, when there is one."""
+        """Any other /v1/* path goes as it is to the single pass-through upstream, when there is one (the key
+        must allow pass-through: the auth stage decides)."""
         if self.catalog.passthrough is None:
+            if self.access_of is not None:  # no key, no answer: not even which paths exist
+                await self.access_of(request.headers)
             raise NotFound(f"unknown path {request.path}: this gateway serves /v1/chat/completions, "
                            "/v1/completions, /v1/embeddings and /v1/models", code="unknown_url")
         await self.proxy(request, responder, passthrough_endpoint(request.path))
@@ -158,7 +165,8 @@ class OpenAIApi:
             raise BadRequest("model must be a string", param="model", code="invalid_model")
         ctx.model = model or ""
         user = request.headers.get(self.user_header) or body.get("user")
-        ctx.user = user if isinstance(user, str) else ""
+        # The user the client names; with keys in use the auth stage makes the key's user the request's user.
+        ctx.user = ctx.end_user = user if isinstance(user, str) else ""
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise BadRequest("stream must be a boolean", param="stream")

@@ -24,13 +24,16 @@ def resolved_model(route: Route | None, model: str) -> str:
     """The model after alias resolution: the one deployment's `provider/model`, else the route's name.
 
     A route that load-balances across several deployments keeps its own name: its answers are interchangeable
-    by the operator's choice.
+    by the operator's choice. The part of such a route that a key may reach names its deployments too: an answer
+    that a deployment the key may not use gave is never served to it.
     """
     if route is None:
         return model
     deps = route.deployments
     if len(deps) == 1:
         return f"{deps[0].provider.name}/{deps[0].model}"
+    if route.partial:
+        return f"{route.name}[{','.join(sorted(f'{d.provider.name}/{d.model}' for d in deps))}]"
     return route.name
 
 

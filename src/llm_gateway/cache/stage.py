@@ -205,6 +205,8 @@ class CacheStage:
         """The answer to keep: only complete, successful ones, and tool calls only when configured."""
         if ctx.status != 200 or ctx.disconnected:
             return None
+        if not _answered_by_route(ctx):
+            return None
         if ticket.capture is not None:
             answer = ticket.capture.result(ctx.usage)
         else:
@@ -237,3 +239,16 @@ class CacheStage:
         await self.backend.close()
         if self.semantic is not None:
             await self.semantic.close()
+
+
+def _answered_by_route(ctx: RequestContext) -> bool:
+    """The answer came from one of the route's own deployments, not a fallback or a pinned provider.
+
+    The cache key names those deployments (or a route whose every deployment the caller may use), so an answer
+    is only ever served to a caller that may use the deployment that gave it.
+    """
+    dep, route = ctx.deployment, ctx.route
+    if dep is None or route is None:
+        return False
+    pair = (dep.provider.name, dep.model)
+    return any((d.provider.name, d.model) == pair for d in route.deployments)

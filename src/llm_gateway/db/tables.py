@@ -33,6 +33,8 @@ teams = Table(
     Column("metadata", Text, nullable=False, default="{}"),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("allow_overrides", Boolean, nullable=False, default=False),
+    Column("allow_passthrough", Boolean, nullable=False, default=False),
 )
 
 users = Table(
@@ -68,6 +70,8 @@ keys = Table(
     Column("blocked", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("allow_overrides", Boolean, nullable=True),  # null: as the key's team allows
+    Column("allow_passthrough", Boolean, nullable=True),
     Index("ix_gw_keys_user", "user_id", "id"),
     Index("ix_gw_keys_team", "team_id", "id"),
 )
@@ -94,6 +98,8 @@ usage = Table(
     Column("status", Integer, nullable=False, default=0),
     Column("cache_hit", Boolean, nullable=False, default=False),
     Column("estimated", Boolean, nullable=False, default=False),
+    Column("upstream_model", String(300), nullable=False, default=""),  # the model name the deployment was sent
+    Column("end_user", String(200), nullable=True),  # the `user` the client named (never the billed user)
     Index("ix_gw_usage_ts", "ts"),
     Index("ix_gw_usage_key_ts", "key_id", "ts"),
     Index("ix_gw_usage_user_ts", "user_id", "ts"),

@@ -16,6 +16,7 @@ from llm_gateway.keys.cache import KeyCache
 from llm_gateway.keys.model import KeyRecord, TeamRecord, UserRecord
 from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.keys.store import Store
+from llm_gateway.routing.access import Policy
 from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.usage.cost import CostStage
@@ -39,6 +40,7 @@ class Accounts:
     auth_stage: AuthStage
     cost_stage: CostStage
     ledger_stage: LedgerStage
+    policy: Policy
     _reload: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -74,6 +76,19 @@ class Accounts:
 
     def team_changed(self, team: TeamRecord) -> None:
         self.budgets.configure("team", team.id, team.budget_usd, team.budget_period)
+        self._team_permissions(team)
+
+    def _team_permissions(self, team: TeamRecord) -> None:
+        """Keep the policy's copy of what the team allows its keys (read on the request path, never queried)."""
+        teams = self.policy.teams
+        allowed = (team.allow_overrides, team.allow_passthrough)
+        if teams.get(team.id, (False, False)) == allowed:
+            return
+        if any(allowed):
+            teams[team.id] = allowed
+        else:
+            teams.pop(team.id, None)
+        self.policy.clear()
 
     async def reload_budgets(self, load_spend: bool = False) -> None:
         users, teams = await asyncio.to_thread(self.store.budgeted)
@@ -81,6 +96,11 @@ class Accounts:
             self.user_changed(user)
         for team in teams:
             self.team_changed(team)
+        permitted = await asyncio.to_thread(self.store.permitted_teams)
+        for gone in set(self.policy.teams) - {t.id for t in permitted}:  # changed on another replica
+            self._team_permissions(TeamRecord(gone))
+        for team in permitted:
+            self._team_permissions(team)
         if load_spend:
             await asyncio.to_thread(self._load_spend)
             if self.auth_stage.shared is not None:
@@ -107,7 +127,7 @@ class Accounts:
                 log.warning("budget reload failed (%s); keeping the budgets in memory", type(exc).__name__)
 
 
-def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
+def build_accounts(config: GatewayConfig, registry: Registry, policy: Policy) -> Accounts:
     db = config.database
     timeouts = Timeouts(db.connect_timeout_s, db.statement_timeout_s)
     engine = make_engine(db.url, timeouts)
@@ -123,6 +143,20 @@ def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
     prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
     ledger = Ledger(ledger_engine, registry, db.ledger_batch_size, db.ledger_flush_interval_s,
                     write_timeout=db.ledger_write_timeout_s)
+    auth_stage = AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens, policy)
+    if config.redis.url:
+        auth_stage.shared = SharedBudgets(config.redis.url, config.redis.pool_size,
+                                          config.limits.redis_prefix + "budget:", uuid.uuid4().hex[:12],
+                                          config.limits.redis_timeout_s, config.limits.retry_backend_after_s)
+    return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
+                    LedgerStage(ledger), policy)
+    store = Store(engine)
+    auth = config.auth
+    cache = KeyCache(store, ttl=auth.key_cache_ttl_s)
+    budgets = BudgetTracker()
+    prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
+    ledger = Ledger(ledger_engine, registry, db.ledger_batch_size, db.ledger_flush_interval_s,
+                    write_timeout=db.ledger_write_timeout_s)
     auth_stage = AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens)
     if config.redis.url:
         auth_stage.shared = SharedBudgets(config.redis.url, config.redis.pool_size,
@@ -130,3 +164,7 @@ def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
                                           config.limits.redis_timeout_s, config.limits.retry_backend_after_s)
     return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
                     LedgerStage(ledger))
+    ledger = Ledger(engine, registry, config.database.ledger_batch_size, config.database.ledger_flush_interval_s)
+    return Accounts(config, engine, store, cache, budgets, prices, ledger,
+                    AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens, policy),
+                    CostStage(prices), LedgerStage(ledger), policy)

@@ -6,12 +6,14 @@ import hmac
 import time
 from typing import Any
 
-from llm_gateway.errors import Forbidden, Unauthorized
+from llm_gateway.errors import Unauthorized
 from llm_gateway.keys.budget import Budget, BudgetTracker, exceeded
 from llm_gateway.keys.cache import MISSING, KeyCache
 from llm_gateway.keys.model import MASTER, KeyRecord, Principal, hash_secret
 from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.routing.access import Access, Policy
+from llm_gateway.routing.catalog import Catalog
 from llm_gateway.usage.pricing import Price, PriceTable
 
 _BUDGET = "budget"
@@ -32,8 +34,9 @@ class AuthStage:
     gateway is open and this stage does nothing."""
 
     def __init__(self, master_key: str | None, cache: KeyCache, budgets: BudgetTracker, prices: PriceTable,
-                 default_output_tokens: int = 1024) -> None:
+                 default_output_tokens: int = 1024, policy: Policy | None = None) -> None:
         self.master = master_key.encode() if master_key else None
+        self.policy = policy or Policy(Catalog({}, {}))  # create_app gives the gateway's catalog
         self.cache = cache
         self.budgets = budgets
         self.prices = prices
@@ -60,21 +63,28 @@ class AuthStage:
             raise Unauthorized("this API key has expired", code="key_expired")
         return key
 
+    async def access_of(self, headers: dict[str, str]) -> Access | None:
+        """What the caller may reach, for the edges that run no pipeline (model list, token counting); None:
+        everything (no keys in use, or the master key). 401 when the key is invalid."""
+        key = await self.identify(headers)
+        if not isinstance(key, KeyRecord):
+            return None
+        return self.policy.for_key(key.models, key.team_id, key.allow_overrides, key.allow_passthrough)
+
     async def admit(self, ctx: RequestContext) -> None:
         key = await self.identify(ctx.request.headers)
         if key is None:
             return
-        if not isinstance(key, KeyRecord):
-            ctx.key = key
-            return
-        if key.models is not None and ctx.model not in key.models and "*" not in key.models:
-            raise Forbidden(f"this API key may not use the model {ctx.model!r}", param="model",
-                            code="model_not_allowed")
         ctx.key = key
+        if not isinstance(key, KeyRecord):  # the master key: everything; the user it names is the user
+            return
+        # A key speaks for its own user (or for none): the `user` the client named is only the end user.
+        ctx.user = key.user_id or ""
+        access = self.policy.for_key(key.models, key.team_id, key.allow_overrides, key.allow_passthrough)
+        ctx.access = access
+        access.admit(ctx)
         if key.team_id:
             ctx.team = key.team_id
-        if key.user_id and not ctx.user:
-            ctx.user = key.user_id
         budgets = self.budgets.applicable(self._entities(key))
         if budgets:
             estimate = self._estimate(ctx)

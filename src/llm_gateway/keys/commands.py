@@ -44,6 +44,12 @@ def add_parsers(sub: Any) -> None:
     create.add_argument("--rpm", dest="rpm_limit", type=int)
     create.add_argument("--tpm", dest="tpm_limit", type=int)
     create.add_argument("--expires-in-days", type=float)
+    create.add_argument("--allow-overrides", action=argparse.BooleanOptionalAction, default=None,
+                        help="may steer routing with x-gateway fallbacks/provider/hedge/retries (default: as its "
+                             "team allows; else no)")
+    create.add_argument("--allow-passthrough", action=argparse.BooleanOptionalAction, default=None,
+                        help="may call /v1/* paths the gateway passes through unmodelled (default: as its team "
+                             "allows; else no)")
     listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--after", help="the last id of the previous page")
@@ -97,7 +103,8 @@ def _keys(args: argparse.Namespace, store: Store) -> int:
     command = args.keys_command
     if command == "create":
         body: dict[str, Any] = {name: getattr(args, name) for name in (
-            "alias", "user_id", "team_id", "budget_usd", "rpm_limit", "tpm_limit") if getattr(args, name) is not None}
+            "alias", "user_id", "team_id", "budget_usd", "rpm_limit", "tpm_limit", "allow_overrides",
+            "allow_passthrough") if getattr(args, name) is not None}
         body["budget_period"] = args.budget_period
         if args.models:
             body["models"] = [m.strip() for m in args.models.split(",") if m.strip()]

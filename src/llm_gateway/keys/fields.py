@@ -64,11 +64,17 @@ def _flag(name: str, value: Any) -> Any:
     return value
 
 
+def _optional_flag(name: str, value: Any) -> Any:
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true, false or null (null: as the key's team allows)", param=name)
+    return value
+
+
 _ID = _text(64)
 KEY_FIELDS: dict[str, Check] = {
     "alias": _text(200), "user_id": _ID, "team_id": _ID, "models": _models, "budget_usd": _number,
     "budget_period": _period, "rpm_limit": _count, "tpm_limit": _count, "expires_at": _count,
-    "metadata": _mapping, "blocked": _flag,
+    "metadata": _mapping, "blocked": _flag, "allow_overrides": _optional_flag, "allow_passthrough": _optional_flag,
 }
 USER_FIELDS: dict[str, Check] = {
     "id": _ID, "email": _text(320), "team_id": _ID, "budget_usd": _number, "budget_period": _period,
@@ -76,6 +82,7 @@ USER_FIELDS: dict[str, Check] = {
 }
 TEAM_FIELDS: dict[str, Check] = {
     "id": _ID, "name": _text(200), "budget_usd": _number, "budget_period": _period, "metadata": _mapping,
+    "allow_overrides": _flag, "allow_passthrough": _flag,
 }
 SELF_SERVICE_KEY_FIELDS = ("alias", "models", "budget_usd", "budget_period", "expires_at", "metadata")
 

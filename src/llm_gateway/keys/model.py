@@ -51,6 +51,9 @@ class KeyRecord:
     blocked: bool = False
     created_at: int = 0
     updated_at: int = 0
+    # None: as the key's team allows (routing.access); a virtual key may do neither by default
+    allow_overrides: bool | None = None
+    allow_passthrough: bool | None = None
 
     def expired(self, at_ms: int) -> bool:
         return self.expires_at is not None and at_ms >= self.expires_at
@@ -62,7 +65,8 @@ class KeyRecord:
             "team_id": self.team_id, "models": sorted(self.models) if self.models is not None else None,
             "budget_usd": self.budget_usd, "budget_period": self.budget_period, "rpm_limit": self.rpm_limit,
             "tpm_limit": self.tpm_limit, "expires_at": self.expires_at, "metadata": self.metadata,
-            "blocked": self.blocked, "created_at": self.created_at, "updated_at": self.updated_at,
+            "blocked": self.blocked, "allow_overrides": self.allow_overrides,
+            "allow_passthrough": self.allow_passthrough, "created_at": self.created_at, "updated_at": self.updated_at,
         }
 
 
@@ -109,8 +113,11 @@ class TeamRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: int = 0
     updated_at: int = 0
+    allow_overrides: bool = False
+    allow_passthrough: bool = False
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "budget_usd": self.budget_usd,
                 "budget_period": self.budget_period, "metadata": self.metadata,
+                "allow_overrides": self.allow_overrides, "allow_passthrough": self.allow_passthrough,
                 "created_at": self.created_at, "updated_at": self.updated_at}

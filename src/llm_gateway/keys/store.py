@@ -34,13 +34,16 @@ def _encode(values: dict[str, Any]) -> dict[str, Any]:
 def key_from_row(row: Row[Any]) -> KeyRecord:
     # Unpacked by position (select(keys) yields the table's column order): the cache loads every key at start.
     (key_id, key_hash, key_prefix, alias, user_id, team_id, models, budget_usd, budget_period, rpm_limit,
-     tpm_limit, expires_at, metadata, blocked, created_at, updated_at) = tuple(row)
+     tpm_limit, expires_at, metadata, blocked, created_at, updated_at, allow_overrides,
+     allow_passthrough) = tuple(row)
     return KeyRecord(
         id=key_id, key_hash=key_hash, key_prefix=key_prefix, alias=alias, user_id=user_id, team_id=team_id,
         models=frozenset(orjson.loads(models)) if models is not None else None, budget_usd=budget_usd,
         budget_period=budget_period, rpm_limit=rpm_limit, tpm_limit=tpm_limit, expires_at=expires_at,
         metadata=orjson.loads(metadata) if metadata and metadata != "{}" else {}, blocked=bool(blocked),
-        created_at=created_at, updated_at=updated_at)
+        created_at=created_at, updated_at=updated_at,
+        allow_overrides=None if allow_overrides is None else bool(allow_overrides),
+        allow_passthrough=None if allow_passthrough is None else bool(allow_passthrough))
 
 
 def user_from_row(row: Row[Any]) -> UserRecord:
@@ -55,7 +58,8 @@ def team_from_row(row: Row[Any]) -> TeamRecord:
     m = row._mapping
     return TeamRecord(id=m["id"], name=m["name"], budget_usd=m["budget_usd"], budget_period=m["budget_period"],
                       metadata=orjson.loads(m["metadata"] or "{}"), created_at=m["created_at"],
-                      updated_at=m["updated_at"])
+                      updated_at=m["updated_at"], allow_overrides=bool(m["allow_overrides"]),
+                      allow_passthrough=bool(m["allow_passthrough"]))
 
 
 class Store:
@@ -188,6 +192,13 @@ class Store:
 
     def delete_team(self, team_id: str) -> bool:
         return self._delete(teams, team_id)
+
+    def permitted_teams(self) -> list[TeamRecord]:
+        """Teams that allow overrides or pass-through: what the authorization policy keeps in memory."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(teams).where(teams.c.allow_overrides.is_(True) |
+                                                    teams.c.allow_passthrough.is_(True)))
+            return [team_from_row(r) for r in rows]
 
     def budgeted(self) -> tuple[list[UserRecord], list[TeamRecord]]:
         """Users and teams that have a budget: the only ones the budget check needs in memory."""

@@ -93,15 +93,27 @@ class RuleSet:
                                                       self.buckets)
         return rule
 
-    def checks(self, user: str, model: str, key: Any) -> Checks:
+    def checks(self, user: str, model: str, key: Any, end_user: str = "") -> Checks:
+        """`user` is whom the request is for (a bound key's user); `end_user` the user the client named, counted
+        within its key (so no key can use up another key's end users' quota)."""
         out = Checks()
         key_id = getattr(key, "id", None) if key is not None else None
+        if not user and key_id is not None:
+            user_scopes: tuple[str, ...] = ("user", "user_model")  # a key of no user: no user to count
+        else:
+            user_scopes = ()
         user = user or ANONYMOUS
         for rule in self.rules:
             if rule.models is not None and model not in rule.models:
                 continue
             scope = rule.scope
-            if scope == "user":
+            if scope in user_scopes:
+                continue
+            if scope == "end_user":
+                if not end_user:
+                    continue
+                subject = f"{key_id or ''}|{end_user}"
+            elif scope == "user":
                 subject = user
             elif scope == "global":
                 subject = ""

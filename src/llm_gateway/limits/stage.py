@@ -64,7 +64,7 @@ class LimitStage:
         await self.backend.close()
 
     async def admit(self, ctx: RequestContext) -> None:
-        checks = self.ruleset.checks(ctx.user, ctx.model, ctx.key)
+        checks = self.ruleset.checks(ctx.user, ctx.model, ctx.key, ctx.end_user)
         rules = checks.rules
         if not rules:
             return
@@ -132,6 +132,7 @@ def refusal(ctx: RequestContext, rule: Rule, cost: int, outcome: Outcome) -> Rat
     else:
         what, limit, used, asked = "tokens", rule.tokens, outcome.used_tokens[i], cost
     subject = {"user": f" for user {ctx.user or 'anonymous'!r}", "model": f" for model {ctx.model!r}",
+               "end_user": f" for end user {ctx.end_user!r}",
                "user_model": f" for user {ctx.user or 'anonymous'!r} on model {ctx.model!r}"}.get(rule.scope, "")
     retry = max(outcome.retry_after, 0.001)
     if limit is not None and asked > limit:

@@ -53,7 +53,7 @@ class RequestContext:
         "error_type", "first_byte_at", "finished_at", "cache_status", "key", "team", "response_headers",
         "completion_parts", "prompt_tokens_estimate", "attempts", "extensions", "settled", "disconnected",
         "attempt_log", "output", "cost", "cache", "limit_hold",
-        "options", "in_flight_on", "deferred",
+        "options", "in_flight_on", "deferred", "end_user", "access",
     )
 
     def __init__(self, request: Request, request_id: str, endpoint: str) -> None:
@@ -63,7 +63,8 @@ class RequestContext:
         self.started = time.perf_counter()
         self.body: dict[str, Any] = {}
         self.model = ""
-        self.user = ""
+        self.user = ""  # who the request is for: the key's user when the key is bound to one (limits, budgets)
+        self.end_user = ""  # the `user` the client named (header or body field): recorded, never billed to
         self.stream = False
         self.client_wants_usage = False
         self.route: Any = None
@@ -91,6 +92,7 @@ class RequestContext:
         self.cost = 0.0  # USD, set by usage.cost.CostStage on settle
         self.cache: Any = None  # cache.stage.Ticket: what the cache found or will store
         self.options: Any = None  # routing.options.RequestOptions: the `x-gateway` extension, when sent
+        self.access: Any = None  # routing.access.Access: what the caller may reach; None: everything (no keys)
         self.in_flight_on: Any = None  # the Deployment whose in-flight count this request holds until settle
         # Work that must be done before the response starts but not before the upstream call: it runs while the
         # upstream works on the request (see `defer`).

@@ -3,6 +3,9 @@
 Everything here happens before the first byte reaches the client: an attempt counts as answered once a
 streamed response's first chunk (the first token) or a whole non-streamed body arrived, so a connection
 reset, a time-to-first-token timeout or a broken body can still be retried elsewhere.
+
+Every attempt is authorized on the deployment it calls (`ctx.access`, routing.access): deployments the caller
+may not use are skipped when candidates are picked, and `_attempt` refuses one should it get there anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from llm_gateway.errors import BadRequest, GatewayError, ServiceUnavailable, Ups
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, UpstreamCall
 from llm_gateway.providers.http import HttpClient, Timeouts, UpstreamResponse
+from llm_gateway.routing.access import forbidden
 from llm_gateway.routing.catalog import Catalog, Deployment, Route
 from llm_gateway.routing.cooldown import Cooldowns
 from llm_gateway.routing.hedge import BothFailed, hedge
@@ -107,6 +111,9 @@ class Dispatcher:
     # -- one attempt
     async def _attempt(self, ctx: RequestContext, dep: Deployment, client_auth: str | None,
                        deadline: float | None, kind: str) -> Result:
+        access = ctx.access
+        if access is not None and not access.allows(dep):
+            raise forbidden(ctx.model)
         provider = dep.provider
         call = self.call_for(ctx, dep, client_auth)
         prepared = provider.prepare(call)
@@ -222,7 +229,10 @@ class Dispatcher:
             retries = opts.retries
         else:
             retries = route.retries if route.retries is not None else self.default_retries
-        return route, groups, retries, route.hedge or self.default_hedge
+        hedge_cfg = route.hedge or self.default_hedge
+        if opts is not None and opts.hedge is not None:
+            hedge_cfg = _hedge_option(opts.hedge, hedge_cfg)
+        return route, groups, retries, hedge_cfg
 
     def _resolve(self, names: list[str]) -> list[Route]:
         if self.catalog is None:
@@ -248,7 +258,10 @@ class Dispatcher:
             if result is not None:
                 return result
         if run.last_err is None:  # everything is cooling down: try the first choice anyway, as a probe
-            return await self._only_attempt(ctx, route.strategy.order(route.deployments)[0], client_auth, deadline)
+            allowed = _allowed(ctx, route.strategy.order(route.deployments))
+            if not allowed:  # e.g. a pinned provider's: none the caller may use
+                raise forbidden(ctx.model)
+            return await self._only_attempt(ctx, allowed[0], client_auth, deadline)
         if run.last_dep is not None:
             self._answered_by(ctx, run.last_dep, held=False)
         raise run.last_err
@@ -256,7 +269,7 @@ class Dispatcher:
     async def _group(self, ctx: RequestContext, run: _Run, group: Route, after: int) -> Result | None:
         """Each usable deployment of one route once, then `retries` more with backoff; None: move on."""
         usable = self.cooldowns.usable
-        cands = [d for d in group.strategy.order(group.deployments) if usable(d)]
+        cands = [d for d in _allowed(ctx, group.strategy.order(group.deployments)) if usable(d)]
         n = 0
         while cands and n < len(cands) + run.retries and ctx.attempts < self.routing.max_attempts:
             dep = cands[n] if n < len(cands) else cands[0]
@@ -327,6 +340,23 @@ class _Run:
         self.retried = 0
         self.last_dep: Deployment | None = None
         self.last_err: GatewayError | None = None
+
+
+def _allowed(ctx: RequestContext, deps: list[Deployment]) -> list[Deployment]:
+    """The deployments the caller may use: a forbidden one is skipped, never called."""
+    access = ctx.access
+    if access is None or access.pairs is None:
+        return deps
+    return [d for d in deps if access.allows(d)]
+
+
+def _hedge_option(value: float | bool, configured: HedgeConfig | None) -> HedgeConfig | None:
+    """The `x-gateway` hedge option over the configured hedging: off, on as configured, or after `value` s."""
+    if value is False:
+        return None
+    if value is True:
+        return configured or HedgeConfig(enabled=True)
+    return HedgeConfig(enabled=True, delay_s=float(value))
 
 
 def _capped(timeouts: Timeouts, phases: dict[str, float]) -> Timeouts:

@@ -76,6 +76,7 @@ class Route:
     strategy: Strategy = field(default_factory=Weighted)
     retries: int | None = None  # None: the routing default
     hedge: HedgeConfig | None = None
+    partial: bool = False  # the part of a route one caller may reach (routing.access): not all its deployments
 
     @property
     def simple(self) -> bool:

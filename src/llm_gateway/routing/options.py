@@ -1,4 +1,5 @@
-"""The `x-gateway` request extension: a body field (stripped before forwarding) and `x-gateway-*` headers."""
+"""The `x-gateway` request extension: a body field (stripped before forwarding), an `x-gateway` header holding the
+same JSON object, and `x-gateway-*` headers, one option each."""
 
 from __future__ import annotations
 
@@ -9,20 +10,23 @@ import orjson
 from llm_gateway.errors import BadRequest
 
 BODY_FIELD = "x-gateway"
+JSON_HEADER = "x-gateway"
 HEADERS = ("x-gateway-cache", "x-gateway-timeout", "x-gateway-provider", "x-gateway-metadata",
-           "x-gateway-fallbacks", "x-gateway-retries")
-KNOWN = ("cache", "timeout", "provider", "metadata", "fallbacks", "retries")
+           "x-gateway-fallbacks", "x-gateway-retries", "x-gateway-hedge")
+KNOWN = ("cache", "timeout", "provider", "metadata", "fallbacks", "retries", "hedge")
 PHASES = ("connect", "first_token", "idle", "total")
 
 
 class RequestOptions:
-    """Per-request routing options; the body field wins over a header of the same name.
+    """Per-request routing options; the body field wins over the `x-gateway` header, which wins over an
+    `x-gateway-<name>` header.
 
     `cache` and `metadata` are carried for the cache and the ledger; `extra` keeps unknown keys of the body
     field for other parts to read.
     """
 
-    __slots__ = ("cache", "extra", "fallbacks", "metadata", "phases", "provider", "retries", "stripped", "timeout")
+    __slots__ = ("cache", "extra", "fallbacks", "hedge", "metadata", "phases", "provider", "retries", "stripped",
+                 "timeout")
 
     def __init__(self) -> None:
         self.cache: Any = None
@@ -32,6 +36,7 @@ class RequestOptions:
         self.metadata: dict[str, Any] | None = None
         self.fallbacks: list[str] | None = None
         self.retries: int | None = None
+        self.hedge: float | bool | None = None  # False: never; True: as configured; seconds: hedge after them
         self.stripped = False  # the body had the field: the client's raw bytes must not be forwarded
         self.extra: dict[str, Any] = {}
 
@@ -83,8 +88,16 @@ def _set(opts: RequestOptions, name: str, value: Any, from_header: bool) -> None
         if not isinstance(value, dict):
             raise _bad(name, "must be an object")
         opts.metadata = value
+    elif name == "hedge":
+        _set_hedge(opts, value)
     elif name == "cache":
         opts.cache = value
+
+
+def _set_hedge(opts: RequestOptions, value: Any) -> None:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"
+    opts.hedge = value if isinstance(value, bool) else _number("hedge", value, 0, 600)
 
 
 def parse_options(headers: dict[str, str], body: dict[str, Any]) -> RequestOptions | None:
@@ -92,18 +105,29 @@ def parse_options(headers: dict[str, str], body: dict[str, Any]) -> RequestOptio
     has_field = BODY_FIELD in body
     field = body.pop(BODY_FIELD) if has_field else None
     found = [h for h in HEADERS if h in headers]
-    if not has_field and not found:
+    has_json_header = JSON_HEADER in headers
+    if not has_field and not found and not has_json_header:
         return None
     opts = RequestOptions()
     for header in found:
         _set(opts, header[len("x-gateway-"):], headers[header], True)
+    if has_json_header:
+        try:
+            _set_all(opts, orjson.loads(headers[JSON_HEADER]), JSON_HEADER)
+        except orjson.JSONDecodeError:
+            raise BadRequest("the x-gateway header must hold a JSON object", param="x-gateway",
+                             code="invalid_gateway_option") from None
     if has_field:
         opts.stripped = True
-        if not isinstance(field, dict):
-            raise BadRequest("x-gateway must be an object", param="x-gateway", code="invalid_gateway_option")
-        for name, value in field.items():
-            if name in KNOWN:
-                _set(opts, name, value, False)
-            else:
-                opts.extra[name] = value
+        _set_all(opts, field, "the x-gateway field")
     return opts
+
+
+def _set_all(opts: RequestOptions, given: Any, where: str) -> None:
+    if not isinstance(given, dict):
+        raise BadRequest(f"{where} must be an object", param="x-gateway", code="invalid_gateway_option")
+    for name, value in given.items():
+        if name in KNOWN:
+            _set(opts, name, value, False)
+        else:
+            opts.extra[name] = value

@@ -328,4 +328,6 @@ class LedgerStage:
             "status": ctx.status,
             "cache_hit": ctx.cache_status == "hit",
             "estimated": bool(usage and usage.estimated),
+            "upstream_model": ctx.upstream_model,  # beside `model`, what the client asked for
+            "end_user": ctx.end_user or None,
         })

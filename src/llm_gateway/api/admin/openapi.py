@@ -22,7 +22,11 @@ KEY_INPUT: dict[str, Any] = {"type": "object", "additionalProperties": False, "p
     "models": {"type": ["array", "null"], "items": {"type": "string"}, "description": "null: every model"},
     **_BUDGET, "rpm_limit": {"type": ["integer", "null"]}, "tpm_limit": {"type": ["integer", "null"]},
     "expires_at": {"type": ["integer", "null"], "description": "epoch ms"},
-    "expires_in_s": {"type": "number"}, **_META, "blocked": {"type": "boolean"}}}
+    "expires_in_s": {"type": "number"}, **_META, "blocked": {"type": "boolean"},
+    "allow_overrides": {"type": ["boolean", "null"], "description": "x-gateway fallbacks, provider, hedge and "
+                        "retries; null: as the key's team allows"},
+    "allow_passthrough": {"type": ["boolean", "null"], "description": "/v1/* paths the gateway passes through; "
+                          "null: as the key's team allows"}}}
 KEY: dict[str, Any] = {"type": "object", "properties": {
     "id": {"type": "string"}, "key_prefix": {"type": "string"}, **KEY_INPUT["properties"], **_TIMES,
     "key": {"type": "string", "description": "the secret: only in the answers to create and rotate"}}}
@@ -32,7 +36,9 @@ USER_INPUT: dict[str, Any] = {"type": "object", "additionalProperties": False, "
 USER: dict[str, Any] = {"type": "object", "properties": {**USER_INPUT["properties"], **_TIMES,
                                          "token": {"type": "string", "description": "only on create"}}}
 TEAM_INPUT: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {
-    "id": {"type": "string"}, "name": {"type": "string"}, **_BUDGET, **_META}}
+    "id": {"type": "string"}, "name": {"type": "string"}, **_BUDGET, **_META,
+    "allow_overrides": {"type": "boolean", "default": False},
+    "allow_passthrough": {"type": "boolean", "default": False}}}
 TEAM: dict[str, Any] = {"type": "object", "properties": {**TEAM_INPUT["properties"], **_TIMES}}
 TOTALS: dict[str, Any] = {"type": "object", "properties": {n: {"type": "number"} for n in (
     "total_requests", "total_tokens", "prompt_tokens", "completion_tokens", "total_cost", "cache_hits",
