@@ -81,6 +81,7 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     cooldowns = Cooldowns(config.routing.cooldown)
 
     accounts = build_accounts(config, registry)  # keys, budgets, prices and the ledger on database.url
+    accounts.prices.preload(catalog.deployments.values())  # prices resolved now, not on a first request
     stages: list[Stage] = [
         UsageStage(counter),  # first to settle: the stages after it read ctx.usage
         accounts.cost_stage,  # settles second: ctx.cost for budgets and the ledger (admits nothing)

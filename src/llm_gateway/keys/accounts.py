@@ -18,7 +18,8 @@ from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.usage.cost import CostStage
 from llm_gateway.usage.ledger import Ledger, LedgerStage
-from llm_gateway.usage.pricing import PriceTable
+from llm_gateway.usage.price_db import GenaiPrices
+from llm_gateway.usage.pricing import PriceBook, book_from_config
 from llm_gateway.usage.report import spend_since
 
 log = logging.getLogger("llm_gateway.keys")
@@ -32,7 +33,7 @@ class Accounts:
     store: Store
     cache: KeyCache
     budgets: BudgetTracker
-    prices: PriceTable
+    prices: PriceBook
     ledger: Ledger
     auth_stage: AuthStage
     cost_stage: CostStage
@@ -106,7 +107,10 @@ def build_accounts(config: GatewayConfig, registry: Registry) -> Accounts:
     auth = config.auth
     cache = KeyCache(store, ttl=auth.key_cache_ttl_s)
     budgets = BudgetTracker()
-    prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
+    prices = book_from_config(config, GenaiPrices())
+    unpriced = registry.counter("llm_gateway_unpriced_requests_total",
+                                "Requests with usage whose price is unknown, recorded at $0", ("model",))
+    prices.on_unpriced = lambda model: unpriced.inc((model,))
     ledger = Ledger(engine, registry, config.database.ledger_batch_size, config.database.ledger_flush_interval_s)
     return Accounts(config, engine, store, cache, budgets, prices, ledger,
                     AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens),

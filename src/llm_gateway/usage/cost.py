@@ -1,27 +1,49 @@
-"""What a request cost: its usage priced by the price table; the settle stage that sets `ctx.cost`."""
+"""What a request cost: its usage priced class by class; the settle stage that sets `ctx.cost`."""
 
 from __future__ import annotations
 
-from llm_gateway.pipeline.context import RequestContext, Usage
-from llm_gateway.usage.pricing import Price, PriceTable
+from llm_gateway.accounting.usage_types import Usage
+from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.usage.pricing import Price, PriceBook, Priced
 
 
 def cost_of(usage: Usage, price: Price) -> float:
-    """USD for one request. Prompt tokens include cached ones, completion tokens include reasoning ones
-    (OpenAI's convention, which the adapters normalise to)."""
-    cached = min(usage.cached_tokens, usage.prompt_tokens)
-    reasoning = min(usage.reasoning_tokens, usage.completion_tokens)
-    return ((usage.prompt_tokens - cached) * price.input
-            + cached * price.cached_input
-            + usage.cache_write_tokens * price.cache_write
-            + (usage.completion_tokens - reasoning) * price.output
-            + reasoning * price.reasoning)
+    """USD for one request: each token charged once, at its class's price.
+
+    The totals keep OpenAI's meaning (usage_types.Usage): prompt tokens include the cached ones, the cache
+    writes and the audio and image ones; completion tokens include the reasoning, audio and image ones. So
+    each class is taken out of its total and what is left is charged as plain text. Counts larger than what
+    is left (a provider's inconsistent report) are capped, never charged twice.
+    """
+    prompt = usage.prompt_tokens
+    p = price.at(prompt) if price.tiers else price
+    left = prompt
+    cached = min(usage.cached_tokens, left)
+    left -= cached
+    writes = min(usage.cache_write_tokens, left)
+    left -= writes
+    writes_1h = min(usage.cache_write_1h_tokens, writes)
+    audio_in = min(usage.prompt_audio_tokens, left)
+    left -= audio_in
+    image_in = min(usage.prompt_image_tokens, left)
+    left -= image_in
+    cost = (left * p.input + cached * p.cached_input + (writes - writes_1h) * p.cache_write
+            + writes_1h * p.cache_write_1h + audio_in * p.input_audio + image_in * p.input_image)
+    out = usage.completion_tokens
+    reasoning = min(usage.reasoning_tokens, out)
+    out -= reasoning
+    audio_out = min(usage.completion_audio_tokens, out)
+    out -= audio_out
+    image_out = min(usage.completion_image_tokens, out)
+    out -= image_out
+    return cost + (out * p.output + reasoning * p.reasoning + audio_out * p.output_audio
+                   + image_out * p.output_image)
 
 
 class CostStage:
     """Settles right after UsageStage so budgets and the ledger see the same `ctx.cost`."""
 
-    def __init__(self, prices: PriceTable) -> None:
+    def __init__(self, prices: PriceBook) -> None:
         self.prices = prices
 
     admit = None  # nothing to do before the upstream call
@@ -31,5 +53,13 @@ class CostStage:
         if usage is None or ctx.cache_status == "hit":
             ctx.cost = 0.0  # answered from the gateway's cache: no provider spend
             return
-        provider = ctx.provider or (ctx.deployment.provider.name if ctx.deployment is not None else "")
-        ctx.cost = cost_of(usage, self.prices.lookup(ctx.upstream_model or ctx.model, provider))
+        dep = ctx.deployment
+        priced: Priced | None = (self.prices.for_deployment(dep) if dep is not None
+                                 else self.prices.for_model(ctx.model))
+        if priced is None:
+            ctx.cost = 0.0
+            if usage.prompt_tokens or usage.completion_tokens:
+                self.prices.unpriced(ctx.model)
+            return
+        ctx.price_source = priced.source
+        ctx.cost = cost_of(usage, priced.price)

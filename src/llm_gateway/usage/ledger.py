@@ -215,4 +215,11 @@ class LedgerStage:
             "status": ctx.status,
             "cache_hit": ctx.cache_status == "hit",
             "estimated": bool(usage and usage.estimated),
+            "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens if usage else 0,
+            "prompt_audio_tokens": usage.prompt_audio_tokens if usage else 0,
+            "prompt_image_tokens": usage.prompt_image_tokens if usage else 0,
+            "completion_audio_tokens": usage.completion_audio_tokens if usage else 0,
+            "completion_image_tokens": usage.completion_image_tokens if usage else 0,
+            "price_source": ctx.price_source,
         })
