@@ -198,7 +198,7 @@ def test_models_and_openapi(gateway_factory: Callable[..., GatewayProcess], upst
     models = Admin(gw)("GET", "models")
     smart = next(m for m in models["data"] if m["id"] == "smart")
     assert smart["deployments"][0]["price_per_1m"]["input"] == 2.5
-    assert models["prices_taken_on"] == "2026-11-23"
+    assert smart["deployments"][0]["price_source"] == f"genai-prices {models['price_database']}: openai/gpt-4o (by model name)"
     spec = httpx.get(f"{gw.url}/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     expected = {"/api/v1/keys": {"get", "post"}, "/api/v1/keys/{id}": {"get", "patch", "delete"},
