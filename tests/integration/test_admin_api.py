@@ -198,7 +198,8 @@ def test_models_and_openapi(gateway_factory: Callable[..., GatewayProcess], upst
     models = Admin(gw)("GET", "models")
     smart = next(m for m in models["data"] if m["id"] == "smart")
     assert smart["deployments"][0]["price_per_1m"]["input"] == 2.5
-    assert smart["deployments"][0]["price_source"] == f"genai-prices {models['price_database']}: openai/gpt-4o (by model name)"
+    source = f"genai-prices {models['price_database']}: openai/gpt-4o (by model name)"
+    assert smart["deployments"][0]["price_source"] == source
     spec = httpx.get(f"{gw.url}/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     expected = {"/api/v1/keys": {"get", "post"}, "/api/v1/keys/{id}": {"get", "patch", "delete"},

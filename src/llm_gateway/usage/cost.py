@@ -17,27 +17,32 @@ def cost_of(usage: Usage, price: Price) -> float:
     """
     prompt = usage.prompt_tokens
     p = price.at(prompt) if price.tiers else price
-    left = prompt
-    cached = min(usage.cached_tokens, left)
-    left -= cached
-    writes = min(usage.cache_write_tokens, left)
-    left -= writes
-    writes_1h = min(usage.cache_write_1h_tokens, writes)
-    audio_in = min(usage.prompt_audio_tokens, left)
-    left -= audio_in
-    image_in = min(usage.prompt_image_tokens, left)
-    left -= image_in
-    cost = (left * p.input + cached * p.cached_input + (writes - writes_1h) * p.cache_write
-            + writes_1h * p.cache_write_1h + audio_in * p.input_audio + image_in * p.input_image)
+    cached, writes = usage.cached_tokens, usage.cache_write_tokens
+    audio_in, image_in = usage.prompt_audio_tokens, usage.prompt_image_tokens
+    if writes or audio_in or image_in:
+        cached = min(cached, prompt)
+        writes = min(writes, prompt - cached)
+        audio_in = min(audio_in, prompt - cached - writes)
+        image_in = min(image_in, prompt - cached - writes - audio_in)
+        writes_1h = min(usage.cache_write_1h_tokens, writes)
+        cost = ((prompt - cached - writes - audio_in - image_in) * p.input + cached * p.cached_input
+                + (writes - writes_1h) * p.cache_write + writes_1h * p.cache_write_1h
+                + audio_in * p.input_audio + image_in * p.input_image)
+    elif cached:  # the common cases first: prompt caching alone, or plain text
+        cached = min(cached, prompt)
+        cost = (prompt - cached) * p.input + cached * p.cached_input
+    else:
+        cost = prompt * p.input
     out = usage.completion_tokens
-    reasoning = min(usage.reasoning_tokens, out)
-    out -= reasoning
-    audio_out = min(usage.completion_audio_tokens, out)
-    out -= audio_out
-    image_out = min(usage.completion_image_tokens, out)
-    out -= image_out
-    return cost + (out * p.output + reasoning * p.reasoning + audio_out * p.output_audio
-                   + image_out * p.output_image)
+    reasoning, audio_out, image_out = (usage.reasoning_tokens, usage.completion_audio_tokens,
+                                       usage.completion_image_tokens)
+    if not (reasoning or audio_out or image_out):
+        return cost + out * p.output
+    reasoning = min(reasoning, out)
+    audio_out = min(audio_out, out - reasoning)
+    image_out = min(image_out, out - reasoning - audio_out)
+    return cost + ((out - reasoning - audio_out - image_out) * p.output + reasoning * p.reasoning
+                   + audio_out * p.output_audio + image_out * p.output_image)
 
 
 class CostStage:
