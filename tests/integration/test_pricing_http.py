@@ -94,6 +94,15 @@ def ledger_rows(db: Path, model: str, n: int) -> list[dict[str, Any]]:
         time.sleep(0.1)
 
 
+def usage_totals(gw: GatewayProcess, model: str, requests: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        totals: dict[str, Any] = admin(gw, "GET", "usage", params={"model": model}).json()["totals"]
+        if totals["total_requests"] >= requests or time.monotonic() > deadline:
+            return totals
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize(("model", "reply", "cost"), [("sonnet", BEDROCK_REPLY, BEDROCK_COST),
                                                       ("gpt-4o", AZURE_REPLY, AZURE_COST)],
                          ids=["bedrock", "azure"])
@@ -121,6 +130,9 @@ def test_a_budget_binds_on_bedrock_and_azure_deployments(
     else:
         assert row["price_source"].endswith("azure/gpt-4o")
         assert (row["prompt_tokens"], row["cached_tokens"], row["completion_tokens"]) == (1000, 200, 2000)
+    totals = usage_totals(gw, model, admitted + 1)
+    assert totals["unpriced_requests"] == 0 and totals["total_cost"] == pytest.approx(admitted * cost)
+    assert totals["cache_write_tokens"] == (600 * admitted if model == "sonnet" else 0)
     spend = admin(gw, "GET", "spend", params={"kind": "key"}).json()["data"]
     assert spend[0]["spent_usd"] == pytest.approx(admitted * cost)
 
@@ -135,6 +147,8 @@ def test_unpriced_requests_are_counted_and_refused_for_budgets_with_reject(
     metrics = httpx.get(f"{gw.url}/metrics").text
     assert metric_value(metrics, "llm_gateway_unpriced_requests_total", {"model": "llama-local"}) == 3
     assert metric_value(metrics, "llm_gateway_unpriced_requests_total", {"model": "gpt-4o"}) == 0
+    totals = usage_totals(gw, "llama-local", 3)
+    assert (totals["unpriced_requests"], totals["total_cost"], totals["cached_tokens"]) == (3, 0.0, 600)
     gw.stop()
     assert gw.log().count("no price is known for model 'llama-local'") == 1  # one warning per model
 
