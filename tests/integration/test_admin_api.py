@@ -171,7 +171,8 @@ def test_usage_totals_and_groups_over_a_time_range(gateway_factory: Callable[...
     mini, gpt4o = 11 * 0.15e-6 + 5 * 0.6e-6, 11 * 2.5e-6 + 5 * 10e-6
     assert totals == {"total_requests": 6, "total_tokens": 96, "prompt_tokens": 66, "completion_tokens": 30,
                       "total_cost": pytest.approx(5 * mini + gpt4o), "cache_hits": 0, "cache_misses": 6,
-                      "errors": 0}
+                      "errors": 0, "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
+                      "unpriced_requests": 0}
     by_key = {g["key"]: g for g in admin("GET", "usage", params={"group_by": "key", "start": "2026-11-01"})[
         "groups"]}
     assert by_key[k1["id"]]["total_requests"] == 4 and by_key[k2["id"]]["total_requests"] == 2
