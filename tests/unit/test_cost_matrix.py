@@ -82,6 +82,8 @@ MATRIX = [
     ("oai", "gpt-4", u(1000, 1000), 0.09),  # 30/60
     ("oai", "gpt-4-turbo", u(1000, 1000), 0.04),  # 10/30
     ("oai", "gpt-3.5-turbo", u(1000, 1000), 0.002),  # .50/1.50
+    ("oai", "ft:gpt-4o-mini-2024-07-18:acme::abc123", u(1000, 1000), 0.0015),  # fine-tuned: .30/1.20
+    ("oai", "ft:gpt-4o-2024-08-06:acme::x1", u(1000, 1000), 0.01875),  # fine-tuned: 3.75/15
     ("oai", "text-embedding-3-small", u(1_000_000), 0.02),  # embeddings: input only
     ("oai", "text-embedding-3-large", u(1_000_000), 0.13),
     # --- Anthropic: input / 5m write / 1h write / read / output
