@@ -125,6 +125,7 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
 
     # keys, budgets, prices and the ledger on database.url; what each key may reach, decided on the catalog
     accounts = build_accounts(config, registry, Policy(catalog))
+    accounts.prices.preload(catalog.deployments.values())  # prices resolved now, not on a first request
     stages: list[Stage] = [
         UsageStage(counter),  # first to settle: the stages after it read ctx.usage
         accounts.cost_stage,  # settles second: ctx.cost for budgets and the ledger (admits nothing)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llm_gateway.providers.openai_compat.presets import PRESET_NAMES
 
@@ -71,6 +71,10 @@ class TimeoutsConfig(_Section):
 class ModelEntry(_Section):
     name: str = Field(description="the model name clients send")
     model: str | None = Field(None, description="the name the provider knows; defaults to `name`")
+    price_as: str | None = Field(None, validation_alias=AliasChoices("price_as", "base_model"),
+                                 description="the known model this one is priced as (e.g. an Azure deployment's "
+                                 "base model)")
+    pricing: PriceConfig | None = Field(None, description="this deployment's own price, USD per 1M tokens")
 
 
 class ProviderConfig(_Section):
@@ -166,6 +170,9 @@ class DeploymentConfig(_Section):
     cost: float | None = Field(None, ge=0, description="price per 1M tokens, for the cost strategy")
     max_in_flight: int | None = Field(None, ge=1, description="skip this deployment while it has this many")
     timeouts: TimeoutsConfig | None = Field(None, description="overrides the provider's timeouts")
+    price_as: str | None = Field(None, validation_alias=AliasChoices("price_as", "base_model"),
+                                 description="the known model this deployment is priced as")
+    pricing: PriceConfig | None = Field(None, description="this deployment's own price, USD per 1M tokens")
 
 
 RoutingStrategy = Literal["weighted", "least-in-flight", "lowest-latency", "cost"]
@@ -230,14 +237,53 @@ class AuthConfig(_Section):
         1024, ge=1, description="completion tokens a budget reserves when a request sets no max_tokens")
 
 
+class PriceTierConfig(_Section):
+    """Prices that apply to every token of a request whose prompt is larger than `above` tokens."""
+
+    above: int = Field(gt=0, description="prompt tokens (cached and written included) above which this tier applies")
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    cache_write_1h: float | None = Field(None, ge=0)
+
+
 class PriceConfig(_Section):
-    """USD per 1M tokens; cached_input, cache_write and reasoning default to input, input and output."""
+    """USD per 1M tokens. A class left out costs what its parent class costs: cached_input, cache_write,
+    input_audio and input_image the input price, cache_write_1h the cache_write price, reasoning, output_audio
+    and output_image the output price."""
 
     input: float = Field(ge=0)
     output: float = Field(0.0, ge=0)
-    cached_input: float | None = Field(None, ge=0)
-    cache_write: float | None = Field(None, ge=0)
+    cached_input: float | None = Field(None, ge=0, description="prompt tokens read from the provider's cache")
+    cache_write: float | None = Field(None, ge=0, description="prompt tokens written to the cache (5-minute)")
+    cache_write_1h: float | None = Field(None, ge=0, description="prompt tokens written to the cache for 1 hour")
     reasoning: float | None = Field(None, ge=0)
+    input_audio: float | None = Field(None, ge=0)
+    output_audio: float | None = Field(None, ge=0)
+    input_image: float | None = Field(None, ge=0)
+    output_image: float | None = Field(None, ge=0)
+    tiers: list[PriceTierConfig] = Field(default_factory=list, description="prices by prompt size")
+
+
+class PricingConfig(_Section):
+    """Prices: the bundled price database (genai-prices), overridden per model here and per deployment under
+    `models:` / `providers[].models`. Model entries may also sit directly under `pricing:` (the older form)."""
+
+    unknown: Literal["allow", "reject"] = Field(
+        "allow", description="a request whose price is unknown: allow (counted as unpriced) or reject it at "
+        "admission when the caller's key, user or team has a budget")
+    models: dict[str, PriceConfig] = Field(
+        default_factory=dict, description="price overrides by model name (or provider/model), USD per 1M tokens")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_models(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k not in cls.model_fields for k in data):
+            models = dict(data.get("models") or {})
+            models.update({k: v for k, v in data.items() if k not in cls.model_fields})
+            data = {**{k: v for k, v in data.items() if k in cls.model_fields}, "models": models}
+        return data
 
 
 class GenaiRateLimitConfig(_Section):
@@ -436,8 +482,7 @@ class GatewayConfig(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    pricing: dict[str, PriceConfig] = Field(
-        default_factory=dict, description="price overrides by model name (or provider/model), USD per 1M tokens")
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)

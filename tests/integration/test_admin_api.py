@@ -171,7 +171,8 @@ def test_usage_totals_and_groups_over_a_time_range(gateway_factory: Callable[...
     mini, gpt4o = 11 * 0.15e-6 + 5 * 0.6e-6, 11 * 2.5e-6 + 5 * 10e-6
     assert totals == {"total_requests": 6, "total_tokens": 96, "prompt_tokens": 66, "completion_tokens": 30,
                       "total_cost": pytest.approx(5 * mini + gpt4o), "cache_hits": 0, "cache_misses": 6,
-                      "errors": 0}
+                      "errors": 0, "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
+                      "unpriced_requests": 0}
     by_key = {g["key"]: g for g in admin("GET", "usage", params={"group_by": "key", "start": "2026-11-01"})[
         "groups"]}
     assert by_key[k1["id"]]["total_requests"] == 4 and by_key[k2["id"]]["total_requests"] == 2
@@ -198,7 +199,8 @@ def test_models_and_openapi(gateway_factory: Callable[..., GatewayProcess], upst
     models = Admin(gw)("GET", "models")
     smart = next(m for m in models["data"] if m["id"] == "smart")
     assert smart["deployments"][0]["price_per_1m"]["input"] == 2.5
-    assert models["prices_taken_on"] == "2026-11-23"
+    source = f"genai-prices {models['price_database']}: openai/gpt-4o (by model name)"
+    assert smart["deployments"][0]["price_source"] == source
     spec = httpx.get(f"{gw.url}/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     expected = {"/api/v1/keys": {"get", "post"}, "/api/v1/keys/{id}": {"get", "patch", "delete"},

@@ -20,7 +20,10 @@ from llm_gateway.keys.model import MASTER, hash_secret
 from llm_gateway.keys.store import Store
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.server.http import Request
-from llm_gateway.usage.pricing import PriceTable
+from llm_gateway.usage.pricing import Price, PriceBook
+
+# USD per 1M tokens, as the budget estimates below assume
+PRICES = PriceBook(None, {"gpt-4o-mini": Price.per_million({"input": 0.15, "output": 0.6})})
 
 
 @pytest.fixture
@@ -160,7 +163,7 @@ async def test_auth_stage(store: Store) -> None:
     await cache.start()
     tracker = BudgetTracker()
     tracker.configure("key", key.id, 0.001, "total")
-    stage = AuthStage("master-secret", cache, tracker, PriceTable.load())
+    stage = AuthStage("master-secret", cache, tracker, PRICES)
     try:
         ctx = ctx_for("master-secret")
         await stage.admit(ctx)
@@ -189,7 +192,7 @@ async def test_auth_stage(store: Store) -> None:
 
 
 async def test_open_gateway_admits_everything(store: Store) -> None:
-    stage = AuthStage(None, KeyCache(store), BudgetTracker(), PriceTable.load())
+    stage = AuthStage(None, KeyCache(store), BudgetTracker(), PRICES)
     ctx = ctx_for()
     await stage.admit(ctx)
     assert ctx.key is None
@@ -203,7 +206,7 @@ async def test_user_and_team_budgets_apply_to_their_keys(store: Store) -> None:
     tracker = BudgetTracker()
     tracker.configure("user", "carol", 1.0, "monthly")
     tracker.configure("team", "ops", 3.0, "daily")
-    stage = AuthStage("m", cache, tracker, PriceTable.load())
+    stage = AuthStage("m", cache, tracker, PRICES)
     try:
         ctx = ctx_for(secret)
         await stage.admit(ctx)

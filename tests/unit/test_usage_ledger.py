@@ -25,7 +25,9 @@ def row(i: int) -> dict[str, Any]:
     return {"ts": i, "request_id": f"r{i}", "key_id": None, "user_id": None, "team_id": None, "model": "m",
             "provider": "p", "deployment": "d", "endpoint": "chat/completions", "prompt_tokens": 1,
             "completion_tokens": 1, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.0, "latency_ms": 1.0,
-            "ttft_ms": 1.0, "status": 200, "cache_hit": False, "estimated": False,
+            "ttft_ms": 1.0, "status": 200, "cache_hit": False, "estimated": False, "cache_write_tokens": 0,
+            "cache_write_1h_tokens": 0, "prompt_audio_tokens": 0, "prompt_image_tokens": 0,
+            "completion_audio_tokens": 0, "completion_image_tokens": 0, "price_source": "genai-prices 0: p/m",
             "upstream_model": "m", "end_user": None}
 
 

@@ -100,6 +100,14 @@ usage = Table(
     Column("estimated", Boolean, nullable=False, default=False),
     Column("upstream_model", String(300), nullable=False, default=""),  # the model name the deployment was sent
     Column("end_user", String(200), nullable=True),  # the `user` the client named (never the billed user)
+    # added by migration 0002_prices: the token classes priced apart, and the price's source and version
+    Column("cache_write_tokens", Integer, nullable=False, default=0),
+    Column("cache_write_1h_tokens", Integer, nullable=False, default=0),
+    Column("prompt_audio_tokens", Integer, nullable=False, default=0),
+    Column("prompt_image_tokens", Integer, nullable=False, default=0),
+    Column("completion_audio_tokens", Integer, nullable=False, default=0),
+    Column("completion_image_tokens", Integer, nullable=False, default=0),
+    Column("price_source", String(200), nullable=False, default=""),
     Index("ix_gw_usage_ts", "ts"),
     Index("ix_gw_usage_key_ts", "key_id", "ts"),
     Index("ix_gw_usage_user_ts", "user_id", "ts"),

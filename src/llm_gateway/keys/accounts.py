@@ -21,7 +21,8 @@ from llm_gateway.settings import GatewayConfig
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.usage.cost import CostStage
 from llm_gateway.usage.ledger import Ledger, LedgerStage
-from llm_gateway.usage.pricing import PriceTable
+from llm_gateway.usage.price_db import GenaiPrices
+from llm_gateway.usage.pricing import PriceBook, book_from_config
 from llm_gateway.usage.report import spend_since
 
 log = logging.getLogger("llm_gateway.keys")
@@ -35,7 +36,7 @@ class Accounts:
     store: Store
     cache: KeyCache
     budgets: BudgetTracker
-    prices: PriceTable
+    prices: PriceBook
     ledger: Ledger
     auth_stage: AuthStage
     cost_stage: CostStage
@@ -140,7 +141,10 @@ def build_accounts(config: GatewayConfig, registry: Registry, policy: Policy) ->
     auth = config.auth
     cache = KeyCache(store, ttl=auth.key_cache_ttl_s)
     budgets = BudgetTracker()
-    prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
+    prices = book_from_config(config, GenaiPrices())
+    unpriced = registry.counter("llm_gateway_unpriced_requests_total",
+                                "Requests with usage whose price is unknown, recorded at $0", ("model",))
+    prices.on_unpriced = lambda model: unpriced.inc((model,))
     ledger = Ledger(ledger_engine, registry, db.ledger_batch_size, db.ledger_flush_interval_s,
                     write_timeout=db.ledger_write_timeout_s)
     auth_stage = AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens, policy)
@@ -150,21 +154,3 @@ def build_accounts(config: GatewayConfig, registry: Registry, policy: Policy) ->
                                           config.limits.redis_timeout_s, config.limits.retry_backend_after_s)
     return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
                     LedgerStage(ledger), policy)
-    store = Store(engine)
-    auth = config.auth
-    cache = KeyCache(store, ttl=auth.key_cache_ttl_s)
-    budgets = BudgetTracker()
-    prices = PriceTable.load({name: p.model_dump() for name, p in config.pricing.items()})
-    ledger = Ledger(ledger_engine, registry, db.ledger_batch_size, db.ledger_flush_interval_s,
-                    write_timeout=db.ledger_write_timeout_s)
-    auth_stage = AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens)
-    if config.redis.url:
-        auth_stage.shared = SharedBudgets(config.redis.url, config.redis.pool_size,
-                                          config.limits.redis_prefix + "budget:", uuid.uuid4().hex[:12],
-                                          config.limits.redis_timeout_s, config.limits.retry_backend_after_s)
-    return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
-                    LedgerStage(ledger))
-    ledger = Ledger(engine, registry, config.database.ledger_batch_size, config.database.ledger_flush_interval_s)
-    return Accounts(config, engine, store, cache, budgets, prices, ledger,
-                    AuthStage(auth.master_key, cache, budgets, prices, auth.budget_output_tokens, policy),
-                    CostStage(prices), LedgerStage(ledger), policy)

@@ -6,7 +6,7 @@ import hmac
 import time
 from typing import Any
 
-from llm_gateway.errors import Unauthorized
+from llm_gateway.errors import Forbidden, Unauthorized
 from llm_gateway.keys.budget import Budget, BudgetTracker, exceeded
 from llm_gateway.keys.cache import MISSING, KeyCache
 from llm_gateway.keys.model import MASTER, KeyRecord, Principal, hash_secret
@@ -14,7 +14,7 @@ from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.routing.access import Access, Policy
 from llm_gateway.routing.catalog import Catalog
-from llm_gateway.usage.pricing import Price, PriceTable
+from llm_gateway.usage.pricing import Price, PriceBook
 
 _BUDGET = "budget"
 
@@ -33,7 +33,7 @@ class AuthStage:
     """Admits first (UsageStage and CostStage before it in the list only settle). Without a master key the
     gateway is open and this stage does nothing."""
 
-    def __init__(self, master_key: str | None, cache: KeyCache, budgets: BudgetTracker, prices: PriceTable,
+    def __init__(self, master_key: str | None, cache: KeyCache, budgets: BudgetTracker, prices: PriceBook,
                  default_output_tokens: int = 1024, policy: Policy | None = None) -> None:
         self.master = master_key.encode() if master_key else None
         self.policy = policy or Policy(Catalog({}, {}))  # create_app gives the gateway's catalog
@@ -87,7 +87,7 @@ class AuthStage:
             ctx.team = key.team_id
         budgets = self.budgets.applicable(self._entities(key))
         if budgets:
-            estimate = self._estimate(ctx)
+            estimate = self._estimate(ctx, self._price(ctx))
             shared = await self.shared.reserve(budgets, estimate) if self.shared is not None else False
             if shared is False:  # no Redis, or it cannot be reached: this replica's tracker decides
                 self.budgets.reserve(budgets, estimate)
@@ -118,20 +118,34 @@ class AuthStage:
             out.append(("team", key.team_id))
         return out
 
-    def _estimate(self, ctx: RequestContext) -> float:
+    def _estimate(self, ctx: RequestContext, price: Price) -> float:
         """An upper bound of the request's cost: every request byte a prompt token, and the full max_tokens."""
-        price = self._price(ctx)
         body: dict[str, Any] = ctx.body
         out_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or self.default_output_tokens
         if not isinstance(out_tokens, int) or out_tokens <= 0:
             out_tokens = self.default_output_tokens
         prompt_tokens = len(ctx.request.body)
-        return prompt_tokens * max(price.input, price.cache_write) + out_tokens * max(price.output,
-                                                                                         price.reasoning)
+        price = price.at(prompt_tokens)
+        return prompt_tokens * max(price.input, price.cache_write, price.cache_write_1h, price.input_audio,
+                                   price.input_image) + out_tokens * max(price.output, price.reasoning,
+                                                                         price.output_audio, price.output_image)
 
     def _price(self, ctx: RequestContext) -> Price:
+        """The dearest price among the deployments the request may go to. With `pricing.unknown: reject`, a
+        deployment with no price refuses the request: a budget cannot bind on spend it cannot see."""
         route = ctx.route
-        if route is not None and route.deployments:
-            prices = [self.prices.lookup(d.model, d.provider.name) for d in route.deployments]
-            return max(prices, key=lambda p: p.input + p.output)
-        return self.prices.lookup(ctx.model)
+        deployments = [*route.deployments, *(d for r in route.chain for d in r.deployments)] if route else []
+        prices = []
+        for dep in deployments:
+            priced = self.prices.for_deployment(dep)
+            if priced is None:
+                if self.prices.reject_unknown:
+                    raise Forbidden(f"the model {ctx.model!r} has no known price (deployment {dep.id}) and this "
+                                    "key has a budget", param="model", code="model_not_priced")
+                continue
+            prices.append(priced.price)
+        if not deployments:  # an unknown model: the routing stage refuses it next
+            priced = self.prices.for_model(ctx.model)
+            if priced is not None:
+                prices.append(priced.price)
+        return max(prices, key=lambda p: p.input + p.output, default=Price())

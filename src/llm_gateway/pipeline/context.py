@@ -1,4 +1,4 @@
-"""The per-request context that travels through every stage, and the normalised usage record."""
+"""The per-request context that travels through every stage (and, re-exported, the usage record's type)."""
 
 from __future__ import annotations
 
@@ -7,41 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from llm_gateway.accounting.usage_types import Usage
 from llm_gateway.server.http import Request
 
+__all__ = ["RequestContext", "Usage"]
+
 log = logging.getLogger("llm_gateway.pipeline")
-
-
-class Usage:
-    """Token usage of one request, normalised across providers."""
-
-    __slots__ = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
-                 "reasoning_tokens", "estimated")
-
-    def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, *, cached_tokens: int = 0,
-                 cache_write_tokens: int = 0, reasoning_tokens: int = 0, estimated: bool = False) -> None:
-        self.prompt_tokens = prompt_tokens
-        self.completion_tokens = completion_tokens
-        self.cached_tokens = cached_tokens
-        self.cache_write_tokens = cache_write_tokens
-        self.reasoning_tokens = reasoning_tokens
-        self.estimated = estimated
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @classmethod
-    def from_openai(cls, usage: dict[str, Any]) -> Usage:
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
-        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                   cached_tokens=int(prompt_details.get("cached_tokens") or 0),
-                   reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0))
-
-    def __repr__(self) -> str:
-        return (f"Usage(prompt={self.prompt_tokens}, completion={self.completion_tokens}, "
-                f"cached={self.cached_tokens}, reasoning={self.reasoning_tokens}, estimated={self.estimated})")
 
 
 class RequestContext:
@@ -53,7 +24,7 @@ class RequestContext:
         "error_type", "first_byte_at", "finished_at", "cache_status", "key", "team", "response_headers",
         "completion_parts", "prompt_tokens_estimate", "attempts", "extensions", "settled", "disconnected",
         "attempt_log", "output", "cost", "cache", "limit_hold",
-        "options", "in_flight_on", "deferred", "end_user", "access",
+        "options", "in_flight_on", "deferred", "end_user", "access", "price_source",
     )
 
     def __init__(self, request: Request, request_id: str, endpoint: str) -> None:
@@ -90,6 +61,7 @@ class RequestContext:
         self.output: Any = None  # the upstream answer for observers: JSON body bytes or the StreamDecoder
         self.limit_hold: Any = None  # limits.stage.Hold: what the limits stage reserved, until settle
         self.cost = 0.0  # USD, set by usage.cost.CostStage on settle
+        self.price_source = ""  # where ctx.cost's price came from (usage.pricing); "" when unpriced
         self.cache: Any = None  # cache.stage.Ticket: what the cache found or will store
         self.options: Any = None  # routing.options.RequestOptions: the `x-gateway` extension, when sent
         self.access: Any = None  # routing.access.Access: what the caller may reach; None: everything (no keys)

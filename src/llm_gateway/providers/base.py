@@ -71,12 +71,19 @@ class Provider(ABC):
 
     type: str = ""
     passthrough = False  # True: any /v1/* path may be forwarded as it is
+    # Pricing (usage.pricing): the provider's id in the bundled price database; "" to find the provider by
+    # `price_url` (an OpenAI-compatible server: a hosted API is known by its URL, a self-hosted one is not).
+    price_catalog = ""
+    # True when the name the provider knows is a deployment name, not a model name (Azure): the names clients
+    # use for it are then tried as model names too.
+    prices_by_public_name = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
         base = config.base_url or self.default_base_url()
         self.origin, self.base_path = Origin.from_url(base)
+        self.price_url = base
         t = config.timeouts
         self.timeouts = Timeouts(connect=t.connect, first_byte=t.first_token, idle=t.idle, total=t.total)
         # How requests reach it; None: the gateway's shared fast client (set by create_app, see providers/egress.py)

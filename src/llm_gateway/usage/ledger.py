@@ -330,4 +330,11 @@ class LedgerStage:
             "estimated": bool(usage and usage.estimated),
             "upstream_model": ctx.upstream_model,  # beside `model`, what the client asked for
             "end_user": ctx.end_user or None,
+            "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens if usage else 0,
+            "prompt_audio_tokens": usage.prompt_audio_tokens if usage else 0,
+            "prompt_image_tokens": usage.prompt_image_tokens if usage else 0,
+            "completion_audio_tokens": usage.completion_audio_tokens if usage else 0,
+            "completion_image_tokens": usage.completion_image_tokens if usage else 0,
+            "price_source": ctx.price_source,
         })

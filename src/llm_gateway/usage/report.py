@@ -16,6 +16,8 @@ GROUPS: dict[str, ColumnElement[Any]] = {
     "key": usage.c.key_id, "user": usage.c.user_id, "team": usage.c.team_id, "model": usage.c.model,
     "provider": usage.c.provider, "day": usage.c.ts // DAY_MS,
 }
+# token classes reported next to the totals (each is part of prompt_tokens or completion_tokens)
+DETAILS = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
 FILTERS = {"key_id": usage.c.key_id, "user_id": usage.c.user_id, "team_id": usage.c.team_id,
            "model": usage.c.model, "provider": usage.c.provider}
 
@@ -29,6 +31,11 @@ def _aggregates() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(usage.c.cost_usd), 0.0).label("total_cost"),
         hits.label("cache_hits"),
         func.coalesce(func.sum(case((usage.c.status >= 400, 1), else_=0)), 0).label("errors"),
+        *(func.coalesce(func.sum(usage.c[name]), 0).label(name) for name in DETAILS),
+        # recorded at $0 because no price was known (a cache hit costs 0 for a reason)
+        func.coalesce(func.sum(case((and_(usage.c.price_source == "", usage.c.cache_hit == False,  # noqa: E712
+                                          usage.c.prompt_tokens + usage.c.completion_tokens > 0), 1),
+                                    else_=0)), 0).label("unpriced_requests"),
     ]
 
 
@@ -37,7 +44,8 @@ def _shape(m: Any) -> dict[str, Any]:
     hits = int(m["cache_hits"])
     return {"total_requests": requests, "total_tokens": prompt + completion, "prompt_tokens": prompt,
             "completion_tokens": completion, "total_cost": round(float(m["total_cost"]), 9),
-            "cache_hits": hits, "cache_misses": requests - hits, "errors": int(m["errors"])}
+            "cache_hits": hits, "cache_misses": requests - hits, "errors": int(m["errors"]),
+            **{name: int(m[name]) for name in DETAILS}, "unpriced_requests": int(m["unpriced_requests"])}
 
 
 def usage_report(engine: Engine, start_ms: int, end_ms: int, group_by: str | None = None,

@@ -47,9 +47,12 @@ class ReportsApi:
         prices = self.accounts.prices
         data = []
         for name, route in self.catalog.routes.items():
-            deployments = [{"deployment": d.name, "provider": d.provider.name, "model": d.model,
-                            "price_per_1m": prices.lookup(d.model, d.provider.name).per_million_dict()}
-                           for d in route.deployments]
+            deployments = []
+            for d in route.deployments:
+                priced = prices.for_deployment(d)
+                deployments.append({"deployment": d.name, "provider": d.provider.name, "model": d.model,
+                                    "price_per_1m": priced.price.per_million_dict() if priced else None,
+                                    "price_source": priced.source if priced else None})
             data.append({"id": name, "deployments": deployments, "fallbacks": route.fallbacks})
-        send_json(responder, 200, {"object": "list", "data": data, "prices_taken_on": prices.taken_on,
+        send_json(responder, 200, {"object": "list", "data": data, "price_database": prices.version,
                                    "wildcard_providers": [p.name for p in self.catalog.wildcards]})

@@ -21,6 +21,7 @@ FORWARDED_HEADERS = ("anthropic-beta",)
 
 class AnthropicProvider(Provider):
     type = "anthropic"
+    price_catalog = "anthropic"
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)

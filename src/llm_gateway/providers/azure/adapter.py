@@ -18,6 +18,8 @@ API_VERSION = "2024-10-21"
 
 class AzureProvider(OpenAICompatibleProvider):
     type = "azure"
+    price_catalog = "azure"
+    prices_by_public_name = True  # `models: [{name: gpt-4o, model: my-deployment}]`
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)

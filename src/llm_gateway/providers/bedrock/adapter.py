@@ -42,6 +42,7 @@ def amz_now() -> str:
 
 class BedrockProvider(Provider):
     type = "bedrock"
+    price_catalog = "aws"  # model ids and us./eu./apac./global. inference profiles, by genai-prices' rules
     clock: Callable[[], str] = staticmethod(amz_now)  # replaced in tests to sign at a fixed instant
 
     def __init__(self, config: ProviderConfig) -> None:

@@ -34,6 +34,7 @@ ERROR_KINDS = {"INVALID_ARGUMENT": "invalid", "FAILED_PRECONDITION": "invalid", 
 
 class GeminiProvider(Provider):
     type = "gemini"
+    price_catalog = "google"
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)

@@ -110,6 +110,8 @@ class OpenAICompatibleProvider(Provider):
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self.passthrough = bool(config.options.get("passthrough", False))
+        if config.type == "openai":
+            self.price_catalog = "openai"
         static = [("content-type", "application/json"), ("user-agent", "llm-gateway")]
         static.extend((k.lower(), v) for k, v in config.headers.items())
         self._static_headers = static
