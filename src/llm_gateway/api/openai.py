@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.accounting.usage import cut_short
 from llm_gateway.cache.replay import replay
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
 from llm_gateway.pipeline.context import RequestContext
@@ -198,6 +199,7 @@ class OpenAIApi:
         capture = ctx.cache.capture if ctx.cache is not None else None  # assembles the answer to cache it
         responder.start(200, headers)
         ctx.status = 200
+        ended = False
         try:
             async for chunk in response.chunks():
                 out = decoder.feed(chunk)
@@ -215,10 +217,14 @@ class OpenAIApi:
                 if capture is not None:
                     capture.feed(out)
             responder.end()
+            ended = True
         finally:
-            ctx.usage = decoder.usage
-            if decoder.usage is None:
-                ctx.completion_parts = decoder.completion_texts()
+            if ended:
+                ctx.usage = decoder.usage
+                if decoder.usage is None:
+                    ctx.completion_parts = decoder.completion_texts()
+            else:  # cut short: the provider's usage so far is not the answer's; count what was relayed
+                cut_short(ctx, decoder.usage, decoder.completion_texts())
 
     def _prepare_head(self, ctx: RequestContext, responder: Responder) -> None:
         if ctx.endpoint in ENDPOINTS.values():
