@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,6 +157,24 @@ def test_count_tokens_matches_the_gateway_tokenizer(gateway: GatewayProcess) -> 
     short = c.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": "Hello"}])
     long = c.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": "Hello " * 50}])
     assert long.input_tokens - short.input_tokens == 50  # "Hello" and " Hello" are one token each
+
+
+def test_count_tokens_counts_images_by_size_and_tools_by_the_recipe(gateway: GatewayProcess) -> None:
+    c = client(gateway)
+    ihdr = struct.pack(">IIBBBBB", 1024, 1024, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": base64.b64encode(png).decode()}}
+    text = {"type": "text", "text": "What is this?"}
+    plain = c.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": [text]}])
+    pictured = c.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": [text, image]}])
+    assert pictured.input_tokens - plain.input_tokens == 765  # 4 tiles of 170 + 85 on gpt-4o
+    mini = c.messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": [text, image]}])
+    assert mini.input_tokens - plain.input_tokens == 25_501  # 4 tiles of 5,667 + 2,833 on gpt-4o-mini
+    # the cookbook's weather tool: 7 + "get_weather:Weather of a city" + 3 + 3 + "city:string:" + 12 on gpt-4o
+    tooled = c.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": [text]}],
+                                     tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    assert tooled.input_tokens - plain.input_tokens == 7 + 7 + 3 + 3 + 3 + 12
 
 
 def _anthropic_events(raw: bytes) -> list[tuple[str, dict[str, object]]]:
