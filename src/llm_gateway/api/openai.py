@@ -19,7 +19,7 @@ from llm_gateway.errors import BadRequest, GatewayError, NotFound
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline
-from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, NATIVE_BODY, NativeBody
 from llm_gateway.providers.sse import frame
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.options import parse_options
@@ -112,8 +112,11 @@ class OpenAIApi:
         await self.proxy(request, responder, request.path[len("/v1/"):])
 
     # -- the request path
-    async def proxy(self, request: Request, responder: Responder, endpoint: str) -> None:
+    async def proxy(self, request: Request, responder: Responder, endpoint: str,
+                    native: NativeBody | None = None) -> None:
         ctx = RequestContext(request, request_id_of(request), endpoint)
+        if native is not None:  # the client's own wire format, for a deployment that speaks it too
+            ctx.extensions[NATIVE_BODY] = native
         self.in_flight += 1
         try:
             self._read(ctx)
@@ -180,6 +183,10 @@ class OpenAIApi:
             ctx.defer(partial(self._prepare_head, ctx, responder))
         call, response = await self.dispatcher.send(ctx, auth)
         provider = ctx.deployment.provider
+        if call.native_body is not None:  # the answer is in the client's format already: relayed as it is
+            ctx.extensions[NATIVE_BODY].relay_as_is()
+            if ctx.cache is not None:  # the cache keeps canonical answers only
+                ctx.cache.capture = None
         headers = self._headers(ctx)
         if call.endpoint not in ENDPOINTS.values():
             await self._relay_raw(ctx, responder, response, headers)
@@ -187,7 +194,7 @@ class OpenAIApi:
         if not ctx.stream:
             body = await response.read()
             parsed = provider.parse(call, body)
-            ctx.output = parsed.body
+            ctx.output = parsed.body if call.native_body is None else None
             ctx.usage = parsed.usage
             ctx.completion_parts = parsed.completion_texts
             ctx.first_byte_at = time.perf_counter()
