@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import GatewayProcess, launch
 from tests.providers import anthropic_cases, azure_cases, bedrock_cases, gemini_cases, openai_compat_cases
-from tests.providers.case import Case
+from tests.providers.case import FIXTURES, Case
 from tests.providers.replay import ReplayServer, Reply
 from tests.providers.sdk_types import check_anthropic, check_bedrock, check_gemini
 from tests.providers.sigv4_reference import expected_authorization
@@ -183,3 +183,19 @@ def test_openai_sdk_assembles_streamed_tool_calls(gateway: GatewayProcess, repla
                             call["arguments"] += tc.function.arguments
         assert finish == "tool_calls"
         assert [(c["name"], orjson.loads(c["arguments"])) for c in calls.values()] == [("get_weather", args)]
+
+
+# An OpenAI request as a client may write it: its own spacing and number formats, a nested "model" key.
+OPENAI_REQUEST = (b'{ "model" : "fast", "messages": [{"role": "user", "content": "Hi\\u00e9"}],\n'
+                  b'  "temperature": 0.70, "max_tokens": 1e2, "metadata": {"model": "fast"}, "vendor_knob": [1, 2] }')
+
+
+def test_openai_clients_to_openai_providers_keep_their_bytes(gateway: GatewayProcess, replay: ReplayServer) -> None:
+    """Same wire format on both sides: the upstream gets the client's bytes but for the model name."""
+    replay.reply = Reply(200, (FIXTURES / "openai_compat" / "chat_completion.json").read_bytes())
+    response = httpx.post(f"{gateway.v1}/chat/completions", content=OPENAI_REQUEST, timeout=10,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.content == (FIXTURES / "openai_compat" / "chat_completion.json").read_bytes()
+    assert replay.received[-1].body == OPENAI_REQUEST.replace(b'"model" : "fast"',
+                                                              b'"model" : "llama-3.1-8b-instant"')
