@@ -147,3 +147,28 @@ def test_stream_cut_short_is_counted_from_what_was_relayed(
     assert expected < counter.count_texts(texts, upstream_model)  # joined, not delta by delta
     _prompt, completion, estimated = _row(db, request_id)
     assert (completion, bool(estimated)) == (expected, True)
+
+
+def test_native_messages_stream_cut_short_is_counted_from_what_was_relayed(
+        ledger_gateway: tuple[GatewayProcess, Path], replay: ReplayServer) -> None:
+    """/v1/messages to an anthropic provider relays the events as they are; a cut-short stream still counts."""
+    gw, db = ledger_gateway
+    replay.reply = Reply(200, _anthropic(), SSE, hold_open=True)
+    request_id = f"cut-native-{time.monotonic_ns()}"
+    body = {"model": "claude", "max_tokens": 100, "stream": True,
+            "messages": [{"role": "user", "content": "Tell me a story"}]}
+    texts: list[str] = []
+    with httpx.Client(timeout=10) as client, client.stream(
+            "POST", f"{gw.url}/v1/messages", json=body, headers={"x-request-id": request_id}) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                event = orjson.loads(line[6:])
+                if event.get("type") == "content_block_delta":
+                    texts.append(event["delta"]["text"])
+            if len(texts) >= RELAYED:
+                break
+    assert texts == DELTAS
+    expected = TokenCounter().count_text("".join(texts), "claude-sonnet-4-5")
+    prompt, completion, estimated = _row(db, request_id)
+    assert (prompt, completion, bool(estimated)) == (25, expected, True)  # the prompt as the provider counted it
