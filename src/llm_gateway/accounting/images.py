@@ -49,7 +49,7 @@ def image_tokens(model: str, size: tuple[int, int] | None, detail: str = "auto")
     family = model.rsplit("/", 1)[-1].lower()
     if "claude" in family:
         return _claude_tokens(*(size or REMOTE_SIZE))
-    if family.startswith("gemini"):
+    if family.startswith("gemini-"):  # model names (gemini-2.5-flash), whichever provider serves them
         side_w, side_h = size or REMOTE_SIZE
         if side_w <= 384 and side_h <= 384:
             return GEMINI_TILE
