@@ -90,9 +90,11 @@ class UpstreamHTTPError(GatewayError):
     """The upstream answered with an error status; `raw` keeps its body for pass-through."""
 
     def __init__(self, status: int, message: str, raw: bytes, *, type: str = "upstream_error",
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+                 code: str | None = None, headers: dict[str, str] | None = None, upstream_status: int = 0) -> None:
         super().__init__(message, status=status, type=type, code=code, headers=headers)
         self.raw = raw
+        # the status the provider answered with, when the client's status differs (e.g. 529 -> 503)
+        self.upstream_status = upstream_status or status
 
     def body(self) -> bytes:
         return self.raw

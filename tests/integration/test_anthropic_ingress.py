@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,6 +159,24 @@ def test_count_tokens_matches_the_gateway_tokenizer(gateway: GatewayProcess) -> 
     assert long.input_tokens - short.input_tokens == 50  # "Hello" and " Hello" are one token each
 
 
+def test_count_tokens_counts_images_by_size_and_tools_by_the_recipe(gateway: GatewayProcess) -> None:
+    c = client(gateway)
+    ihdr = struct.pack(">IIBBBBB", 1024, 1024, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": base64.b64encode(png).decode()}}
+    text = {"type": "text", "text": "What is this?"}
+    plain = c.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": [text]}])
+    pictured = c.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": [text, image]}])
+    assert pictured.input_tokens - plain.input_tokens == 765  # 4 tiles of 170 + 85 on gpt-4o
+    mini = c.messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": [text, image]}])
+    assert mini.input_tokens - plain.input_tokens == 25_501  # 4 tiles of 5,667 + 2,833 on gpt-4o-mini
+    # the cookbook's weather tool: 7 + "get_weather:Weather of a city" + 3 + 3 + "city:string:" + 12 on gpt-4o
+    tooled = c.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": [text]}],
+                                     tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    assert tooled.input_tokens - plain.input_tokens == 7 + 7 + 3 + 3 + 3 + 12
+
+
 def _anthropic_events(raw: bytes) -> list[tuple[str, dict[str, object]]]:
     out = []
     for block in raw.decode().strip().split("\n\n"):
@@ -203,43 +223,73 @@ def test_streamed_tool_call_from_an_openai_upstream(gateway: GatewayProcess, rep
     assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.cache_read_input_tokens) == (18, 17, 64)
 
 
-def test_anthropic_client_to_anthropic_provider(gateway: GatewayProcess, replay: ReplayServer) -> None:
-    """Anthropic in, canonical in the middle, Anthropic out: nothing of the meaning is lost on the way."""
-    replay.reply = Reply(200, (FIXTURES / "anthropic" / "message_tool_use.json").read_bytes())
-    out = client(gateway).messages.create(
-        model="claude-via-anthropic", max_tokens=300, system="Be brief.", tools=[WEATHER_TOOL],  # type: ignore[list-item]
-        messages=[{"role": "user", "content": "Weather?"}], extra_headers={"anthropic-beta": "tools-2024-04-04"})
+# A Messages request as a client may write it: its own spacing, cache_control on blocks, two text blocks that
+# must stay two, max_tokens that must stay as it is, a nested "model" that must not be touched.
+NATIVE_REQUEST = (b'{"model": "claude-via-anthropic",  "max_tokens": 16000,\n "system": [{"type": "text", '
+                  b'"text": "big doc", "cache_control": {"type": "ephemeral"}}],\n "messages": [{"role": "user", '
+                  b'"content": [{"type": "text", "text": "big doc"}, {"type": "text", "text": "question", '
+                  b'"cache_control": {"type": "ephemeral", "ttl": "1h"}}]}],\n "temperature": 0.70, '
+                  b'"metadata": {"user_id": "u-1"}, "tools": [{"name": "pick", "description": "Pick a model", '
+                  b'"input_schema": {"type": "object", "properties": {"model": {"type": "string", '
+                  b'"default": "claude-via-anthropic"}}}}]}')
+
+
+def test_anthropic_client_to_anthropic_provider_keeps_its_bytes(gateway: GatewayProcess,
+                                                                replay: ReplayServer) -> None:
+    """Same wire format on both sides: the upstream gets the client's bytes but for the model name, and the
+    client gets the upstream's answer as it came; only the usage is read on the way."""
+    answer = (FIXTURES / "anthropic" / "message_tool_use.json").read_bytes()
+    replay.reply = Reply(200, answer)
+    response = httpx.post(f"{gateway.url}/v1/messages", content=NATIVE_REQUEST, timeout=10, headers={
+        "x-api-key": "sk-ant-client", "content-type": "application/json", "anthropic-version": "2023-06-01",
+        "anthropic-beta": "tools-2024-04-04"})
+    assert response.status_code == 200
     sent = replay.received[-1]
     assert sent.headers["x-api-key"] == "sk-ant-up" and sent.headers["anthropic-beta"] == "tools-2024-04-04"
-    assert orjson.loads(sent.body) == {
-        "model": "claude-sonnet-4-5", "system": "Be brief.", "max_tokens": 300,
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "Weather?"}]}],
-        "tools": [{"name": "get_weather", "description": "Weather of a city",
-                   "input_schema": WEATHER_TOOL["input_schema"]}]}
+    assert sent.body == NATIVE_REQUEST.replace(b'"model": "claude-via-anthropic"', b'"model": "claude-sonnet-4-5"',
+                                               1)
+    assert response.content == answer
+    assert response.headers["request-id"] == response.headers["x-request-id"]
+    # and through the official SDK, which reads it as it would read Anthropic's own answer
+    raw = client(gateway).messages.with_raw_response.create(
+        model="claude-via-anthropic", max_tokens=300, system="Be brief.", tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "Weather?"}])
+    out = raw.parse()
     assert [b.type for b in out.content] == ["thinking", "text", "tool_use"]
     assert out.content[2].input == {"location": "San Francisco, CA", "unit": "celsius"}  # type: ignore[union-attr]
     assert out.stop_reason == "tool_use" and out.usage.input_tokens == 472 and out.usage.output_tokens == 89
-    replay.reply = Reply(200, (FIXTURES / "anthropic" / "message_text.json").read_bytes())
-    out = client(gateway).messages.create(model="claude-via-anthropic", max_tokens=30,
-                                          messages=[{"role": "user", "content": "Hi"}])
-    assert (out.usage.input_tokens, out.usage.cache_read_input_tokens, out.usage.cache_creation_input_tokens,
-            out.usage.output_tokens) == (12, 2048, 100, 10)
+    assert out._request_id and out._request_id == raw.headers["x-request-id"]
 
 
-def test_anthropic_stream_through_the_canonical_form(gateway: GatewayProcess, replay: ReplayServer) -> None:
-    replay.reply = Reply(200, (FIXTURES / "anthropic" / "stream_tool_use.sse").read_bytes(), "text/event-stream",
-                         chunk_size=23)
+def test_anthropic_stream_to_anthropic_provider_is_relayed_as_is(gateway: GatewayProcess,
+                                                                 replay: ReplayServer) -> None:
+    stream = (FIXTURES / "anthropic" / "stream_tool_use.sse").read_bytes()
+    replay.reply = Reply(200, stream, "text/event-stream", chunk_size=23)
     with client(gateway).messages.stream(model="claude-via-anthropic", max_tokens=300,
                                          tools=[WEATHER_TOOL],  # type: ignore[list-item]
-                                         messages=[{"role": "user", "content": "Weather?"}]) as stream:
-        final = stream.get_final_message()
+                                         messages=[{"role": "user", "content": "Weather?"}]) as events:
+        final = events.get_final_message()
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
     assert final.content[0].thinking == "I need the weather tool."  # type: ignore[union-attr]
-    assert final.content[1].text == "Okay, let's check the weather."  # type: ignore[union-attr]
     assert final.content[2].input == {"location": "San Francisco, CA", "unit": "fahrenheit"}  # type: ignore[union-attr]
-    assert final.stop_reason == "tool_use"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (472, 89)
+    raw = httpx.post(f"{gateway.url}/v1/messages", timeout=10, headers={"x-api-key": "k"}, json={
+        "model": "claude-via-anthropic", "max_tokens": 300, "stream": True,
+        "messages": [{"role": "user", "content": "Weather?"}]})
+    assert raw.content == stream.replace(b"\r\n", b"\n")
     assert orjson.loads(replay.received[-1].body)["stream"] is True
+
+
+def test_overloaded_upstream_reaches_the_anthropic_sdk_as_529(gateway: GatewayProcess,
+                                                              replay: ReplayServer) -> None:
+    replay.reply = Reply(529, (FIXTURES / "anthropic" / "error_overloaded.json").read_bytes())
+    with pytest.raises(anthropic.OverloadedError) as caught:
+        client(gateway).messages.create(model="claude-via-anthropic", max_tokens=30,
+                                        messages=[{"role": "user", "content": "Hi"}])
+    err = caught.value
+    assert err.status_code == 529
+    assert err.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    assert err.request_id and err.request_id == err.response.headers["x-request-id"]
 
 
 def test_a_claude_code_shaped_request(gateway: GatewayProcess, upstream: Upstream) -> None:

@@ -18,6 +18,7 @@ WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the current weather in a given location",
     "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}},
                    "required": ["location"]}}}
+JPEG = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDA=="
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 
@@ -46,6 +47,17 @@ CASES = [
         {"role": "tool", "tool_call_id": "toolu_prev", "content": "15 degrees"},
         {"role": "user", "content": "And SF?"}]},
         "message_tool_use.json"),
+    # Anthropic takes image/jpeg, not image/jpg; OpenAI's free-form metadata is not Anthropic's (user_id only)
+    case("image_jpg_metadata_user", {"model": "claude", "max_tokens": 100, "user": "alice",
+                                     "metadata": {"trace_id": "t-1"}, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{JPEG}"}}]}]},
+        "message_text.json"),
+    # thinking refuses temperature and top_k (left out, reported), and max_tokens must exceed its budget
+    case("thinking_drops_sampling", {"model": "claude", "max_tokens": 1000, "reasoning_effort": "medium",
+                                     "temperature": 0.3, "top_k": 5, "top_p": 0.97,
+                                     "messages": [{"role": "user", "content": "Think."}]},
+        "message_text.json"),
     case("stream_text_with_usage", {"model": "claude", "stream": True, "stream_options": {"include_usage": True},
                                     "messages": [{"role": "user", "content": "Hello"}]},
          "stream_text.sse", content_type="text/event-stream", chunk_size=37),

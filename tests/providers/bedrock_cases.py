@@ -45,6 +45,12 @@ CASES = [
             "name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}}]},
         {"role": "tool", "tool_call_id": "tooluse_prev", "content": "rainy"}]},
         "converse_tool_use.json"),
+    # Claude's thinking on Bedrock refuses temperature and top_k too; maxTokens must exceed the budget
+    case("thinking_drops_sampling", {"model": "sonnet", "reasoning_effort": "high", "temperature": 0.2,
+                                     "top_k": 10, "max_tokens": 2000, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Think."},
+                                     {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{PNG}"}}]}]},
+        "converse_text.json"),
     case("api_key_bearer", {"model": "nova", "messages": [{"role": "user", "content": "Hi"}]},
          "converse_text.json", provider="bedrock-key"),
     case("stream_text", {"model": "sonnet", "stream": True, "stream_options": {"include_usage": True},

@@ -14,6 +14,11 @@ PROVIDERS: list[dict[str, Any]] = [
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the current weather in a given location",
     "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
+PLACE_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the weather of a place",
+    "parameters": {"type": "object", "properties": {"place": {"$ref": "#/$defs/place"}}, "required": ["place"],
+                   "$defs": {"place": {"type": "object", "properties": {"city": {"type": "string"}},
+                                       "required": ["city"]}}}}}
 JPEG = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDA=="
 
 
@@ -37,6 +42,17 @@ CASES = [
             "name": "get_weather", "arguments": "{\"location\":\"Rome\"}"}}]},
         {"role": "tool", "tool_call_id": "call_a", "content": "sunny"}]},
         "generate_function_call.json"),
+    # $defs/$ref are JSON Schema, not the OpenAPI subset of `parameters`: they go in parametersJsonSchema
+    case("tool_schema_refs", {"model": "flash", "tools": [PLACE_TOOL], "messages": [
+        {"role": "user", "content": "Weather in Boston?"}]}, "generate_function_call_signed.json"),
+    # the thought signature of a function call rides in its id to the client and comes back on the next turn
+    case("thought_signature_round_trip", {"model": "flash", "tools": [WEATHER], "messages": [
+        {"role": "user", "content": "Weather in Boston?"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_0_0__thought__dGhvdWdodC1zaWduYXR1cmUtb2YtY2FsbC0w", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"location\":\"Boston, MA\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_0_0__thought__dGhvdWdodC1zaWduYXR1cmUtb2YtY2FsbC0w",
+         "content": "sunny"}]}, "generate_function_call_signed.json"),
     case("stream_text", {"model": "flash", "stream": True, "stream_options": {"include_usage": True},
                          "messages": [{"role": "user", "content": "Why is the sky blue?"}]},
          "stream_text.sse", content_type="text/event-stream", chunk_size=50),

@@ -8,7 +8,7 @@ from tests.providers.case import Case
 
 PROVIDERS: list[dict[str, Any]] = [
     {"name": "groq", "type": "groq", "base_url": "{replay}/openai/v1", "api_key": "gsk-test",
-     "models": ["llama-3.3-70b-versatile"]},
+     "models": ["llama-3.3-70b-versatile", {"name": "fast", "model": "llama-3.1-8b-instant"}]},
     {"name": "ollama", "type": "openai-compatible", "base_url": "{replay}/v1", "api_key": "ignored-by-preset",
      "options": {"preset": "ollama"}, "models": ["qwen2.5:0.5b"]},
 ]

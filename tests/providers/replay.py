@@ -18,6 +18,7 @@ class Reply:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     chunk_size: int = 0  # > 0: the body is written in pieces of this size (streams split mid-event)
+    hold_open: bool = False  # the stream stops after the body without ending, until the gateway hangs up
 
 
 @dataclass
@@ -49,12 +50,20 @@ class ReplayServer:
         if reply is None:
             return web.Response(status=599, text="no reply armed")
         headers = {"content-type": reply.content_type, **reply.headers}
-        if not reply.chunk_size:
+        if not reply.chunk_size and not reply.hold_open:
             return web.Response(status=reply.status, body=reply.body, headers=headers)
         resp = web.StreamResponse(status=reply.status, headers=headers)
         await resp.prepare(request)
-        for at in range(0, len(reply.body), reply.chunk_size):
-            await resp.write(reply.body[at:at + reply.chunk_size])
+        size = reply.chunk_size or len(reply.body) or 1
+        for at in range(0, len(reply.body), size):
+            await resp.write(reply.body[at:at + size])
+        if reply.hold_open:  # a stream cut short: nothing more comes until the gateway closes the connection
+            deadline = asyncio.get_running_loop().time() + 30
+            while request.transport is not None and not request.transport.is_closing():
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.02)
+            return resp
         await resp.write_eof()
         return resp
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -18,8 +19,9 @@ import pytest
 
 from tests.conftest import GatewayProcess, launch
 from tests.providers import anthropic_cases, azure_cases, bedrock_cases, gemini_cases, openai_compat_cases
-from tests.providers.case import Case
+from tests.providers.case import FIXTURES, Case
 from tests.providers.replay import ReplayServer, Reply
+from tests.providers.sdk_types import check_anthropic, check_bedrock, check_gemini
 from tests.providers.sigv4_reference import expected_authorization
 
 MODULES = (anthropic_cases, gemini_cases, bedrock_cases, azure_cases, openai_compat_cases)
@@ -99,6 +101,17 @@ def _check_signature(case: Case, sent: Any, config: dict[str, Any]) -> None:
     assert auth == want, f"{case.id}: SigV4 signature mismatch"
 
 
+def _check_sdk_types(case: Case, sent: Any) -> None:
+    """Every chat request built for a translating provider is one its SDK's request types accept."""
+    body = _upstream_body(sent.body)
+    if case.folder == "anthropic":
+        check_anthropic(body)
+    elif case.folder == "gemini":
+        check_gemini(body)
+    elif case.folder == "bedrock":
+        check_bedrock(body, unquote(sent.path.split("/model/", 1)[1].rsplit("/", 1)[0]))
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_provider_case(case: Case, gateway: GatewayProcess, replay: ReplayServer) -> None:
     replay.reply = Reply(case.status, case.upstream_path.read_bytes(), case.content_type, case.upstream_headers,
@@ -124,6 +137,8 @@ def test_provider_case(case: Case, gateway: GatewayProcess, replay: ReplayServer
                                response.status_code == 200 else response.json()),
         },
     }
+    if case.endpoint == "chat/completions" and response.status_code < 500:
+        _check_sdk_types(case, sent)
     path: Path = case.expect_path
     if UPDATE or not path.exists():
         path.write_bytes(orjson.dumps(got, option=orjson.OPT_INDENT_2) + b"\n")
@@ -168,3 +183,19 @@ def test_openai_sdk_assembles_streamed_tool_calls(gateway: GatewayProcess, repla
                             call["arguments"] += tc.function.arguments
         assert finish == "tool_calls"
         assert [(c["name"], orjson.loads(c["arguments"])) for c in calls.values()] == [("get_weather", args)]
+
+
+# An OpenAI request as a client may write it: its own spacing and number formats, a nested "model" key.
+OPENAI_REQUEST = (b'{ "model" : "fast", "messages": [{"role": "user", "content": "Hi\\u00e9"}],\n'
+                  b'  "temperature": 0.70, "max_tokens": 1e2, "metadata": {"model": "fast"}, "vendor_knob": [1, 2] }')
+
+
+def test_openai_clients_to_openai_providers_keep_their_bytes(gateway: GatewayProcess, replay: ReplayServer) -> None:
+    """Same wire format on both sides: the upstream gets the client's bytes but for the model name."""
+    replay.reply = Reply(200, (FIXTURES / "openai_compat" / "chat_completion.json").read_bytes())
+    response = httpx.post(f"{gateway.v1}/chat/completions", content=OPENAI_REQUEST, timeout=10,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.content == (FIXTURES / "openai_compat" / "chat_completion.json").read_bytes()
+    assert replay.received[-1].body == OPENAI_REQUEST.replace(b'"model" : "fast"',
+                                                              b'"model" : "llama-3.1-8b-instant"')

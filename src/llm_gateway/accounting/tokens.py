@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from importlib.resources import files
 from typing import Any
 
-import orjson
 import tiktoken
+
+from llm_gateway.accounting.images import image_size, image_tokens
+from llm_gateway.accounting.tool_tokens import tool_texts
 
 # Split patterns and special tokens of OpenAI's published encodings.
 _CL100K_PAT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
@@ -42,7 +44,6 @@ _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "c
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
-IMAGE_TOKENS = 85  # a low-detail image; the real figure depends on size and detail
 # Prompt texts repeat from request to request (role names, system prompts, tool schemas), so their counts are
 # kept: a dict lookup instead of a BPE pass. Bounded by the characters held; full, it starts over.
 PROMPT_CACHE_CHARS = 1 << 20
@@ -102,6 +103,14 @@ class TokenCounter:
         encode = enc.encode_ordinary
         return sum(len(encode(t)) for t in texts if t)
 
+    def count_completion(self, parts: Iterable[str], model: str) -> int:
+        """Tokens of a generated answer: its pieces are joined first, as the model produced them.
+
+        A stream's deltas often split words ("Hel", "lo"); counted one by one they make about a quarter more
+        tokens than the text has.
+        """
+        return self.count_text("".join(parts), model)
+
     def count_prompt_texts(self, texts: Iterable[str], model: str) -> int:
         """Like count_texts, for texts that are likely to come again (prompt parts): counts are remembered."""
         name = encoding_name(model)
@@ -143,7 +152,7 @@ class TokenCounter:
                     overhead += TOKENS_PER_NAME
                     texts.append(str(value))
                 elif key == "content":
-                    overhead += _content_texts(value, texts)
+                    overhead += _content_texts(value, texts, model)
                 elif key == "tool_calls" and isinstance(value, list):
                     for call in value:
                         fn = call.get("function", {}) if isinstance(call, dict) else {}
@@ -152,7 +161,7 @@ class TokenCounter:
                 elif isinstance(value, str):
                     texts.append(value)
         if tools:
-            texts.append(_compact_json(tools))
+            overhead += tool_texts(tools, encoding_name(model), texts)
         return overhead + self.count_prompt_texts(texts, model)
 
     def count_prompt(self, body: dict[str, Any], model: str) -> int:
@@ -170,8 +179,8 @@ class TokenCounter:
         return 0
 
 
-def _content_texts(content: Any, texts: list[str]) -> int:
-    """Collect the texts of a message content; returns the tokens of non-text parts (images)."""
+def _content_texts(content: Any, texts: list[str], model: str) -> int:
+    """Collect the texts of a message content; returns the tokens of its images (see accounting.images)."""
     if isinstance(content, str):
         texts.append(content)
         return 0
@@ -180,12 +189,20 @@ def _content_texts(content: Any, texts: list[str]) -> int:
         for part in content:
             if not isinstance(part, dict):
                 continue
-            if part.get("type") == "text":
+            kind = part.get("type")
+            if kind == "text":
                 texts.append(str(part.get("text", "")))
-            elif part.get("type") in ("image_url", "input_image", "image"):
-                extra += IMAGE_TOKENS
+            elif kind in ("image_url", "input_image", "image"):
+                url, detail = _image_ref(part)
+                extra += image_tokens(model, image_size(url), detail)
     return extra
 
 
-def _compact_json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def _image_ref(part: dict[str, Any]) -> tuple[str, str]:
+    """(URL, detail) of an image part: chat's {"image_url": {"url", "detail"}} or the Responses API's flat one."""
+    ref = part.get("image_url")
+    detail = part.get("detail")
+    if isinstance(ref, dict):
+        detail = ref.get("detail", detail)
+        ref = ref.get("url")
+    return (ref if isinstance(ref, str) else ""), (detail if isinstance(detail, str) else "auto")

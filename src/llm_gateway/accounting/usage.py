@@ -5,6 +5,21 @@ from __future__ import annotations
 from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.pipeline.context import RequestContext, Usage
 
+# ctx.extensions key: what a provider had reported when its stream was cut short (its prompt count is exact)
+PARTIAL_USAGE = "accounting.partial_usage"
+
+
+def cut_short(ctx: RequestContext, reported: Usage | None, relayed: list[str]) -> None:
+    """A stream that ended before its end (client gone, upstream broken): its completion is counted locally.
+
+    A provider's usage so far (Anthropic's message_start, Gemini's running totals) knows the prompt but not the
+    rest of the answer, so only its prompt side is kept.
+    """
+    ctx.usage = None
+    ctx.completion_parts = relayed
+    if reported is not None:
+        ctx.extensions[PARTIAL_USAGE] = reported
+
 
 class UsageStage:
     def __init__(self, counter: TokenCounter) -> None:
@@ -19,6 +34,11 @@ class UsageStage:
             ctx.usage = Usage()  # nothing reached the model's answer: nothing to bill
             return
         model = ctx.upstream_model or ctx.model
+        completion = self.counter.count_completion(ctx.completion_parts, model)
+        reported = ctx.extensions.get(PARTIAL_USAGE)
+        if isinstance(reported, Usage) and reported.prompt_tokens:
+            ctx.usage = Usage(reported.prompt_tokens, completion, cached_tokens=reported.cached_tokens,
+                              cache_write_tokens=reported.cache_write_tokens, estimated=True)
+            return
         prompt = self.counter.count_prompt(ctx.body, model) if ctx.body else 0
-        completion = self.counter.count_texts(ctx.completion_parts, model)
         ctx.usage = Usage(prompt, completion, estimated=True)

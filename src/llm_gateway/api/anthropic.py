@@ -14,22 +14,39 @@ from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.api.anthropic_stream import MessagesStreamEncoder
 from llm_gateway.api.anthropic_wire import error_body, error_object, to_message, to_openai_request
 from llm_gateway.api.openai import OpenAIApi, parse_body, request_id_of
-from llm_gateway.errors import GatewayError, NotFound
-from llm_gateway.providers.base import CHAT
+from llm_gateway.errors import GatewayError, NotFound, UpstreamHTTPError
+from llm_gateway.providers.base import CHAT, NativeBody
 from llm_gateway.routing.access import forbidden
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.server.http import Request, Responder
+
+OVERLOADED = 529
+MESSAGES_WIRE = "anthropic"  # the wire format of this edge, as providers name it in `native_wire`
+
+
+def with_request_id(headers: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The headers plus `request-id`, where the anthropic SDK looks for the id (`x-request-id` is kept too)."""
+    out = list(headers or ())
+    names = {k for k, _ in out}
+    if "request-id" not in names:
+        out.extend(("request-id", v) for k, v in headers or () if k == "x-request-id")
+    return out
 
 
 class MessagesResponder(Responder):
     """Writes OpenAI-shaped answers to the client in the Messages wire format."""
 
-    __slots__ = ("_encoder", "_inner", "_model")
+    __slots__ = ("_encoder", "_inner", "_model", "_native")
 
     def __init__(self, inner: Responder, model: str) -> None:  # no super().__init__: it wraps `inner`
         self._inner = inner
         self._model = model
         self._encoder: MessagesStreamEncoder | None = None
+        self._native = False
+
+    def relay_as_is(self) -> None:
+        """The upstream answers in the Messages format itself: its bytes go to the client untranslated."""
+        self._native = True
 
     # the state the OpenAI edge reads and sets lives in the wrapped responder
     @property
@@ -66,7 +83,10 @@ class MessagesResponder(Responder):
 
     def send(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None,
              content_type: bytes = b"application/json") -> None:
-        if status == 200:
+        headers = with_request_id(headers)
+        if status == 200 and self._native:
+            pass
+        elif status == 200:
             try:
                 body = orjson.dumps(to_message(orjson.loads(body), self._model))
             except (orjson.JSONDecodeError, AttributeError, TypeError):
@@ -75,17 +95,28 @@ class MessagesResponder(Responder):
             body = error_body(status, body)
         self._inner.send(status, body, headers, b"application/json")
 
+    def send_error(self, err: GatewayError, headers: list[tuple[str, str]] | None = None) -> None:
+        # Anthropic's "overloaded" is 529: its SDK raises OverloadedError only for that status
+        if isinstance(err, UpstreamHTTPError) and err.upstream_status == OVERLOADED:
+            extra = [*(headers or ()), *err.headers.items()]
+            self.send(OVERLOADED, err.body(), extra)
+            return
+        super().send_error(err, headers)
+
     def prepare(self, status: int, headers: list[tuple[str, str]],
                 content_type: bytes = b"text/event-stream") -> None:
-        self._inner.prepare(status, headers, content_type)
+        self._inner.prepare(status, with_request_id(headers), content_type)
 
     def start(self, status: int, headers: list[tuple[str, str]],
               content_type: bytes = b"text/event-stream") -> None:
-        self._encoder = MessagesStreamEncoder(self._model)
-        self._inner.start(status, headers, content_type)
+        if not self._native:
+            self._encoder = MessagesStreamEncoder(self._model)
+        self._inner.start(status, with_request_id(headers), content_type)
 
     async def write(self, data: bytes) -> None:
-        if self._encoder is not None:
+        if self._native:
+            await self._inner.write(data)
+        elif self._encoder is not None:
             await self._inner.write(self._encoder.feed(data))
 
     def end(self, tail: bytes = b"") -> None:
@@ -111,7 +142,7 @@ class MessagesApi:
 
     @staticmethod
     def _reject(request: Request, responder: Responder, err: GatewayError) -> None:
-        headers = [("x-request-id", request_id_of(request)), *err.headers.items()]
+        headers = with_request_id([("x-request-id", request_id_of(request)), *err.headers.items()])
         responder.send(err.status, orjson.dumps(error_object(err.status, err.message)), headers)
 
     async def create(self, request: Request, responder: Responder) -> None:
@@ -127,7 +158,10 @@ class MessagesApi:
         headers["content-type"] = "application/json"
         # the canonical body, as if it had come to /v1/chat/completions (the path stays, for logs and traces)
         inner = Request("POST", request.path, request.query, headers, orjson.dumps(body), request.client)
-        await self.openai.proxy(inner, MessagesResponder(responder, body["model"]), CHAT)
+        messages = MessagesResponder(responder, body["model"])
+        # a deployment that speaks Messages itself gets the client's own bytes (see NativeBody)
+        native = NativeBody(MESSAGES_WIRE, request.body, messages.relay_as_is)
+        await self.openai.proxy(inner, messages, CHAT, native)
 
     async def count_tokens(self, request: Request, responder: Responder) -> None:
         """Counted locally with the gateway's tokenizer, whatever the model's provider; only for a valid key."""
@@ -148,4 +182,5 @@ class MessagesApi:
         except GatewayError as err:
             self._reject(request, responder, err)
             return
-        responder.send(200, orjson.dumps({"input_tokens": count}), [("x-request-id", request_id_of(request))])
+        responder.send(200, orjson.dumps({"input_tokens": count}),
+                       with_request_id([("x-request-id", request_id_of(request))]))

@@ -13,13 +13,14 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.accounting.usage import cut_short
 from llm_gateway.api.passthrough_path import passthrough_endpoint
 from llm_gateway.cache.replay import replay
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline
-from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, NATIVE_BODY, NativeBody
 from llm_gateway.providers.sse import frame
 from llm_gateway.routing.access import Access
 from llm_gateway.routing.catalog import Catalog
@@ -119,8 +120,11 @@ class OpenAIApi:
         await self.proxy(request, responder, passthrough_endpoint(request.path))
 
     # -- the request path
-    async def proxy(self, request: Request, responder: Responder, endpoint: str) -> None:
+    async def proxy(self, request: Request, responder: Responder, endpoint: str,
+                    native: NativeBody | None = None) -> None:
         ctx = RequestContext(request, request_id_of(request), endpoint)
+        if native is not None:  # the client's own wire format, for a deployment that speaks it too
+            ctx.extensions[NATIVE_BODY] = native
         self.in_flight += 1
         try:
             self._read(ctx)
@@ -188,6 +192,10 @@ class OpenAIApi:
             ctx.defer(partial(self._prepare_head, ctx, responder))
         call, response = await self.dispatcher.send(ctx, auth)
         provider = ctx.deployment.provider
+        if call.native_body is not None:  # the answer is in the client's format already: relayed as it is
+            ctx.extensions[NATIVE_BODY].relay_as_is()
+            if ctx.cache is not None:  # the cache keeps canonical answers only
+                ctx.cache.capture = None
         headers = self._headers(ctx)
         if call.endpoint not in ENDPOINTS.values():
             await self._relay_raw(ctx, responder, response, headers)
@@ -195,7 +203,7 @@ class OpenAIApi:
         if not ctx.stream:
             body = await response.read()
             parsed = provider.parse(call, body)
-            ctx.output = parsed.body
+            ctx.output = parsed.body if call.native_body is None else None
             ctx.usage = parsed.usage
             ctx.completion_parts = parsed.completion_texts
             ctx.first_byte_at = time.perf_counter()
@@ -208,6 +216,7 @@ class OpenAIApi:
         capture = ctx.cache.capture if ctx.cache is not None else None  # assembles the answer to cache it
         responder.start(200, headers)
         ctx.status = 200
+        ended = False
         try:
             async for chunk in response.chunks():
                 out = decoder.feed(chunk)
@@ -225,10 +234,14 @@ class OpenAIApi:
                 if capture is not None:
                     capture.feed(out)
             responder.end()
+            ended = True
         finally:
-            ctx.usage = decoder.usage
-            if decoder.usage is None:
-                ctx.completion_parts = decoder.completion_texts()
+            if ended:
+                ctx.usage = decoder.usage
+                if decoder.usage is None:
+                    ctx.completion_parts = decoder.completion_texts()
+            else:  # cut short: the provider's usage so far is not the answer's; count what was relayed
+                cut_short(ctx, decoder.usage, decoder.completion_texts())
 
     def _prepare_head(self, ctx: RequestContext, responder: Responder) -> None:
         if ctx.endpoint in ENDPOINTS.values():

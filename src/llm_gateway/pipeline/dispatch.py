@@ -19,7 +19,7 @@ from typing import Any
 
 from llm_gateway.errors import BadRequest, GatewayError, ServiceUnavailable, UpstreamTimeout
 from llm_gateway.pipeline.context import RequestContext
-from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, UpstreamCall
+from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, NATIVE_BODY, NativeBody, UpstreamCall
 from llm_gateway.providers.http import HttpClient, Timeouts, UpstreamResponse
 from llm_gateway.routing.access import forbidden
 from llm_gateway.routing.catalog import Catalog, Deployment, Route
@@ -77,11 +77,15 @@ class Dispatcher:
 
     def call_for(self, ctx: RequestContext, deployment: Deployment, client_auth: str | None) -> UpstreamCall:
         opts = ctx.options
+        native = ctx.extensions.get(NATIVE_BODY) if ctx.extensions else None
+        native_body = native.body if isinstance(native, NativeBody) and (
+            native.wire == deployment.provider.native_wire) else None
         return UpstreamCall(
             endpoint=ctx.endpoint, body=ctx.body, model=deployment.model, stream=ctx.stream,
             client_wants_usage=ctx.client_wants_usage, client_auth=client_auth,
             client_headers=ctx.request.headers, method=ctx.request.method, query=ctx.request.query,
-            raw_body=None if opts is not None and opts.stripped else ctx.request.body)
+            raw_body=None if opts is not None and opts.stripped else ctx.request.body,
+            native_body=native_body)
 
     async def send(self, ctx: RequestContext, client_auth: str | None) -> Result:
         """Send to the route's deployments until one answers; return once it did (see the module docstring).

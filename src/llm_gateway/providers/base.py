@@ -7,6 +7,7 @@ Adapters translate and never do I/O; `providers/http.py` owns the network. A pro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,25 @@ class UpstreamCall:
     method: str = "POST"
     query: str = ""
     raw_body: bytes | None = None  # the client's bytes, when they may be forwarded unchanged
+    # The client's bytes in the provider's own wire format (see NativeBody), else None: canonical `body` is sent.
+    native_body: bytes | None = None
+
+
+@dataclass(slots=True)
+class NativeBody:
+    """A request that arrived in a provider's own wire format (e.g. Anthropic Messages at /v1/messages).
+
+    When the deployment called speaks that format (`Provider.native_wire`), the client's bytes go upstream
+    unchanged apart from the model name, the answer comes back as it is, and only its usage is read;
+    `relay_as_is` tells the client's responder not to translate. Any other deployment gets the canonical body.
+    """
+
+    wire: str
+    body: bytes
+    relay_as_is: Callable[[], None]
+
+
+NATIVE_BODY = "native_body"  # RequestContext.extensions key of the request's NativeBody
 
 
 class StreamDecoder(ABC):
@@ -77,6 +97,7 @@ class Provider(ABC):
     # True when the name the provider knows is a deployment name, not a model name (Azure): the names clients
     # use for it are then tried as model names too.
     prices_by_public_name = False
+    native_wire = ""  # a client wire format other than OpenAI's that this provider speaks (see NativeBody)
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

@@ -50,9 +50,11 @@ def kind_of_status(status: int, message: str = "") -> str:
     return "server"
 
 
-def mapped_error(kind: str, message: str, provider: str, headers: dict[str, str]) -> GatewayError:
+def mapped_error(kind: str, message: str, provider: str, headers: dict[str, str],
+                 upstream_status: int = 0) -> GatewayError:
     status, etype, code = KINDS.get(kind, KINDS["server"])
     text = f"{provider}: {message}" if message else f"{provider}: upstream error"
     raw = orjson.dumps({"error": {"message": text, "type": etype, "code": code, "param": None}})
     extra = {k: v for k, v in headers.items() if k == "retry-after"}
-    return UpstreamHTTPError(status, text, raw, type=etype, code=code, headers=extra)
+    return UpstreamHTTPError(status, text, raw, type=etype, code=code, headers=extra,
+                             upstream_status=upstream_status)

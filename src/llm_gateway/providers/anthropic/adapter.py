@@ -7,10 +7,12 @@ from typing import Any
 import orjson
 
 from llm_gateway.errors import GatewayError, NotFound, UpstreamUnavailable
+from llm_gateway.providers.anthropic.native import NativeMessagesDecoder
 from llm_gateway.providers.anthropic.request import SUPPORTED, to_messages_request
 from llm_gateway.providers.anthropic.response import ERROR_KINDS, MessagesStreamDecoder, to_chat_completion
 from llm_gateway.providers.base import CHAT, ParsedResponse, PreparedRequest, Provider, StreamDecoder, UpstreamCall
 from llm_gateway.providers.error_map import kind_of_status, mapped_error
+from llm_gateway.providers.model_swap import with_model
 from llm_gateway.providers.params import ParamPolicy
 from llm_gateway.settings import ProviderConfig
 
@@ -22,6 +24,7 @@ FORWARDED_HEADERS = ("anthropic-beta",)
 class AnthropicProvider(Provider):
     type = "anthropic"
     price_catalog = "anthropic"
+    native_wire = "anthropic"  # /v1/messages requests go through as they are (see NativeBody)
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -42,15 +45,21 @@ class AnthropicProvider(Provider):
         if call.endpoint != CHAT:
             raise NotFound(f"provider {self.name!r} serves chat completions only, not /v1/{call.endpoint}",
                            code="unsupported_endpoint")
-        dropped = self.policy.check(call.body, self.name)
-        body = to_messages_request(call.body, call.model, self.default_max_tokens)
+        dropped: tuple[str, ...] = ()
+        if call.native_body is not None:
+            data = with_model(call.native_body, call.model)
+        else:
+            dropped = self.policy.check(call.body, self.name)
+            body, conflicts = to_messages_request(call.body, call.model, self.default_max_tokens)
+            dropped = tuple(sorted({*dropped, *conflicts}))
+            data = orjson.dumps(body)
         headers = list(self._headers)
         for name in FORWARDED_HEADERS:
             if name in call.client_headers:
                 headers.append((name, call.client_headers[name]))
         if call.stream:
             headers.append(("accept", "text/event-stream"))
-        return PreparedRequest("POST", f"{self.base_path}/v1/messages", headers, orjson.dumps(body), dropped)
+        return PreparedRequest("POST", f"{self.base_path}/v1/messages", headers, data, dropped)
 
     def parse(self, call: UpstreamCall, body: bytes) -> ParsedResponse:
         try:
@@ -58,9 +67,13 @@ class AnthropicProvider(Provider):
         except orjson.JSONDecodeError:
             raise UpstreamUnavailable("the upstream answered with invalid JSON") from None
         out, usage, texts = to_chat_completion(msg, call.model)
+        if call.native_body is not None:  # the client reads Messages too: its answer goes back as it came
+            return ParsedResponse(body, usage, texts)
         return ParsedResponse(orjson.dumps(out), usage, texts)
 
     def stream_decoder(self, call: UpstreamCall) -> StreamDecoder:
+        if call.native_body is not None:
+            return NativeMessagesDecoder()
         return MessagesStreamDecoder(call.model, call.client_wants_usage)
 
     def error(self, status: int, body: bytes, headers: dict[str, str]) -> GatewayError:
@@ -77,4 +90,4 @@ class AnthropicProvider(Provider):
         kind = ERROR_KINDS.get(etype) or kind_of_status(status, message)
         if kind == "invalid" and kind_of_status(status, message) == "context_length":
             kind = "context_length"
-        return mapped_error(kind, message or f"HTTP {status}", self.name, headers)
+        return mapped_error(kind, message or f"HTTP {status}", self.name, headers, status)

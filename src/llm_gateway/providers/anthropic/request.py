@@ -15,11 +15,16 @@ from llm_gateway.providers.content import (
     text_of,
 )
 
+# Not `metadata`: OpenAI's is free-form (for stored completions), Anthropic's takes only `user_id` (from `user`).
 SUPPORTED = frozenset({"max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "tools",
-                       "tool_choice", "parallel_tool_calls", "metadata", "reasoning_effort", "thinking",
-                       "response_format"})
+                       "tool_choice", "parallel_tool_calls", "reasoning_effort", "thinking", "response_format"})
 # OpenAI reasoning effort -> Anthropic extended-thinking budget (tokens)
 THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+# The image types the Messages API takes; `image/jpg` is a common misspelling of the first.
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+MEDIA_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
+# Extended thinking refuses sampling changes: these are left out (and reported) when thinking is on.
+NOT_WITH_THINKING = ("temperature", "top_k")
 
 
 def _image(part: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +32,12 @@ def _image(part: dict[str, Any]) -> dict[str, Any]:
     url = image.get("url", "") if isinstance(image, dict) else str(image)
     inline = data_url(url)
     if inline is not None:
-        return {"type": "image", "source": {"type": "base64", "media_type": inline[0], "data": inline[1]}}
+        media_type = inline[0].lower()
+        media_type = MEDIA_ALIASES.get(media_type, media_type)
+        if media_type not in MEDIA_TYPES:
+            raise BadRequest(f"images of type {inline[0]!r} cannot be sent to this provider: it takes "
+                             f"{', '.join(MEDIA_TYPES)}", param="messages")
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": inline[1]}}
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
@@ -100,7 +110,23 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     return out
 
 
-def to_messages_request(body: dict[str, Any], model: str, default_max_tokens: int) -> dict[str, Any]:
+def _thinking(body: dict[str, Any], out: dict[str, Any], forced: bool) -> None:
+    """Extended thinking from `thinking` (Anthropic's own) or `reasoning_effort`; its budget is part of
+    max_tokens for Anthropic, not on top of it, so max_tokens grows past it when needed."""
+    thinking = body.get("thinking")
+    budget = THINKING_BUDGETS.get(body.get("reasoning_effort") or "")
+    if isinstance(thinking, dict):
+        out["thinking"] = thinking
+    elif budget is not None and not forced:  # the API refuses extended thinking when a tool call is forced
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    budget = out.get("thinking", {}).get("budget_tokens")
+    if isinstance(budget, int) and out["max_tokens"] <= budget:
+        out["max_tokens"] += budget
+
+
+def to_messages_request(body: dict[str, Any], model: str, default_max_tokens: int
+                        ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(the Messages request, the parameters left out because they conflict with others)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty array", param="messages")
@@ -113,16 +139,11 @@ def to_messages_request(body: dict[str, Any], model: str, default_max_tokens: in
     tools = function_tools(body)
     choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     forced = choice is not None and choice["type"] in ("any", "tool") and bool(tools)
-    thinking = body.get("thinking")
-    budget = THINKING_BUDGETS.get(body.get("reasoning_effort") or "")
-    if isinstance(thinking, dict):
-        out["thinking"] = thinking
-    elif budget is not None and not forced:  # the API refuses extended thinking when a tool call is forced
-        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
-        if out["max_tokens"] <= budget:  # the budget is part of max_tokens for Anthropic, not on top of it
-            out["max_tokens"] += budget
-    for key in ("temperature", "top_p", "top_k", "metadata"):
-        if body.get(key) is not None:
+    _thinking(body, out, forced)
+    thinking_on = (out.get("thinking") or {}).get("type") == "enabled"
+    conflicts = tuple(k for k in NOT_WITH_THINKING if thinking_on and body.get(k) is not None)
+    for key in ("temperature", "top_p", "top_k"):
+        if body.get(key) is not None and key not in conflicts:
             out[key] = body[key]
     stop = stop_list(body.get("stop"))
     if stop:
@@ -138,8 +159,8 @@ def to_messages_request(body: dict[str, Any], model: str, default_max_tokens: in
         schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
         out["output_config"] = {"format": {"type": "json_schema", "schema": schema or {"type": "object"}}}
     user = body.get("user")
-    if isinstance(user, str) and user and "metadata" not in out:
+    if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     if body.get("stream"):
         out["stream"] = True
-    return out
+    return out, conflicts

@@ -91,7 +91,8 @@ class BedrockProvider(Provider):
             prepared = self._request(self._path(call.model, "invoke"), orjson.dumps(body), "application/json")
         elif call.endpoint == CHAT:
             dropped = self.policy.check(call.body, self.name)
-            body = to_converse_request(call.body)
+            body, conflicts = to_converse_request(call.body)
+            dropped = tuple(sorted({*dropped, *conflicts}))
             if call.stream:
                 prepared = self._request(self._path(call.model, "converse-stream"), orjson.dumps(body),
                                          "application/vnd.amazon.eventstream")

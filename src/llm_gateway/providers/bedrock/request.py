@@ -20,6 +20,10 @@ SUPPORTED = frozenset({"max_tokens", "max_completion_tokens", "temperature", "to
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                  "image/webp": "webp"}
 THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+# Extended thinking (Claude) refuses sampling changes: these are left out (and reported) when it is on, and
+# the budget is part of maxTokens, which must exceed it (room for the answer when the client set none).
+NOT_WITH_THINKING = ("temperature", "top_k")
+ANSWER_ROOM = 4096
 
 
 def _block(part: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +86,8 @@ def _tool_config(body: dict[str, Any]) -> dict[str, Any] | None:
     return config  # "none" has no Converse equivalent: the model may still call a tool
 
 
-def to_converse_request(body: dict[str, Any]) -> dict[str, Any]:
+def to_converse_request(body: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(the Converse request, the parameters left out because they conflict with others)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty array", param="messages")
@@ -90,11 +95,15 @@ def to_converse_request(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"messages": turns}
     if system:
         out["system"] = system
+    budget = THINKING_BUDGETS.get(body.get("reasoning_effort") or "")
+    conflicts = tuple(k for k in NOT_WITH_THINKING if budget is not None and body.get(k) is not None)
     inference: dict[str, Any] = {}
     max_tokens = max_tokens_of(body)
+    if budget is not None and (max_tokens is None or max_tokens <= budget):
+        max_tokens = (max_tokens or ANSWER_ROOM) + budget
     if max_tokens is not None:
         inference["maxTokens"] = max_tokens
-    if body.get("temperature") is not None:
+    if body.get("temperature") is not None and "temperature" not in conflicts:
         inference["temperature"] = body["temperature"]
     if body.get("top_p") is not None:
         inference["topP"] = body["top_p"]
@@ -107,14 +116,13 @@ def to_converse_request(body: dict[str, Any]) -> dict[str, Any]:
     if tool_config is not None:
         out["toolConfig"] = tool_config
     extra: dict[str, Any] = {}
-    if body.get("top_k") is not None:
+    if body.get("top_k") is not None and "top_k" not in conflicts:
         extra["top_k"] = body["top_k"]
-    budget = THINKING_BUDGETS.get(body.get("reasoning_effort") or "")
     if budget is not None:
         extra["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if extra:
         out["additionalModelRequestFields"] = extra
-    return out
+    return out, conflicts
 
 
 def to_embedding_request(model: str, texts: list[str], body: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

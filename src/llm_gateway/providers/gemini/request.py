@@ -14,6 +14,7 @@ from llm_gateway.providers.content import (
     stop_list,
     text_of,
 )
+from llm_gateway.providers.gemini.signatures import thought_signature_of
 
 SUPPORTED = frozenset({"max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "n",
                        "presence_penalty", "frequency_penalty", "seed", "tools", "tool_choice", "response_format",
@@ -22,6 +23,39 @@ THINKING_BUDGETS = {"minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
 GENERATION_KEYS = (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("n", "candidateCount"),
                    ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"),
                    ("seed", "seed"))
+
+
+def _uses_refs(schema: Any) -> bool:
+    """Whether a JSON schema uses $ref/$defs, which Gemini's OpenAPI-subset `parameters` cannot express."""
+    if isinstance(schema, dict):
+        return any(k in ("$ref", "$defs", "definitions") or _uses_refs(v) for k, v in schema.items())
+    if isinstance(schema, list):
+        return any(_uses_refs(v) for v in schema)
+    return False
+
+
+def _declaration(function: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": function.get("name", "")}
+    if function.get("description") is not None:
+        out["description"] = function["description"]
+    parameters = function.get("parameters")
+    if parameters is not None:
+        out["parametersJsonSchema" if _uses_refs(parameters) else "parameters"] = parameters
+    return out
+
+
+def _function_call(call: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A model turn's function call; the thought signature Gemini gave it goes back with it (Gemini 3 refuses
+    a function call of its own without it, and 2.5 thinks worse)."""
+    fn = call.get("function") or {}
+    call_id = str(call.get("id", ""))
+    names[call_id] = fn.get("name", "")
+    part: dict[str, Any] = {"functionCall": {"name": fn.get("name", ""),
+                                             "args": arguments_object(fn.get("arguments"))}}
+    signature = thought_signature_of(call)
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
 
 
 def _part(part: dict[str, Any]) -> dict[str, Any]:
@@ -52,11 +86,8 @@ def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
             turn, parts = "user", [_part(p) for p in parts_of(message.get("content"))]
         elif role == "assistant":
             turn, parts = "model", [_part(p) for p in parts_of(message.get("content"))]
-            for call in message.get("tool_calls") or ():
-                fn = call.get("function") or {}
-                names[call.get("id", "")] = fn.get("name", "")
-                parts.append({"functionCall": {"name": fn.get("name", ""),
-                                               "args": arguments_object(fn.get("arguments"))}})
+            parts.extend(_function_call(call, names) for call in message.get("tool_calls") or ()
+                         if isinstance(call, dict))
         elif role == "tool":
             name = names.get(message.get("tool_call_id", ""), message.get("name") or "")
             turn, parts = "user", [{"functionResponse": {"name": name, "response": {
@@ -116,9 +147,7 @@ def to_generate_request(body: dict[str, Any]) -> dict[str, Any]:
         out["systemInstruction"] = {"parts": system}
     tools = function_tools(body)
     if tools:
-        out["tools"] = [{"functionDeclarations": [
-            {k: v for k, v in (("name", f.get("name", "")), ("description", f.get("description")),
-                               ("parameters", f.get("parameters"))) if v is not None} for f in tools]}]
+        out["tools"] = [{"functionDeclarations": [_declaration(f) for f in tools]}]
     tool_config = _tool_config(body.get("tool_choice"))
     if tool_config is not None:
         out["toolConfig"] = tool_config

@@ -9,6 +9,7 @@ import orjson
 from llm_gateway.pipeline.context import Usage
 from llm_gateway.providers.base import StreamDecoder
 from llm_gateway.providers.chunks import ChunkWriter, completion, message_texts, tool_call
+from llm_gateway.providers.gemini.signatures import call_id_with_signature
 from llm_gateway.providers.sse import EventTranslator, event_fields
 from llm_gateway.providers.usage_map import usage_from
 
@@ -23,8 +24,11 @@ def _finish(reason: str | None, has_calls: bool) -> str:
     return FINISH_REASONS.get(reason or "STOP", "stop")
 
 
-def _call_id(candidate: int, n: int, call: dict[str, Any]) -> str:
-    return str(call.get("id") or f"call_{candidate}_{n}")  # older Gemini models give calls no id
+def _call_id(candidate: int, n: int, part: dict[str, Any]) -> str:
+    """The OpenAI id of a function call part; its thought signature rides along (see gemini.signatures)."""
+    call = part["functionCall"]
+    call_id = str(call.get("id") or f"call_{candidate}_{n}")  # older Gemini models give calls no id
+    return call_id_with_signature(call_id, part.get("thoughtSignature"))
 
 
 def _usage(obj: dict[str, Any]) -> Usage | None:
@@ -47,7 +51,7 @@ def to_chat_completion(obj: dict[str, Any], model: str) -> tuple[dict[str, Any],
             if "functionCall" in part:
                 fn = part["functionCall"]
                 args = orjson.dumps(fn.get("args") or {}).decode()
-                calls.append(tool_call(_call_id(index, len(calls), fn), fn.get("name", ""), args))
+                calls.append(tool_call(_call_id(index, len(calls), part), fn.get("name", ""), args))
             elif isinstance(part.get("text"), str):
                 (thoughts if part.get("thought") else content).append(part["text"])
         message: dict[str, Any] = {"role": "assistant", "content": "".join(content) if content or not calls else None}
@@ -117,7 +121,7 @@ class GenerateStreamDecoder(EventTranslator, StreamDecoder):
                     n = self._calls.get(index, 0)
                     self._calls[index] = n + 1
                     args = orjson.dumps(fn.get("args") or {}).decode()
-                    parts.append(out.tool_start(n, _call_id(index, n, fn), fn.get("name", ""), args, index))
+                    parts.append(out.tool_start(n, _call_id(index, n, part), fn.get("name", ""), args, index))
                 elif part.get("text"):
                     parts.append(out.text(part["text"], index, "reasoning_content" if part.get("thought") else
                                           "content"))

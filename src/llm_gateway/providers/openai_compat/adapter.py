@@ -17,6 +17,7 @@ from llm_gateway.providers.base import (
     StreamDecoder,
     UpstreamCall,
 )
+from llm_gateway.providers.model_swap import with_model
 from llm_gateway.providers.sse import EventTranslator
 
 # Client headers that carry meaning for an OpenAI-compatible upstream and are forwarded as they are.
@@ -155,7 +156,9 @@ class OpenAICompatibleProvider(Provider):
                 body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                           "include_usage": True}
                 changed = True
-        if changed:
+        if changed and body is call.body and call.raw_body is not None:  # only the model differs
+            data = with_model(call.raw_body, call.model, body)
+        elif changed:
             body = dict(body) if body is call.body else body
             body["model"] = call.model
             data = orjson.dumps(body)
