@@ -37,6 +37,7 @@ VARIANTS: dict[str, str] = {
     "uvicorn_aiohttp": "(c) uvicorn httptools/uvloop ASGI + aiohttp client",
     "uvicorn_ours": "(d) uvicorn httptools/uvloop ASGI + our HttpClient",
     "granian_ours": "(e) granian RSGI (uvloop) + our HttpClient",
+    "granian_asgi": "(h) granian ASGI (uvloop) + our HttpClient",
     "ours_httpx": "(f) our server + httpx",
     "ours_ours": "(g) our server + our HttpClient (gateway core)",
 }
@@ -95,10 +96,11 @@ def wait_ready(url: str, body: bytes | None, timeout: float = 20.0) -> None:
 
 
 def proxy_command(name: str, port: int) -> list[str]:
-    if name == "granian_ours":
-        return [str(ROOT / ".venv" / "bin" / "granian"), "--interface", "rsgi", "--loop", "uvloop",
+    if name in ("granian_ours", "granian_asgi"):
+        interface = "rsgi" if name == "granian_ours" else "asgi"
+        return [str(ROOT / ".venv" / "bin" / "granian"), "--interface", interface, "--loop", "uvloop",
                 "--workers", "1", "--http", "1", "--no-ws", "--log-level", "warning", "--host", "127.0.0.1",
-                "--port", str(port), "--working-dir", str(VARIANTS_DIR), "granian_ours:app"]
+                "--port", str(port), "--working-dir", str(VARIANTS_DIR), f"{name}:app"]
     return [PY, str(VARIANTS_DIR / f"{name}.py")]
 
 

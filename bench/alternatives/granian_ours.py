@@ -1,7 +1,7 @@
 """Variant (e): granian (RSGI interface, uvloop) + llm_gateway's HttpClient. Run by the granian CLI."""
 
 import orjson
-from _common import OUR_HEAD, PATH, UPSTREAM_PORT
+from _common import request, PATH, UPSTREAM_PORT
 
 from llm_gateway.providers.http import HttpClient, Origin, Timeouts
 
@@ -17,7 +17,7 @@ async def app(scope, proto) -> None:
         return
     body = await proto()
     orjson.loads(body)
-    r = await _client.send(_origin, OUR_HEAD, body, _timeouts)
+    r = await _client.send(_origin, request(body), _timeouts)
     data = await r.read()
     orjson.loads(data)
     proto.response_bytes(r.status, _HEADERS, data)

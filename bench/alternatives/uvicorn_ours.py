@@ -2,7 +2,7 @@
 
 import uvicorn
 from _asgi import make_app
-from _common import OUR_HEAD, PORT, UPSTREAM_PORT
+from _common import request, PORT, UPSTREAM_PORT
 
 from llm_gateway.providers.http import HttpClient, Origin, Timeouts
 
@@ -12,7 +12,7 @@ _timeouts = Timeouts()
 
 
 async def forward(body: bytes) -> tuple[int, bytes]:
-    r = await _client.send(_origin, OUR_HEAD, body, _timeouts)
+    r = await _client.send(_origin, request(body), _timeouts)
     return r.status, await r.read()
 
 

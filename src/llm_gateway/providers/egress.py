@@ -5,7 +5,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 
-from llm_gateway.providers.library_transport import LibraryTransport
 from llm_gateway.providers.transport import Transport
 from llm_gateway.providers.wire import Origin
 from llm_gateway.settings import ProviderConfig
@@ -58,4 +57,7 @@ def transport_for(config: ProviderConfig, origin: Origin, environ: Mapping[str, 
     context = ssl_context_for(config)
     if proxy is None and context is None:
         return None
+    # Imported here, not at the top: aiohttp costs every gateway process ~9 MiB, and most never need it.
+    from llm_gateway.providers.library_transport import LibraryTransport  # noqa: PLC0415
+
     return LibraryTransport(proxy, context)
