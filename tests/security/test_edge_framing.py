@@ -137,3 +137,11 @@ def test_an_h2c_upgrade_is_ignored_and_answered_in_http_1_1(edge_gateway: Gatewa
 def test_a_missing_or_repeated_host_gets_400(edge_gateway: GatewayProcess, hosts: bytes) -> None:
     out, _ = exchange(edge_gateway.port, b"GET /health HTTP/1.1\r\n" + hosts + b"\r\n")
     assert statuses(out) == [400] and b"bad_host" in out
+
+
+def test_expect_100_continue_is_refused_early_when_the_body_is_too_large(edge_gateway: GatewayProcess) -> None:
+    expect = ADMIN + b"expect: 100-continue\r\n"
+    out, closed = exchange(edge_gateway.port, expect + b"content-length: 999999999\r\n\r\n")
+    assert statuses(out) == [413] and b"100 Continue" not in out and closed  # no body is asked for
+    out, _ = exchange(edge_gateway.port, expect + b"content-length: 2\r\n\r\n", wait=1.0)
+    assert out.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # a body within the limit is asked for
