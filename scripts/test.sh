@@ -12,7 +12,13 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 -DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,e2e]'
 bash scripts/services.sh
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+# wrk for the bench smoke test; Debian's chromium for the browser test (tests/security/test_edge_browser.py).
+missing=""
+command -v wrk >/dev/null || missing="$missing wrk"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+if [ -n "$missing" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
 .venv/bin/ruff check src tests
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

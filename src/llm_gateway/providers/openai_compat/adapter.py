@@ -146,7 +146,10 @@ class OpenAICompatibleProvider(Provider):
             headers = self._headers(call, content_type)
             if not raw and call.method in ("GET", "HEAD", "DELETE"):
                 headers = [h for h in headers if h[0] != "content-type"]
-            return PreparedRequest(call.method, target, headers, raw)
+            # A HEAD answer announces a length it never sends, and the upstream client reads a body by its
+            # length: ask with GET, whose answer has the same head; the server drops the body for the client.
+            method = "GET" if call.method == "HEAD" else call.method
+            return PreparedRequest(method, target, headers, raw)
         body = call.body
         changed = body.get("model") != call.model
         if call.stream and call.endpoint != EMBEDDINGS:
