@@ -364,6 +364,12 @@ class TelemetryConfig(_Section):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
 
 
+class MetricsConfig(_Section):
+    bearer_token: str | None = Field(None, min_length=1, pattern=r"^[\x21-\x7e]+$",
+                                     description="when set, /metrics on both ports needs 'Authorization: Bearer' "
+                                                 "with it (env LLM_GATEWAY_METRICS_BEARER_TOKEN via ${...})")
+
+
 class GatewayConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -377,6 +383,7 @@ class GatewayConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _cache_services(self) -> GatewayConfig:
