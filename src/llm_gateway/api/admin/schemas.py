@@ -22,7 +22,11 @@ def _encodable(value: str) -> str:
 
 
 def _json_object(value: dict[str, Any]) -> dict[str, Any]:
-    orjson.dumps(value)  # a lone surrogate anywhere inside cannot be stored: refuse it here, not in the database
+    """What the store can write: no lone surrogate, no integer beyond 64 bits (orjson refuses both)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"cannot be stored: {exc}") from None
     return value
 
 
