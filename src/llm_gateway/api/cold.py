@@ -110,8 +110,11 @@ def _add_docs(app: FastAPI) -> None:
 
 def cold_app(routers: list[APIRouter], documented: bool = True) -> FastAPI:
     """One FastAPI application of `routers`; `documented`: serve /openapi.json and /docs."""
+    # FastAPI's own telemetry off: the gateway's tracing owns spans, and its logs would carry request values.
     app = FastAPI(title="llm-gateway admin API", version=__version__, description=DESCRIPTION,
-                  openapi_url="/openapi.json" if documented else None, docs_url=None, redoc_url=None)
+                  openapi_url="/openapi.json" if documented else None, docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                             "auto_configure": False})
     for router in routers:
         app.include_router(router)
     install_errors(app)
