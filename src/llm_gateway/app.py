@@ -13,9 +13,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.accounting.usage import UsageStage
-from llm_gateway.api.admin import mount_admin
+from llm_gateway.api.admin import admin_router
+from llm_gateway.api.admin.wire import Auth
 from llm_gateway.api.anthropic import MessagesApi
 from llm_gateway.api.cache_admin import CacheAdminApi
+from llm_gateway.api.cold import cold_app
 from llm_gateway.api.health import HealthApi
 from llm_gateway.api.openai import ENDPOINTS, OpenAIApi
 from llm_gateway.api.routing import RoutingApi
@@ -152,7 +154,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     openai.access_of = accounts.auth_stage.access_of
     telemetry.core.in_flight.read_from(lambda: openai.in_flight)
     health = HealthApi(list(providers.values()), registry, worker_count=config.server.workers,
-                       workers=worker_metrics(config.server, worker), client=client)
+                       workers=worker_metrics(config.server, worker), client=client,
+                       bearer_token=config.metrics.bearer_token)
 
     router = Router()
     for path in ENDPOINTS:
@@ -162,21 +165,16 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     router.add("POST", "/v1/messages/count_tokens", messages.count_tokens)
     router.add("GET", "/v1/models", openai.models)
     router.add_prefix("/v1/", openai.other)
-    router.add("GET", "/health", health.health)
-    router.add("GET", "/ready", health.ready)
-    router.add("GET", "/metrics", health.metrics)
-    mount_admin(router, accounts, catalog)
-    routing_api = RoutingApi(catalog, cooldowns, config.auth.master_key)
-    router.add("GET", "/api/v1/providers/status", routing_api.status)
-    router.add("POST", "/api/v1/cache/clear", CacheAdminApi(cache_stage, catalog, config.auth.master_key).clear)
-    metrics_router = Router()
-    metrics_router.add("GET", "/metrics", health.own_metrics)
-    metrics_router.add("GET", "/health", health.health)
+    auth = Auth(config.auth.master_key, accounts.store)  # the cold paths: one key parsing for every route
+    cold = cold_app([health.router(), admin_router(accounts, catalog, auth), RoutingApi(catalog, cooldowns).router(
+        auth), CacheAdminApi(cache_stage, catalog).router(auth)])
+    metrics_router = Router()  # the metrics port serves only cold paths: /metrics (this process' own), /health
 
     srv = config.server
-    edge = Edge(router, srv.limits, int(srv.max_body_mb * 1024 * 1024))
+    edge = Edge(router, srv.limits, int(srv.max_body_mb * 1024 * 1024), cold=cold)
     edge.shutdown_grace_s = srv.shutdown_grace_s
-    metrics_edge = Edge(metrics_router, srv.limits, 1024 * 1024, watch_prefix="/-")
+    metrics_edge = Edge(metrics_router, srv.limits, 1024 * 1024, watch_prefix="/-",
+                        cold=cold_app([health.router(whole=False)], documented=False))
     gateway = Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline,
                       edge, with_cors(edge, srv.cors), metrics_edge)
     edge.startup_hooks.append(gateway.startup)

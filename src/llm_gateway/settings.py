@@ -472,6 +472,9 @@ class TelemetryConfig(_Section):
 class MetricsConfig(_Section):
     max_series: int = Field(10_000, ge=1, description="label sets kept per metric; the values of any more are "
                                                       "added to one series labelled `other`")
+    bearer_token: str | None = Field(None, min_length=1, pattern=r"^[\x21-\x7e]+$",
+                                     description="when set, /metrics on both ports needs 'Authorization: Bearer' "
+                                                 "with it (env LLM_GATEWAY_METRICS_BEARER_TOKEN via ${...})")
 
 
 class GatewayConfig(_Section):

@@ -108,3 +108,27 @@ async def test_header_values_with_cr_lf_or_nul_are_never_written() -> None:
     head = out.split(b"\r\n\r\n", 1)[0].lower()
     assert b"set-cookie" not in head and b"x-model" not in head and b"x-fine: b" in head
     assert response_headers([("a", "x\x00y"), ("b\n", "v")], b"text/plain") == [(b"content-type", b"text/plain")]
+
+
+async def cold_echo(scope: dict[str, object], receive: object, send: object) -> None:
+    """A raw ASGI app standing for the cold paths: it names itself and the body it received."""
+    message = await receive()  # type: ignore[operator]
+    body = b"cold %s %d" % (str(scope["path"]).encode(), len(message.get("body", b"")))
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+
+
+async def test_paths_outside_the_hot_prefix_go_to_the_cold_app_within_the_same_limits() -> None:
+    cold = Edge(echo, EdgeLimits(max_url_bytes=300, max_headers=10), max_body_bytes=1000, cold=cold_echo)
+    async with served(cold) as port:
+        hot = await exchange(port, b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc", b"POST /v1/x 3")
+        admin = await exchange(port, b"POST /api/v1/keys HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                               b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", b"cold /api/v1/keys 5")
+        long_url = await exchange(port, b"GET /api/" + b"a" * 400 + b" HTTP/1.1\r\nhost: x\r\n\r\n", b"}}")
+        many = await exchange(port, b"GET /health HTTP/1.1\r\nhost: x\r\n" + b"x-a: b\r\n" * 20 + b"\r\n", b"}}")
+        no_host = await exchange(port, b"GET /health HTTP/1.1\r\n\r\n", b"}}")
+        large = await exchange(port, b"POST /api/v1/keys HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n", b"}}")
+    assert b"POST /v1/x 3" in hot and b"cold" not in hot
+    assert b"cold /api/v1/keys 5" in admin
+    assert long_url.startswith(b"HTTP/1.1 414") and many.startswith(b"HTTP/1.1 431")
+    assert no_host.startswith(b"HTTP/1.1 400") and large.startswith(b"HTTP/1.1 413")

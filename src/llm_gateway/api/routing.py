@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-import hmac
+from typing import Any
 
-import orjson
+from fastapi import APIRouter, Depends, Security
+from pydantic import BaseModel
 
-from llm_gateway.errors import Unauthorized
+from llm_gateway.api.admin.schemas import ERRORS
+from llm_gateway.api.admin.wire import MASTER_SCHEME, Auth
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.cooldown import Cooldowns
-from llm_gateway.server.http import Request, Responder
+
+
+class ProvidersStatus(BaseModel):
+    deployments: list[dict[str, Any]]
+    models: dict[str, dict[str, Any]]
 
 
 class RoutingApi:
-    def __init__(self, catalog: Catalog, cooldowns: Cooldowns, master_key: str | None) -> None:
+    def __init__(self, catalog: Catalog, cooldowns: Cooldowns) -> None:
         self.catalog = catalog
         self.cooldowns = cooldowns
-        self.master_key = master_key
 
-    async def status(self, request: Request, responder: Responder) -> None:
-        if self.master_key is not None:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), self.master_key.encode()):
-                raise Unauthorized("this endpoint needs the master key as a Bearer token")
+    def router(self, auth: Auth) -> APIRouter:
+        """The master key when one is set (the same key parsing as every admin route); open otherwise."""
+        router = APIRouter(responses=ERRORS, dependencies=[Security(MASTER_SCHEME), Depends(auth.master_if_set)])
+        router.add_api_route("/api/v1/providers/status", self.status, methods=["GET"], tags=["routing"],
+                             response_model=ProvidersStatus, summary="Each deployment's health and latency")
+        return router
+
+    async def status(self) -> dict[str, Any]:
         deployments = []
         for dep in self.catalog.deployments.values():
             state, left = self.cooldowns.state(dep)
@@ -39,4 +47,4 @@ class RoutingApi:
                          "fallbacks": route.fallbacks + [r.name for r in route.chain],
                          "context_window_fallbacks": route.context_window_fallbacks}
                   for name, route in self.catalog.routes.items()}
-        responder.send(200, orjson.dumps({"deployments": deployments, "models": models}))
+        return {"deployments": deployments, "models": models}

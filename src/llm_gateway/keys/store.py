@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Row, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Table, delete, func, insert, select, update
 
 from llm_gateway.db.tables import keys, teams, users
 from llm_gateway.keys.model import (
@@ -20,6 +20,14 @@ from llm_gateway.keys.model import (
 )
 
 USER_TOKEN_PREFIX = "sk-gwu-"
+
+
+class UserHasKeys(Exception):
+    """A user with keys is deleted only with `cascade`: its keys would otherwise outlive it."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"the user holds {count} key(s)")
+        self.count = count
 
 
 def _encode(values: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +70,16 @@ def team_from_row(row: Row[Any]) -> TeamRecord:
                       allow_passthrough=bool(m["allow_passthrough"]))
 
 
+def _insert_key(conn: Connection, fields: dict[str, Any]) -> tuple[str, KeyRecord]:
+    secret = new_secret(KEY_PREFIX)
+    ts = now_ms()
+    values = {"id": new_id("key"), "key_hash": hash_secret(secret), "key_prefix": secret[:10],
+              "created_at": ts, "updated_at": ts, "metadata": {}, "blocked": False, **fields}
+    conn.execute(insert(keys).values(**_encode(values)))
+    row = conn.execute(select(keys).where(keys.c.id == values["id"])).one()
+    return secret, key_from_row(row)
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -69,14 +87,28 @@ class Store:
     # -- keys
     def create_key(self, fields: dict[str, Any]) -> tuple[str, KeyRecord]:
         """A new key; the secret is returned once and only its hash is kept."""
-        secret = new_secret(KEY_PREFIX)
-        ts = now_ms()
-        values = {"id": new_id("key"), "key_hash": hash_secret(secret), "key_prefix": secret[:10],
-                  "created_at": ts, "updated_at": ts, "metadata": {}, "blocked": False, **fields}
         with self.engine.begin() as conn:
-            conn.execute(insert(keys).values(**_encode(values)))
-            row = conn.execute(select(keys).where(keys.c.id == values["id"])).one()
-        return secret, key_from_row(row)
+            return _insert_key(conn, fields)
+
+    def create_key_within_cap(self, user_id: str, cap: int, fields: dict[str, Any]) -> tuple[str, KeyRecord] | None:
+        """A new key of `user_id`, or None when the user already holds `cap` keys.
+
+        The count and the insert are one transaction that first takes a write lock (the user's row on
+        PostgreSQL, the database's on SQLite), so concurrent creates, on any replica, take turns and each
+        counts the keys committed before it.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+            held = conn.execute(select(func.count()).select_from(keys).where(keys.c.user_id == user_id)).scalar_one()
+            if int(held) >= cap:
+                conn.rollback()
+                return None
+            created = _insert_key(conn, {**fields, "user_id": user_id})
+            conn.commit()
+        return created
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         with self.engine.connect() as conn:
@@ -187,8 +219,17 @@ class Store:
         self._update(teams, team_id, changes)
         return self.get_team(team_id)
 
-    def delete_user(self, user_id: str) -> bool:
-        return self._delete(users, user_id)
+    def delete_user(self, user_id: str, cascade: bool = False) -> list[KeyRecord] | None:
+        """Delete a user and, with `cascade`, its keys (returned, to evict them from caches); None: no such user.
+        Without `cascade` a user that holds keys stays (UserHasKeys). The ledger keeps the user's rows."""
+        with self.engine.begin() as conn:
+            if not conn.execute(delete(users).where(users.c.id == user_id)).rowcount:
+                return None
+            owned = [key_from_row(r) for r in conn.execute(select(keys).where(keys.c.user_id == user_id))]
+            if owned and not cascade:
+                raise UserHasKeys(len(owned))  # rolls the user's deletion back
+            conn.execute(delete(keys).where(keys.c.user_id == user_id))
+        return owned
 
     def delete_team(self, team_id: str) -> bool:
         return self._delete(teams, team_id)

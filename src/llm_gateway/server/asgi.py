@@ -28,12 +28,16 @@ def _edge_error(status: int, message: str, code: str) -> _Reject:
 
 
 class Edge:
-    """One ASGI application: `handler` serves every path (the gateway's router); `watch_prefix` marks the paths
-    whose handler waits on an upstream, so a client's disconnect cancels it."""
+    """One ASGI application: `handler` (the gateway's router) serves the paths under `watch_prefix`, whose handlers
+    wait on an upstream, so a client's disconnect cancels them; `cold` (an ASGI app: admin API, health, metrics)
+    serves every other path, or `handler` does when there is none. Both get the same limits: URL, headers, Host,
+    body size and time."""
 
     def __init__(self, handler: Handler, limits: EdgeLimits, max_body_bytes: int, *,
-                 watch_prefix: str = "/v1/", on_request: Callable[[], None] | None = None) -> None:
+                 watch_prefix: str = "/v1/", on_request: Callable[[], None] | None = None,
+                 cold: ASGIApp | None = None) -> None:
         self.handler = handler
+        self.cold = cold
         self.limits = limits
         self.max_body_bytes = max_body_bytes
         self.watch_prefix = watch_prefix
@@ -83,10 +87,14 @@ class Edge:
         if task is not None:
             self._tasks.add(task)
         watcher = None
-        if task is not None and request.path.startswith(self.watch_prefix):
+        hot = request.path.startswith(self.watch_prefix)
+        if task is not None and hot:
             watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(receive, task))
         try:
-            await self._handle(request, responder)
+            if hot or self.cold is None:
+                await self._handle(request, responder)
+            else:
+                await self._serve_cold(scope, request, receive, send)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -107,6 +115,23 @@ class Edge:
             if not responder.started:
                 responder.send(500, GatewayError("internal gateway error").body())
         await responder.flush()
+
+    async def _serve_cold(self, scope: Message, request: Request, receive: Receive, send: Send) -> None:
+        """The cold app gets the body the edge read within its limits, then the connection's own messages."""
+        assert self.cold is not None
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": request.body, "more_body": False}
+
+        try:
+            await self.cold(scope, replay, send)
+        except Exception:  # the cold app answered 500 already (Starlette's ServerErrorMiddleware) or cannot
+            log.exception("unhandled error while serving %s %s", request.method, request.path)
 
     async def _read(self, scope: Message, receive: Receive) -> Request | None:
         limits = self.limits

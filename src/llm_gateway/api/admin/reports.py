@@ -3,47 +3,68 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Security
 
 from llm_gateway.errors import BadRequest
 from llm_gateway.keys.accounts import Accounts
 from llm_gateway.routing.catalog import Catalog
-from llm_gateway.server.http import Request, Responder
-from llm_gateway.usage.report import FILTERS, GROUPS, usage_report
+from llm_gateway.usage.report import usage_report
 
-from .wire import page, query, require_master, send_json, time_range
+from .schemas import ERRORS, MAX_EPOCH_MS, Id, ModelList, Name, SpendList, UsageReport
+from .wire import MASTER_SCHEME, MAX_PAGE, Auth
+from .wire import timestamp_ms as parse_time
+
+Group = Literal["key", "user", "team", "model", "provider", "day"]
+Moment = Annotated[str | None, Query(max_length=64, description="epoch ms or ISO 8601")]
+
+
+def time_range(start: str | None, end: str | None, default_days: int = 30) -> tuple[int, int]:
+    end_ms = parse_time(end, "end") if end is not None else int(time.time() * 1000) + 1
+    start_ms = parse_time(start, "start") if start is not None else max(0, end_ms - default_days * 86_400_000)
+    if start_ms >= end_ms:
+        raise BadRequest("start must be before end", param="start")
+    return start_ms, end_ms
 
 
 class ReportsApi:
-    def __init__(self, accounts: Accounts, catalog: Catalog) -> None:
+    def __init__(self, accounts: Accounts, catalog: Catalog, auth: Auth) -> None:
         self.accounts = accounts
         self.catalog = catalog
-        self.master_key = accounts.config.auth.master_key
+        self.auth = auth
 
-    async def usage(self, request: Request, responder: Responder) -> None:
-        require_master(request, self.master_key)
-        params = query(request)
-        start, end = time_range(params)
-        group_by = params.get("group_by")
-        if group_by is not None and group_by not in GROUPS:
-            raise BadRequest(f"group_by must be one of {', '.join(GROUPS)}", param="group_by")
-        offset_text = params.get("offset", "0")
-        if not offset_text.isdigit():
-            raise BadRequest("offset must be an integer >= 0", param="offset")
-        _, limit = page(params)
-        filters = {name: params[name] for name in FILTERS if name in params}
-        report = await asyncio.to_thread(usage_report, self.accounts.engine, start, end, group_by, filters,
-                                         limit, int(offset_text))
-        send_json(responder, 200, report)
+    def router(self) -> APIRouter:
+        router = APIRouter(prefix="/api/v1", responses=ERRORS,
+                           dependencies=[Security(MASTER_SCHEME), Depends(self.auth.master)])
+        router.add_api_route("/usage", self.usage, methods=["GET"], response_model=UsageReport, tags=["usage"],
+                             summary="Usage totals, optionally grouped")
+        router.add_api_route("/spend", self.spend, methods=["GET"], response_model=SpendList, tags=["usage"],
+                             summary="Budgets and their spend this period")
+        router.add_api_route("/models", self.models, methods=["GET"], response_model=ModelList, tags=["models"],
+                             summary="Served models, deployments and prices")
+        return router
 
-    async def spend(self, request: Request, responder: Responder) -> None:
+    async def usage(self, start: Moment = None, end: Moment = None, group_by: Group | None = None,
+                    key_id: Annotated[Id | None, Query()] = None, user_id: Annotated[Id | None, Query()] = None,
+                    team_id: Annotated[Id | None, Query()] = None, model: Annotated[Name | None, Query()] = None,
+                    provider: Annotated[Name | None, Query()] = None,
+                    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="groups per page")] = 100,
+                    offset: Annotated[int, Query(ge=0, le=MAX_EPOCH_MS, description="groups to skip")] = 0,
+                    ) -> dict[str, Any]:
+        start_ms, end_ms = time_range(start, end)
+        given = {"key_id": key_id, "user_id": user_id, "team_id": team_id, "model": model, "provider": provider}
+        filters = {name: value for name, value in given.items() if value is not None}
+        return await asyncio.to_thread(usage_report, self.accounts.engine, start_ms, end_ms, group_by, filters,
+                                       limit, offset)
+
+    async def spend(self, kind: Literal["key", "user", "team"] | None = None) -> dict[str, Any]:
         """Every budget with its spend in the current period (what the budget check sees, in memory)."""
-        require_master(request, self.master_key)
-        kind = query(request).get("kind")
         rows = [b for b in self.accounts.budgets.snapshot() if kind is None or b["kind"] == kind]
-        send_json(responder, 200, {"object": "list", "data": rows})
+        return {"object": "list", "data": rows}
 
-    async def models(self, request: Request, responder: Responder) -> None:
-        require_master(request, self.master_key)
+    async def models(self) -> dict[str, Any]:
         prices = self.accounts.prices
         data = []
         for name, route in self.catalog.routes.items():
@@ -54,5 +75,5 @@ class ReportsApi:
                                     "price_per_1m": priced.price.per_million_dict() if priced else None,
                                     "price_source": priced.source if priced else None})
             data.append({"id": name, "deployments": deployments, "fallbacks": route.fallbacks})
-        send_json(responder, 200, {"object": "list", "data": data, "price_database": prices.version,
-                                   "wildcard_providers": [p.name for p in self.catalog.wildcards]})
+        return {"object": "list", "data": data, "price_database": prices.version,
+                "wildcard_providers": [p.name for p in self.catalog.wildcards]}

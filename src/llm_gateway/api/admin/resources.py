@@ -3,34 +3,84 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from llm_gateway.errors import BadRequest, GatewayError, NotFound, Unauthorized
+from fastapi import APIRouter, Depends, Query, Request, Security
+
+from llm_gateway.errors import BadRequest, GatewayError, NotFound
 from llm_gateway.keys.accounts import Accounts
-from llm_gateway.keys.auth import client_secret
-from llm_gateway.keys.fields import KEY_FIELDS, SELF_SERVICE_KEY_FIELDS, TEAM_FIELDS, USER_FIELDS, validate
-from llm_gateway.keys.model import KeyRecord, UserRecord
-from llm_gateway.server.http import Request, Responder
+from llm_gateway.keys.model import KeyRecord
+from llm_gateway.keys.store import UserHasKeys
 
-from .wire import json_body, listing, page, query, require_master, send_json
+from .schemas import (
+    ERRORS,
+    Deleted,
+    Id,
+    Key,
+    KeyInput,
+    KeyList,
+    KeyWithSpend,
+    MyKeyInput,
+    NewKey,
+    NewUser,
+    Team,
+    TeamChange,
+    TeamInput,
+    TeamList,
+    User,
+    UserChange,
+    UserDeleted,
+    UserInput,
+    UserList,
+)
+from .wire import MASTER_SCHEME, USER_SCHEME, After, Auth, Limit, current_user, key_fields, listing
+
+
+def _conflict(message: str) -> GatewayError:
+    return GatewayError(message, status=409, type="invalid_request_error", code="conflict")
 
 
 class ResourcesApi:
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, auth: Auth) -> None:
         self.accounts = accounts
         self.store = accounts.store
-        self.master_key = accounts.config.auth.master_key
+        self.auth = auth
 
-    def _admin(self, request: Request) -> None:
-        require_master(request, self.master_key)
+    def routers(self) -> list[APIRouter]:
+        """The admin routes (master key) and the self-service routes (a user's token)."""
+        admin = APIRouter(prefix="/api/v1", responses=ERRORS,
+                          dependencies=[Security(MASTER_SCHEME), Depends(self.auth.master)])
+        add = admin.add_api_route
+        add("/keys", self.create_key, methods=["POST"], status_code=201, response_model=NewKey, tags=["keys"])
+        add("/keys", self.list_keys, methods=["GET"], response_model=KeyList, tags=["keys"])
+        add("/keys/{id}", self.get_key, methods=["GET"], response_model=KeyWithSpend, tags=["keys"])
+        add("/keys/{id}", self.update_key, methods=["PATCH"], response_model=Key, tags=["keys"])
+        add("/keys/{id}", self.delete_key, methods=["DELETE"], response_model=Deleted, tags=["keys"])
+        add("/keys/{id}/rotate", self.rotate_key, methods=["POST"], response_model=NewKey, tags=["keys"])
+        add("/keys/{id}/block", self.block_key, methods=["POST"], response_model=Key, tags=["keys"])
+        add("/keys/{id}/unblock", self.unblock_key, methods=["POST"], response_model=Key, tags=["keys"])
+        add("/users", self.create_user, methods=["POST"], status_code=201, response_model=NewUser, tags=["users"])
+        add("/users", self.list_users, methods=["GET"], response_model=UserList, tags=["users"])
+        add("/users/{id}", self.get_user, methods=["GET"], response_model=User, tags=["users"])
+        add("/users/{id}", self.update_user, methods=["PATCH"], response_model=User, tags=["users"])
+        add("/users/{id}", self.delete_user, methods=["DELETE"], response_model=UserDeleted, tags=["users"])
+        add("/teams", self.create_team, methods=["POST"], status_code=201, response_model=Team, tags=["teams"])
+        add("/teams", self.list_teams, methods=["GET"], response_model=TeamList, tags=["teams"])
+        add("/teams/{id}", self.get_team, methods=["GET"], response_model=Team, tags=["teams"])
+        add("/teams/{id}", self.update_team, methods=["PATCH"], response_model=Team, tags=["teams"])
+        add("/teams/{id}", self.delete_team, methods=["DELETE"], response_model=Deleted, tags=["teams"])
+        me = APIRouter(prefix="/api/v1/me", responses=ERRORS, tags=["self-service"],
+                       dependencies=[Security(USER_SCHEME), Depends(self.auth.user)])
+        me.add_api_route("/keys", self.my_keys, methods=["GET"], response_model=KeyList, summary="Your keys")
+        me.add_api_route("/keys", self.create_my_key, methods=["POST"], status_code=201, response_model=NewKey,
+                         summary="Create one of your keys (capped per user, also under concurrency)")
+        me.add_api_route("/keys/{id}", self.delete_my_key, methods=["DELETE"], response_model=Deleted,
+                         summary="Delete one of your keys")
+        return [admin, me]
 
     # -- keys
-    async def create_key(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        fields = validate(json_body(request), KEY_FIELDS, creating=True)
-        send_json(responder, 201, await self._create_key(fields))
-
-    async def _create_key(self, fields: dict[str, Any]) -> dict[str, Any]:
+    async def create_key(self, body: KeyInput | None = None) -> dict[str, Any]:
+        fields = key_fields((body or KeyInput()).model_dump(exclude_unset=True))
         if fields.get("user_id") and not fields.get("team_id"):
             user = await asyncio.to_thread(self.store.get_user, fields["user_id"])
             if user is not None and user.team_id:
@@ -39,50 +89,40 @@ class ResourcesApi:
         self.accounts.put_key(key)
         return {**key.public(), "key": secret}
 
-    async def list_keys(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        params = query(request)
-        after, limit = page(params)
-        found = await asyncio.to_thread(self.store.list_keys, after, limit + 1, user_id=params.get("user_id"),
-                                        team_id=params.get("team_id"))
-        send_json(responder, 200, listing([k.public() for k in found], limit))
+    async def list_keys(self, limit: Limit = 100, after: After = None, user_id: Annotated[Id | None, Query()] = None,
+                        team_id: Annotated[Id | None, Query()] = None) -> dict[str, Any]:
+        found = await asyncio.to_thread(self.store.list_keys, after, limit + 1, user_id=user_id, team_id=team_id)
+        return listing([k.public() for k in found], limit)
 
-    async def get_key(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        send_json(responder, 200, self._with_spend(await self._key(request.params["id"])))
+    async def get_key(self, id: Id) -> dict[str, Any]:
+        key = await asyncio.to_thread(self.store.get_key, id)
+        if key is None:
+            raise NotFound(f"no key {id!r}", code="key_not_found")
+        out = key.public()
+        budget = self.accounts.budgets.budgets.get(("key", key.id))
+        out["spent_usd"] = round(budget.spent, 9) if budget is not None else None
+        return out
 
-    async def update_key(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        changes = validate(json_body(request), KEY_FIELDS, creating=False)
-        send_json(responder, 200, (await self._change_key(request.params["id"], changes)).public())
+    async def update_key(self, id: Id, body: KeyInput) -> dict[str, Any]:
+        return (await self._change_key(id, key_fields(body.model_dump(exclude_unset=True)))).public()
 
-    async def block_key(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        send_json(responder, 200, (await self._change_key(request.params["id"], {"blocked": True})).public())
+    async def block_key(self, id: Id) -> dict[str, Any]:
+        return (await self._change_key(id, {"blocked": True})).public()
 
-    async def unblock_key(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        send_json(responder, 200, (await self._change_key(request.params["id"], {"blocked": False})).public())
+    async def unblock_key(self, id: Id) -> dict[str, Any]:
+        return (await self._change_key(id, {"blocked": False})).public()
 
-    async def rotate_key(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        rotated = await asyncio.to_thread(self.store.rotate_key, request.params["id"])
+    async def rotate_key(self, id: Id) -> dict[str, Any]:
+        rotated = await asyncio.to_thread(self.store.rotate_key, id)
         if rotated is None:
-            raise NotFound(f"no key {request.params['id']!r}", code="key_not_found")
+            raise NotFound(f"no key {id!r}", code="key_not_found")
         secret, key, old_hash = rotated
         self.accounts.put_key(key, old_hash)
-        send_json(responder, 200, {**key.public(), "key": secret})
+        return {**key.public(), "key": secret}
 
-    async def delete_key(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        await self._delete_key(request.params["id"], None)
-        send_json(responder, 200, {"id": request.params["id"], "deleted": True})
-
-    async def _key(self, key_id: str) -> KeyRecord:
-        key = await asyncio.to_thread(self.store.get_key, key_id)
-        if key is None:
-            raise NotFound(f"no key {key_id!r}", code="key_not_found")
-        return key
+    async def delete_key(self, id: Id) -> dict[str, Any]:
+        await self._delete_key(id, None)
+        return {"id": id, "deleted": True}
 
     async def _change_key(self, key_id: str, changes: dict[str, Any]) -> KeyRecord:
         key = await asyncio.to_thread(self.store.update_key, key_id, changes)
@@ -98,117 +138,101 @@ class ResourcesApi:
         await asyncio.to_thread(self.store.delete_key, key_id)
         self.accounts.cache.evict(key.key_hash)
 
-    def _with_spend(self, key: KeyRecord) -> dict[str, Any]:
-        out = key.public()
-        budget = self.accounts.budgets.budgets.get(("key", key.id))
-        out["spent_usd"] = round(budget.spent, 9) if budget is not None else None
-        return out
-
-    # -- users and teams
-    async def create_user(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        fields = validate(json_body(request), USER_FIELDS, creating=True)
+    # -- users
+    async def create_user(self, body: UserInput | None = None) -> dict[str, Any]:
+        fields = (body or UserInput()).model_dump(exclude_unset=True)
         if fields.get("id") and await asyncio.to_thread(self.store.get_user, fields["id"]) is not None:
-            raise GatewayError(f"user {fields['id']!r} exists", status=409, type="invalid_request_error",
-                               code="conflict")
+            raise _conflict(f"user {fields['id']!r} exists")
         token, user = await asyncio.to_thread(self.store.create_user, fields)
         self.accounts.user_changed(user)
-        send_json(responder, 201, {**user.public(), "token": token})
+        return {**user.public(), "token": token}
 
-    async def create_team(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        fields = validate(json_body(request), TEAM_FIELDS, creating=True)
+    async def list_users(self, limit: Limit = 100, after: After = None,
+                         team_id: Annotated[Id | None, Query()] = None) -> dict[str, Any]:
+        found = await asyncio.to_thread(self.store.list_users, after, limit + 1, team_id)
+        return listing([u.public() for u in found], limit)
+
+    async def get_user(self, id: Id) -> dict[str, Any]:
+        user = await asyncio.to_thread(self.store.get_user, id)
+        if user is None:
+            raise NotFound(f"no user {id!r}", code="user_not_found")
+        return user.public()
+
+    async def update_user(self, id: Id, body: UserChange) -> dict[str, Any]:
+        user = await asyncio.to_thread(self.store.update_user, id, body.model_dump(exclude_unset=True))
+        if user is None:
+            raise NotFound(f"no user {id!r}", code="user_not_found")
+        self.accounts.user_changed(user)
+        return user.public()
+
+    async def delete_user(self, id: Id, cascade: Annotated[bool, Query(
+            description="also delete the user's keys; without it a user that holds keys is kept (409)")] = False,
+    ) -> dict[str, Any]:
+        """Delete a user. Its usage stays in the ledger (reports still show it)."""
+        try:
+            revoked = await asyncio.to_thread(self.store.delete_user, id, cascade)
+        except UserHasKeys as err:
+            raise GatewayError(f"user {id!r} holds {err.count} key(s): delete them first, or pass cascade=true "
+                               "to delete them with the user", status=409, type="invalid_request_error",
+                               code="user_has_keys") from None
+        if revoked is None:
+            raise NotFound(f"no user {id!r}", code="user_not_found")
+        for key in revoked:
+            self.accounts.cache.evict(key.key_hash)
+        self.accounts.budgets.configure("user", id, None, "total")
+        return {"id": id, "deleted": True, "revoked_keys": len(revoked)}
+
+    # -- teams
+    async def create_team(self, body: TeamInput | None = None) -> dict[str, Any]:
+        fields = (body or TeamInput()).model_dump(exclude_unset=True)
         if fields.get("id") and await asyncio.to_thread(self.store.get_team, fields["id"]) is not None:
-            raise GatewayError(f"team {fields['id']!r} exists", status=409, type="invalid_request_error",
-                               code="conflict")
+            raise _conflict(f"team {fields['id']!r} exists")
         team = await asyncio.to_thread(self.store.create_team, fields)
         self.accounts.team_changed(team)
-        send_json(responder, 201, team.public())
+        return team.public()
 
-    async def list_users(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        params = query(request)
-        after, limit = page(params)
-        found = await asyncio.to_thread(self.store.list_users, after, limit + 1, params.get("team_id"))
-        send_json(responder, 200, listing([u.public() for u in found], limit))
-
-    async def list_teams(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        after, limit = page(query(request))
+    async def list_teams(self, limit: Limit = 100, after: After = None) -> dict[str, Any]:
         found = await asyncio.to_thread(self.store.list_teams, after, limit + 1)
-        send_json(responder, 200, listing([t.public() for t in found], limit))
+        return listing([t.public() for t in found], limit)
 
-    async def get_user(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        user = await asyncio.to_thread(self.store.get_user, request.params["id"])
-        if user is None:
-            raise NotFound(f"no user {request.params['id']!r}", code="user_not_found")
-        send_json(responder, 200, user.public())
-
-    async def get_team(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        team = await asyncio.to_thread(self.store.get_team, request.params["id"])
+    async def get_team(self, id: Id) -> dict[str, Any]:
+        team = await asyncio.to_thread(self.store.get_team, id)
         if team is None:
-            raise NotFound(f"no team {request.params['id']!r}", code="team_not_found")
-        send_json(responder, 200, team.public())
+            raise NotFound(f"no team {id!r}", code="team_not_found")
+        return team.public()
 
-    async def update_user(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        changes = validate(json_body(request), USER_FIELDS, creating=False)
-        user = await asyncio.to_thread(self.store.update_user, request.params["id"], changes)
-        if user is None:
-            raise NotFound(f"no user {request.params['id']!r}", code="user_not_found")
-        self.accounts.user_changed(user)
-        send_json(responder, 200, user.public())
-
-    async def update_team(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        changes = validate(json_body(request), TEAM_FIELDS, creating=False)
-        team = await asyncio.to_thread(self.store.update_team, request.params["id"], changes)
+    async def update_team(self, id: Id, body: TeamChange) -> dict[str, Any]:
+        team = await asyncio.to_thread(self.store.update_team, id, body.model_dump(exclude_unset=True))
         if team is None:
-            raise NotFound(f"no team {request.params['id']!r}", code="team_not_found")
+            raise NotFound(f"no team {id!r}", code="team_not_found")
         self.accounts.team_changed(team)
-        send_json(responder, 200, team.public())
+        return team.public()
 
-    async def delete_user(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        if not await asyncio.to_thread(self.store.delete_user, request.params["id"]):
-            raise NotFound(f"no user {request.params['id']!r}", code="user_not_found")
-        self.accounts.budgets.configure("user", request.params["id"], None, "total")
-        send_json(responder, 200, {"id": request.params["id"], "deleted": True})
-
-    async def delete_team(self, request: Request, responder: Responder) -> None:
-        self._admin(request)
-        if not await asyncio.to_thread(self.store.delete_team, request.params["id"]):
-            raise NotFound(f"no team {request.params['id']!r}", code="team_not_found")
-        self.accounts.budgets.configure("team", request.params["id"], None, "total")
-        send_json(responder, 200, {"id": request.params["id"], "deleted": True})
+    async def delete_team(self, id: Id) -> dict[str, Any]:
+        if not await asyncio.to_thread(self.store.delete_team, id):
+            raise NotFound(f"no team {id!r}", code="team_not_found")
+        self.accounts.budgets.configure("team", id, None, "total")
+        return {"id": id, "deleted": True}
 
     # -- self-service: a user manages its own keys with its user token
-    async def _me(self, request: Request) -> UserRecord:
-        token = client_secret(request.headers)
-        user = await asyncio.to_thread(self.store.user_by_token, token) if token else None
-        if user is None:
-            raise Unauthorized("send your user token as 'Authorization: Bearer <token>'")
-        return user
-
-    async def my_keys(self, request: Request, responder: Responder) -> None:
-        user = await self._me(request)
-        after, limit = page(query(request))
+    async def my_keys(self, request: Request, limit: Limit = 100, after: After = None) -> dict[str, Any]:
+        user = current_user(request)
         found = await asyncio.to_thread(self.store.list_keys, after, limit + 1, user_id=user.id)
-        send_json(responder, 200, listing([k.public() for k in found], limit))
+        return listing([k.public() for k in found], limit)
 
-    async def create_my_key(self, request: Request, responder: Responder) -> None:
-        user = await self._me(request)
-        fields = validate(json_body(request), KEY_FIELDS, creating=True, allowed=SELF_SERVICE_KEY_FIELDS)
+    async def create_my_key(self, request: Request, body: MyKeyInput | None = None) -> dict[str, Any]:
+        user = current_user(request)
+        fields = key_fields((body or MyKeyInput()).model_dump(exclude_unset=True))
+        fields["team_id"] = user.team_id
         cap = user.max_keys if user.max_keys is not None else self.accounts.config.auth.max_keys_per_user
-        if await asyncio.to_thread(self.store.count_keys, user.id) >= cap:
+        created = await asyncio.to_thread(self.store.create_key_within_cap, user.id, cap, fields)
+        if created is None:
             raise BadRequest(f"you already have {cap} key(s), the most allowed: delete one first",
                              code="key_limit_reached")
-        fields.update(user_id=user.id, team_id=user.team_id)
-        send_json(responder, 201, await self._create_key(fields))
+        secret, key = created
+        self.accounts.put_key(key)
+        return {**key.public(), "key": secret}
 
-    async def delete_my_key(self, request: Request, responder: Responder) -> None:
-        user = await self._me(request)
-        await self._delete_key(request.params["id"], user.id)
-        send_json(responder, 200, {"id": request.params["id"], "deleted": True})
+    async def delete_my_key(self, request: Request, id: Id) -> dict[str, Any]:
+        await self._delete_key(id, current_user(request).id)
+        return {"id": id, "deleted": True}

@@ -1,54 +1,75 @@
-"""Admin API plumbing: master-key check, JSON bodies, query parameters, pagination and time ranges."""
+"""Cold-path plumbing: the one way every cold route reads the caller's key, pagination, and the key fields."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Annotated, Any
 
-import orjson
+from fastapi import Query, Request
+from fastapi.security import HTTPBearer
 
-from llm_gateway.errors import BadRequest, GatewayError, Unauthorized
+from llm_gateway.errors import GatewayError, Unauthorized
 from llm_gateway.keys.auth import client_secret
-from llm_gateway.server.http import Request, Responder
-from llm_gateway.usage.report import timestamp_ms
+from llm_gateway.keys.model import UserRecord
+from llm_gateway.keys.store import Store
+from llm_gateway.usage.report import timestamp_ms as parse_timestamp
+
+from .schemas import MAX_EPOCH_MS, Id
 
 MAX_PAGE = 1000
+# Documentation only (auto_error off): the key itself is read by `client_secret`, as on the hot path, so
+# `Authorization: Bearer`, `x-api-key` and `api-key` work alike on every route.
+MASTER_SCHEME = HTTPBearer(auto_error=False, scheme_name="masterKey", description="the master key")
+USER_SCHEME = HTTPBearer(auto_error=False, scheme_name="userToken", description="a user's self-service token")
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page")]
+After = Annotated[Id | None, Query(description="the next_cursor of the previous page")]
 
 
-def require_master(request: Request, master_key: str | None) -> None:
+def caller_secret(request: Request) -> str:
+    """The caller's key; repeated headers joined with ", " as the hot path's edge joins them."""
+    headers = request.headers
+    joined = {name: ", ".join(headers.getlist(name)) for name in ("authorization", "x-api-key", "api-key")
+              if name in headers}
+    return client_secret(joined)
+
+
+def check_master(secret: str, master_key: str | None) -> None:
     if master_key is None:
         raise GatewayError("the admin API is off: set auth.master_key (or LLM_GATEWAY_MASTER_KEY)",
                            status=403, type="permission_error", code="admin_disabled")
-    secret = client_secret(request.headers)
     if not secret or not hmac.compare_digest(secret.encode(), master_key.encode()):
         raise Unauthorized("the admin API needs the master key")
 
 
-def json_body(request: Request) -> Any:
-    if not request.body:
-        return {}
-    try:
-        return orjson.loads(request.body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+class Auth:
+    """FastAPI dependencies: the master key, the master key when one is set, a user's token."""
+
+    def __init__(self, master_key: str | None, store: Store) -> None:
+        self.master_key = master_key
+        self.store = store
+
+    async def master(self, request: Request) -> None:
+        check_master(caller_secret(request), self.master_key)
+
+    async def master_if_set(self, request: Request) -> None:
+        """Routes that are open when the gateway is (no master key: no admin identity exists)."""
+        if self.master_key is not None:
+            check_master(caller_secret(request), self.master_key)
+
+    async def user(self, request: Request) -> None:
+        token = caller_secret(request)
+        user = await asyncio.to_thread(self.store.user_by_token, token) if token else None
+        if user is None:
+            raise Unauthorized("send your user token as 'Authorization: Bearer <token>'")
+        request.state.user = user
 
 
-def query(request: Request) -> dict[str, str]:
-    return {k: v[-1] for k, v in parse_qs(request.query, keep_blank_values=False).items()}
-
-
-def page(params: dict[str, str]) -> tuple[str | None, int]:
-    """`after` (the last id of the previous page) and `limit` (1..1000, default 100)."""
-    raw = params.get("limit", "100")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise BadRequest("limit must be an integer", param="limit") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}", param="limit")
-    return params.get("after") or None, limit
+def current_user(request: Request) -> UserRecord:
+    user: UserRecord = request.state.user
+    return user
 
 
 def listing(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
@@ -58,13 +79,24 @@ def listing(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
             "next_cursor": items[-1]["id"] if more and items else None}
 
 
-def time_range(params: dict[str, str], default_days: int = 30) -> tuple[int, int]:
-    end = timestamp_ms(params["end"], "end") if "end" in params else int(time.time() * 1000) + 1
-    start = timestamp_ms(params["start"], "start") if "start" in params else end - default_days * 86_400_000
-    if start >= end:
-        raise BadRequest("start must be before end", param="start")
-    return start, end
+def key_fields(given: dict[str, Any]) -> dict[str, Any]:
+    """Checked key fields as the store takes them: `expires_in_s` becomes `expires_at`, models sorted once."""
+    fields = dict(given)
+    if "expires_in_s" in fields:
+        seconds = fields.pop("expires_in_s")
+        fields["expires_at"] = None if seconds is None else int((time.time() + seconds) * 1000)
+    if fields.get("models") is not None:
+        fields["models"] = sorted(set(fields["models"]))
+    return fields
 
 
-def send_json(responder: Responder, status: int, body: Any) -> None:
-    responder.send(status, orjson.dumps(body))
+def out_of_range(message: str, param: str) -> GatewayError:
+    return GatewayError(message, status=422, type="invalid_request_error", code="invalid_value", param=param)
+
+
+def timestamp_ms(value: str, name: str) -> int:
+    """Epoch ms or ISO 8601 (400 when neither), within what a ledger row can hold (422 otherwise)."""
+    ms = parse_timestamp(value, name)
+    if not 0 <= ms <= MAX_EPOCH_MS:
+        raise out_of_range(f"{name} must lie between 1970 and 9999", name)
+    return ms
