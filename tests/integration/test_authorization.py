@@ -304,7 +304,7 @@ def test_keys_and_teams_get_the_permissions_through_the_admin_api(gw: Gw) -> Non
     r, _ = gw.chat(secret, "cheap", {"x-gateway-retries": "0"})
     assert r.status_code == 400
     bad = httpx.patch(f"{gw.proc.url}/api/v1/keys/{key_id}", headers=admin, json={"allow_overrides": "yes"})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "allow_overrides"
+    assert bad.status_code == 422 and "allow_overrides" in bad.text
 
 
 def test_the_cli_creates_keys_with_the_permissions(gw: Gw) -> None:

@@ -209,6 +209,10 @@ class Totals(BaseModel):
     cache_hits: int
     cache_misses: int
     errors: int
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    unpriced_requests: int = Field(0, description="requests with usage whose price is unknown, recorded at $0")
 
 
 class UsageReport(BaseModel):
