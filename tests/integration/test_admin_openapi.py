@@ -116,7 +116,8 @@ def _exercise(operation: Any, token: str, checks: list[Any], failures: list[str]
 
     calls = 0
 
-    @settings(max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=120, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy())
     def run(case: Any) -> None:
         nonlocal calls

@@ -83,7 +83,7 @@ def spend_since(engine: Engine, group: str, start_ms: int) -> dict[str, float]:
 
 def timestamp_ms(value: str, name: str) -> int:
     """Epoch milliseconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "³".isdigit() is True too, and int() refuses it
         return int(value)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
