@@ -69,15 +69,7 @@ class Counter(Metric):
         self.values: dict[LabelValues, float] = {}
 
     def inc(self, labels: LabelValues = (), amount: float = 1.0) -> None:
-        values = self.values
-        value = values.get(labels)
-        if value is None:  # a new label set: the only time the cap is looked at
-            if len(values) >= self.max_series:
-                labels = self.other
-                value = values.get(labels, 0.0)
-            else:
-                value = 0.0
-        values[labels] = value + amount
+        _add(self.values, labels, amount, self.max_series, self.other)
 
     def get(self, labels: LabelValues = ()) -> float:
         return self.values.get(labels, 0.0)
@@ -87,6 +79,19 @@ class Counter(Metric):
         # classic text format keeps the full name, which is what scrapers and our users' queries expect.
         for labels, value in self.values.items():
             yield f"{self.name}{_labels(self.label_names, labels)} {_num(value)}"
+
+
+def _add(values: dict[LabelValues, float], labels: LabelValues, amount: float, cap: int,
+         other: LabelValues) -> None:
+    """Add `amount` to a series; a new label set beyond `cap` is added to the `other` series instead."""
+    value = values.get(labels)
+    if value is None:  # a new label set: the only time the cap is looked at
+        if len(values) >= cap:
+            labels = other
+            value = values.get(labels, 0.0)
+        else:
+            value = 0.0
+    values[labels] = value + amount
 
 
 class Gauge(Metric):
@@ -109,15 +114,7 @@ class Gauge(Metric):
         values[labels] = value
 
     def add(self, amount: float, labels: LabelValues = ()) -> None:
-        values = self.values
-        value = values.get(labels)
-        if value is None:
-            if len(values) >= self.max_series:
-                labels = self.other
-                value = values.get(labels, 0.0)
-            else:
-                value = 0.0
-        values[labels] = value + amount
+        _add(self.values, labels, amount, self.max_series, self.other)
 
     def get(self, labels: LabelValues = ()) -> float:
         if self._read is not None:
