@@ -135,6 +135,11 @@ def resolve(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+def url_host(host: str) -> str:
+    """A host as it is written in a URL: an IPv6 address in brackets (`--openai-domain ::1`)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def build_config(values: dict[str, Any], env: dict[str, str]) -> GatewayConfig:
     path = values["config"]
     cfg = load_config_file(path, env) if path else GatewayConfig()
@@ -188,7 +193,7 @@ def build_config(values: dict[str, Any], env: dict[str, str]) -> GatewayConfig:
     upstream_given = any(given(n) is not None for n in ("openai_domain", "openai_port", "openai_tls"))
     if upstream_given or not cfg.providers:
         tls = bool(pick("openai_tls"))
-        base_url = f"{'https' if tls else 'http'}://{pick('openai_domain')}:{pick('openai_port')}/v1"
+        base_url = f"{'https' if tls else 'http'}://{url_host(pick('openai_domain'))}:{pick('openai_port')}/v1"
         name = "upstream" if any(p.name == "openai" for p in cfg.providers) else "openai"
         cfg.providers.append(ProviderConfig(name=name, type="openai-compatible", base_url=base_url,
                                             models=["*"], options={"passthrough": True}))
