@@ -186,6 +186,10 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     gateway.on_shutdown.append(accounts.stop)  # flushes the ledger after the server drained its requests
     gateway.on_shutdown.extend(p.transport.aclose for p in providers.values() if p.transport is not None)
     gateway.on_shutdown.insert(0, telemetry.close)  # hooks run in reverse: telemetry flushes last
+    for provider in providers.values():  # cloud credentials: fetched at start-up, then refreshed in the background
+        if provider.refresher is not None:
+            gateway.on_startup.append(provider.refresher.start)
+            gateway.on_shutdown.append(provider.refresher.stop)
     cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown)
     if cooldown_sync is not None:
         gateway.on_startup.append(cooldown_sync.start)
