@@ -29,7 +29,8 @@ class GoogleTokens:
     def __call__(self) -> Issued[str]:
         if self._credentials is None:  # found once; ADC may probe the metadata server, which takes a moment
             if self.credentials_file:
-                creds, _ = google.auth.load_credentials_from_file(self.credentials_file, scopes=[SCOPE])
+                creds, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
+                    self.credentials_file, scopes=[SCOPE])
             else:
                 creds, _ = google.auth.default(scopes=[SCOPE])
             self._credentials = creds
