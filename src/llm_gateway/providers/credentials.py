@@ -115,9 +115,12 @@ class Refresher(Generic[T]):
         try:
             issued = await asyncio.to_thread(self.fetch)
         except Exception as exc:  # whatever the library raises: keep the last value, report, retry
-            self.problem = describe(exc)
-            log.warning("provider %s: cannot obtain %s (%s); retrying in %.0fs", self.provider, self.what,
-                        self.problem, self._retry)
+            problem = describe(exc)
+            # a warning when the reason changes; the same reason again (every retry) only at debug level
+            level = logging.DEBUG if problem == self.problem else logging.WARNING
+            self.problem = problem
+            log.log(level, "provider %s: cannot obtain %s (%s); retrying in %.0fs", self.provider, self.what,
+                    problem, self._retry)
             delay, self._retry = self._retry, min(RETRY_MAX_S, self._retry * 2)
             return delay
         self.fetches += 1
