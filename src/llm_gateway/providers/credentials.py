@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from llm_gateway.errors import UpstreamUnavailable
 
@@ -131,3 +131,16 @@ class Refresher(Generic[T]):
             return 3600.0  # never expires (e.g. static keys found by the chain): look again now and then
         life = issued.expires_at - self.clock()
         return max(SOONEST_S, life - self.margin, life / 2)
+
+
+class Keeper:
+    """All providers' refreshers, started side by side (a slow identity endpoint holds start-up up only once)."""
+
+    def __init__(self, refreshers: list[Refresher[Any]]) -> None:
+        self.refreshers = refreshers
+
+    async def start(self) -> None:
+        await asyncio.gather(*(r.start() for r in self.refreshers))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(r.stop() for r in self.refreshers))
