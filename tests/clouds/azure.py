@@ -1,5 +1,6 @@
 """Azure on loopback: Microsoft Entra ID (OpenID discovery, the v2.0 token endpoint for client credentials with
-a secret or a federated assertion) and Azure OpenAI's chat completions, which take only a bearer token the
+a secret or a federated assertion), a managed identity endpoint (App Service's `IDENTITY_ENDPOINT`, API version
+2019-08-01) and Azure OpenAI's chat completions, which take only a bearer token the
 token endpoint issued for the Cognitive Services scope.
 
 azure-identity refuses an `http://` authority, so this server speaks TLS with a test CA (trustme).
@@ -19,6 +20,7 @@ CLIENT_ID = "11111111-1111-1111-1111-111111111111"
 CLIENT_SECRET = "entra-client-secret-value"
 FEDERATED_TOKEN = "eyJhbGciOiJSUzI1NiJ9.aks-workload-identity.signature"
 SCOPE = "https://cognitiveservices.azure.com/.default"
+IDENTITY_HEADER = "managed-identity-header-secret"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -69,6 +71,20 @@ def make_app(cloud: AzureCloud) -> web.Application:
         return web.json_response({"token_type": "Bearer", "expires_in": cloud.token_lifetime,
                                   "ext_expires_in": cloud.token_lifetime, "access_token": access})
 
+    async def managed_identity(request: web.Request) -> web.Response:
+        query = request.query
+        cloud.token_calls.append({"how": "managed-identity", "resource": query.get("resource"),
+                                  "api_version": query.get("api-version")})
+        if request.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
+            return web.json_response({"statusCode": 401, "message": "bad identity header"}, status=401)
+        if query.get("resource") != SCOPE.removesuffix("/.default"):
+            return web.json_response({"statusCode": 400, "message": "bad resource"}, status=400)
+        access = f"eyJ0eXAiOiJKV1QifQ.{secrets.token_urlsafe(24)}.mi"
+        expires = time.time() + cloud.token_lifetime
+        cloud.tokens[access] = (expires, "managed-identity")
+        return web.json_response({"access_token": access, "expires_on": str(int(expires)),
+                                  "resource": query["resource"], "token_type": "Bearer", "client_id": CLIENT_ID})
+
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
         scheme, _, access = request.headers.get("Authorization", "").partition(" ")
@@ -89,5 +105,6 @@ def make_app(cloud: AzureCloud) -> web.Application:
     app = web.Application(middlewares=[note])
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", openid)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
+    app.router.add_get("/msi/token", managed_identity)
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat)
     return app

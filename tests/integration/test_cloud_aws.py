@@ -20,7 +20,7 @@ from tests.clouds.aws import CONTAINER_TOKEN, WEB_IDENTITY_TOKEN, AwsCloud, make
 from tests.clouds.thread import AppThread
 from tests.conftest import GatewayProcess, launch
 
-LIFETIME = 5  # seconds the container credentials live: refreshes happen while the tests run
+LIFETIME = 4  # seconds the container credentials live: refreshes happen while the tests run
 DELAY = 0.8  # seconds the container endpoint takes: a request that waited for it would show it
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 ROLE = "arn:aws:iam::123456789012:role/bedrock-invoker"
@@ -122,7 +122,7 @@ def test_refresh_before_expiry_without_a_request_waiting(client: openai.OpenAI, 
     fetched = sum(1 for c in cloud.calls if c["endpoint"] == "container")
     first = len(cloud.bedrock_calls)
     slowest = 0.0
-    deadline = time.monotonic() + 2.2 * LIFETIME
+    deadline = time.monotonic() + 2 * LIFETIME
     while time.monotonic() < deadline:
         started = time.monotonic()
         assert _ask(client, "container") == "Hello from Bedrock"  # never signed with expired keys

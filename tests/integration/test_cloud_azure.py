@@ -11,12 +11,21 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 import trustme
-from tests.clouds.azure import CLIENT_ID, CLIENT_SECRET, FEDERATED_TOKEN, TENANT, AzureCloud, make_app
+from tests.clouds.azure import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    FEDERATED_TOKEN,
+    IDENTITY_HEADER,
+    TENANT,
+    AzureCloud,
+    make_app,
+)
 from tests.clouds.thread import AppThread
 from tests.conftest import GatewayProcess, launch
 
@@ -104,3 +113,19 @@ def test_refused_secret(gateway: GatewayProcess, servers: Servers) -> None:
     assert "az-refused: cannot obtain Microsoft Entra ID token (ClientAuthenticationError" in log
     assert CLIENT_SECRET not in log and "not-the-secret" not in log and FEDERATED_TOKEN not in log
     assert not any(token in log for token in servers.cloud.tokens)
+
+
+def test_managed_identity(servers: Servers, tmp_path: Path) -> None:
+    """App Service / Container Apps style: the platform's IDENTITY_ENDPOINT and IDENTITY_HEADER, no secret."""
+    config = {"providers": [{"type": "azure", "base_url": servers.openai.url, "auth": "entra", "name": "az-mi",
+                             "models": [{"name": "gpt-4o-mi", "model": "dep-mi"}]}]}
+    env = {"IDENTITY_ENDPOINT": f"{servers.openai.url}/msi/token", "IDENTITY_HEADER": IDENTITY_HEADER}
+    gw = launch([], tmp_path, env=env, config=config)
+    try:
+        client = openai.OpenAI(base_url=gw.v1, api_key="unused", max_retries=0)
+        out = client.chat.completions.create(model="gpt-4o-mi", messages=[{"role": "user", "content": "Hi"}])
+        assert out.choices[0].message.content == "Hello from dep-mi"
+        assert servers.cloud.openai_calls[-1]["how"] == "managed-identity"
+        assert IDENTITY_HEADER not in gw.log()
+    finally:
+        gw.stop()
