@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,14 @@ def test_vertex_deployments_are_priced() -> None:
     assert claude is not None and (claude.price.input, claude.price.output) == pytest.approx((3e-6, 15e-6))
     flash = prices["gemini-2.5-flash"]
     assert flash is not None and flash.price.output == pytest.approx(2.5e-6)
+
+
+def test_config_check_names_what_a_provider_type_needs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llm_gateway.cli import config_check
+
+    path = tmp_path / "gw.yaml"
+    path.write_text("providers:\n  - {name: vx, type: vertex, options: {location: us-east5}, models: [m]}\n")
+    assert config_check(str(path), {}) == 1
+    assert "providers.vx: vertex needs options.project" in capsys.readouterr().err
+    path.write_text("providers:\n  - {name: vx, type: vertex, options: {project: p1}, models: [m]}\n")
+    assert config_check(str(path), {}) == 0
