@@ -178,6 +178,13 @@ def make_app(cloud: GoogleCloud) -> web.Application:
         publisher, _, rest = tail.partition("/models/")
         model, _, method = rest.partition(":")
         body = call["body"]
+        if model.endswith("-overloaded"):  # a Claude model's own error shape, through rawPredict
+            return web.json_response({"type": "error", "error": {"type": "overloaded_error",
+                                                                 "message": "Overloaded"}}, status=529)
+        if model.endswith("-exhausted"):  # Vertex's own (google.rpc) error shape
+            return web.json_response({"error": {"code": 429, "message": "Quota exceeded for "
+                                                "aiplatform.googleapis.com/generate_content_requests_per_minute",
+                                                "status": "RESOURCE_EXHAUSTED"}}, status=429)
         if publisher == "anthropic":
             if body.get("anthropic_version") != "vertex-2023-10-16" or "model" in body:
                 return web.json_response({"type": "error", "error": {

@@ -43,7 +43,8 @@ def gateway(cloud: GoogleCloud, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "providers": [
             {**vertex, "name": "vertex-sa", "options": {"project": "proj-1", "location": "us-east5",
                                                         "credentials_file": str(sa_file)},
-             "models": ["gemini-2.5-flash", "claude-sonnet-4-5@20250929", "gemini-embedding-001"]},
+             "models": ["gemini-2.5-flash", "claude-sonnet-4-5@20250929", "gemini-embedding-001",
+                        "claude-overloaded", "gemini-exhausted"]},
             {**vertex, "name": "vertex-gce", "options": {"project": "proj-1", "location": "europe-west4"},
              "models": [{"name": "gemini-gce", "model": "gemini-2.5-pro"}]},
             {**vertex, "name": "vertex-broken", "options": {"project": "proj-1", "credentials_file": str(broken)},
@@ -128,6 +129,15 @@ def test_embeddings(client: openai.OpenAI, cloud: GoogleCloud) -> None:
     assert out.usage.prompt_tokens == 3
     assert _last(cloud, ":predict")["body"] == {"instances": [{"content": "one two"}, {"content": "three"}],
                                                 "parameters": {"outputDimensionality": 3}}
+
+
+def test_errors_in_either_shape(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="claude-overloaded", messages=[{"role": "user", "content": "Hi"}])
+    assert err.value.status_code == 503 and "Overloaded" in err.value.message
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(model="gemini-exhausted", messages=[{"role": "user", "content": "Hi"}])
+    assert "Quota exceeded" in limited.value.message
 
 
 def test_metadata_server_credentials(client: openai.OpenAI, cloud: GoogleCloud) -> None:

@@ -115,6 +115,8 @@ def test_which_providers_keep_credentials_fresh() -> None:
     assert provider(**azure, api_key="k").refresher is None  # type: ignore[attr-defined]
     assert provider(**azure, auth="entra").refresher is not None  # type: ignore[attr-defined]
     assert provider(type="vertex", options={"project": "p1"}).refresher is not None  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"auth 'entra' is not available for type 'openai'"):
+        provider(type="openai", auth="entra")
     with pytest.raises(ValueError, match=r"vertex needs options\.project"):
         provider(type="vertex")
 

@@ -101,8 +101,12 @@ class Provider(ABC):
     native_wire = ""  # a client wire format other than OpenAI's that this provider speaks (see NativeBody)
     # Credentials that expire (cloud identities), kept fresh off the request path; None: static ones.
     refresher: Refresher[Any] | None = None
+    auth_modes: tuple[str, ...] = ("api_key",)  # the `auth` values this provider type takes
 
     def __init__(self, config: ProviderConfig) -> None:
+        if config.auth is not None and config.auth not in self.auth_modes:
+            raise ValueError(f"providers.{config.name}: auth {config.auth!r} is not available for type "
+                             f"{config.type!r} (available: {', '.join(self.auth_modes)})")
         self.config = config
         self.name = config.name
         base = config.base_url or self.default_base_url()

@@ -23,6 +23,7 @@ class AzureProvider(OpenAICompatibleProvider):
     type = "azure"
     price_catalog = "azure"
     prices_by_public_name = True  # `models: [{name: gpt-4o, model: my-deployment}]`
+    auth_modes = ("api_key", "entra")
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
