@@ -3,7 +3,10 @@ and which providers get a refresher (the cloud identities) and how their deploym
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -144,3 +147,26 @@ def test_config_check_names_what_a_provider_type_needs(tmp_path: Path, capsys: p
     assert "providers.vx: vertex needs options.project" in capsys.readouterr().err
     path.write_text("providers:\n  - {name: vx, type: vertex, options: {project: p1}, models: [m]}\n")
     assert config_check(str(path), {}) == 0
+
+
+CLOUD_LIBRARIES = ("botocore", "google.auth", "azure", "msal", "requests")
+
+
+def _loaded_after_create_app(tmp_path: Path, providers: list[dict[str, object]]) -> list[str]:
+    code = ("import sys\nfrom llm_gateway.app import create_app\nfrom llm_gateway.settings import parse_config\n"
+            f"create_app(parse_config({{'database': {{'url': 'sqlite:///{tmp_path}/g.db'}}, "
+            f"'providers': {providers!r}}}, env={{}}))\n"
+            f"print(sorted({{m.split('.')[0] for m in sys.modules if m.startswith({CLOUD_LIBRARIES!r})}}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return list(ast.literal_eval(out.stdout.strip()))
+
+
+def test_cloud_libraries_are_imported_only_when_configured(tmp_path: Path) -> None:
+    static = [{"name": "aws", "type": "bedrock", "models": ["m"],
+               "options": {"region": "eu-west-1", "access_key_id": "AKID", "secret_access_key": "s"}},
+              {"name": "az", "type": "azure", "base_url": "https://r.openai.azure.com", "api_key": "k",
+               "models": ["m"]}]
+    assert _loaded_after_create_app(tmp_path, static) == []  # keys in the config: no cloud library at all
+    vertex = [{"name": "vx", "type": "vertex", "options": {"project": "p1"}, "models": ["m"]}]
+    assert "google" in _loaded_after_create_app(tmp_path, vertex)
