@@ -120,6 +120,9 @@ def test_which_providers_keep_credentials_fresh() -> None:
     assert provider(type="vertex", options={"project": "p1"}).refresher is not None  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match=r"auth 'entra' is not available for type 'openai'"):
         provider(type="openai", auth="entra")
+    aliased = provider(type="vertex", options={"vertex_project": "p2", "vertex_location": "europe-west4"})
+    assert aliased.origin.host == "europe-west4-aiplatform.googleapis.com"  # type: ignore[attr-defined]
+    assert aliased._prefix == "/v1/projects/p2/locations/europe-west4/publishers"  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match=r"vertex needs options\.project"):
         provider(type="vertex")
 

@@ -5,7 +5,8 @@
   `model` and with `anthropic_version: vertex-2023-10-16`, the Anthropic translation as it is;
 - embeddings: `predict` with one instance per input.
 
-`options`: `project` (required), `location` (default `us-central1`; `global` uses the global endpoint),
+`options`: `project` (required), `location` (default `us-central1`; `global` uses the global endpoint; also
+`vertex_project` / `vertex_location`),
 `credentials_file` (a service-account or external-account JSON; default: Application Default Credentials).
 """
 
@@ -47,8 +48,9 @@ class VertexProvider(Provider):
 
     def __init__(self, config: ProviderConfig) -> None:
         options = config.options
-        self.project = str(options.get("project") or "")
-        self.location = str(options.get("location") or DEFAULT_LOCATION)
+        # `vertex_project` / `vertex_location`: the names LiteLLM-style configs use
+        self.project = str(options.get("project") or options.get("vertex_project") or "")
+        self.location = str(options.get("location") or options.get("vertex_location") or DEFAULT_LOCATION)
         if not self.project:
             raise ValueError(f"providers.{config.name}: vertex needs options.project (the Google Cloud project id)")
         super().__init__(config)
