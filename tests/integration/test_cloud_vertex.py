@@ -85,6 +85,13 @@ def test_gemini_with_a_service_account(client: openai.OpenAI, cloud: GoogleCloud
     assert cloud.token_calls and all(c["iss"].startswith("gateway@") for c in cloud.token_calls)
 
 
+def test_provider_slash_model(client: openai.OpenAI, cloud: GoogleCloud) -> None:
+    out = client.chat.completions.create(model="vertex-sa/gemini-2.0-flash-001",
+                                         messages=[{"role": "user", "content": "Hi"}])
+    assert out.choices[0].message.content == "Hello from Vertex"
+    assert str(_last(cloud, ":generateContent")["path"]).endswith("/models/gemini-2.0-flash-001:generateContent")
+
+
 def test_gemini_stream(client: openai.OpenAI, cloud: GoogleCloud) -> None:
     stream = client.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "Hi"}],
                                             stream=True, stream_options={"include_usage": True})
