@@ -1,4 +1,5 @@
-"""Google Cloud on loopback: the OAuth token endpoint (service-account JWT grant), the GCE metadata server, and
+"""Google Cloud on loopback: the OAuth token endpoint (service-account JWT grant), Security Token Service (token
+exchange for workload identity federation), the GCE metadata server, and
 Vertex AI's generateContent / streamGenerateContent / rawPredict / streamRawPredict / predict.
 
 The token endpoint verifies the signed JWT assertion with the service account's public key (RFC 7523, as
@@ -24,6 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 SA_EMAIL = "gateway@proj-1.iam.gserviceaccount.com"
+POOL_AUDIENCE = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/eks/providers/oidc"
+SUBJECT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eks-service-account-token.signature"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
 def _b64url(text: str) -> bytes:
@@ -34,7 +38,7 @@ def _b64url(text: str) -> bytes:
 class Issued:
     token: str
     expires_at: float
-    source: str  # "service-account" or "metadata"
+    source: str  # "service-account", "metadata" or "federation"
 
 
 @dataclass
@@ -44,7 +48,8 @@ class GoogleCloud:
     token_lifetime: int = 3600
     token_delay: float = 0.0  # seconds the token endpoints take to answer
     tokens: dict[str, Issued] = field(default_factory=dict)
-    token_calls: list[dict[str, Any]] = field(default_factory=list)
+    token_calls: list[dict[str, Any]] = field(default_factory=list)  # service-account JWT grants, verified
+    exchange_calls: list[dict[str, Any]] = field(default_factory=list)  # STS token exchanges
     metadata_calls: list[str] = field(default_factory=list)
     vertex_calls: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
@@ -56,6 +61,15 @@ class GoogleCloud:
             "type": "service_account", "project_id": "proj-1", "private_key_id": "k1", "private_key": pem,
             "client_email": SA_EMAIL, "client_id": "1234567890", "token_uri": f"{self.url}{token_path}",
         }))
+        return path
+
+    def federation_file(self, path: Path, subject_file: Path) -> Path:
+        """A workload identity federation config (`external_account`): an OIDC token from a file, exchanged."""
+        subject_file.write_text(SUBJECT_TOKEN)
+        path.write_text(json.dumps({
+            "type": "external_account", "audience": POOL_AUDIENCE,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": f"{self.url}/sts/v1/token",
+            "credential_source": {"file": str(subject_file)}}))
         return path
 
     def issue(self, source: str) -> dict[str, Any]:
@@ -134,6 +148,15 @@ def make_app(cloud: GoogleCloud) -> web.Application:
         cloud.token_calls.append(claims)
         return web.json_response(cloud.issue("service-account"))
 
+    async def exchange(request: web.Request) -> web.Response:
+        form = await request.post()
+        cloud.exchange_calls.append({"grant_type": form.get("grant_type"), "audience": form.get("audience")})
+        if (form.get("grant_type") != TOKEN_EXCHANGE or form.get("subject_token") != SUBJECT_TOKEN
+                or form.get("audience") != POOL_AUDIENCE or form.get("scope") != SCOPE):
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        return web.json_response({**cloud.issue("federation"),
+                                  "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
+
     async def refused(request: web.Request) -> web.Response:
         return web.json_response({"error": "invalid_grant", "error_description": "Invalid JWT Signature."},
                                  status=400)
@@ -211,6 +234,7 @@ def make_app(cloud: GoogleCloud) -> web.Application:
     app = web.Application()
     app.router.add_post("/token", token)
     app.router.add_post("/refused-token", refused)
+    app.router.add_post("/sts/v1/token", exchange)
     app.router.add_get("/", metadata(ping))
     base = "/computeMetadata/v1"
     app.router.add_get(f"{base}/instance/service-accounts/{{account}}/", metadata(sa_info))

@@ -47,6 +47,9 @@ def gateway(cloud: GoogleCloud, tmp_path_factory: pytest.TempPathFactory) -> Ite
                         "claude-overloaded", "gemini-exhausted"]},
             {**vertex, "name": "vertex-gce", "options": {"project": "proj-1", "location": "europe-west4"},
              "models": [{"name": "gemini-gce", "model": "gemini-2.5-pro"}]},
+            {**vertex, "name": "vertex-federated", "options": {
+                "project": "proj-1", "credentials_file": str(cloud.federation_file(tmp / "wif.json", tmp / "oidc"))},
+             "models": [{"name": "gemini-federated", "model": "gemini-2.5-flash"}]},
             {**vertex, "name": "vertex-broken", "options": {"project": "proj-1", "credentials_file": str(broken)},
              "models": [{"name": "gemini-broken", "model": "gemini-2.5-pro"}]},
         ],
@@ -157,6 +160,14 @@ def test_metadata_server_credentials(client: openai.OpenAI, cloud: GoogleCloud) 
     assert any("/service-accounts/default/token" in c for c in cloud.metadata_calls)
 
 
+def test_workload_identity_federation(client: openai.OpenAI, cloud: GoogleCloud) -> None:
+    """An `external_account` file (e.g. an EKS or AKS pod's OIDC token): exchanged at Google's STS."""
+    out = client.chat.completions.create(model="gemini-federated", messages=[{"role": "user", "content": "Hi"}])
+    assert out.choices[0].message.content == "Hello from Vertex"
+    assert _last(cloud, ":generateContent")["source"] == "federation"
+    assert cloud.exchange_calls[0]["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
 def test_tokens_are_refreshed_before_expiry_without_a_request_waiting(client: openai.OpenAI,
                                                                        cloud: GoogleCloud) -> None:
     first_call = len(cloud.vertex_calls)
@@ -179,7 +190,7 @@ def test_credentials_that_cannot_be_obtained(gateway: GatewayProcess, client: op
     ready = httpx.get(f"{gateway.url}/ready")
     assert ready.status_code == 503
     report = ready.json()["providers"]
-    assert report["vertex-sa"] == "reachable" and report["vertex-gce"] == "reachable"
+    assert report["vertex-sa"] == report["vertex-gce"] == report["vertex-federated"] == "reachable"
     assert report["vertex-broken"].startswith("credentials unavailable: Google application default credentials: "
                                               "RefreshError")
     status = httpx.get(f"{gateway.url}/api/v1/providers/status").json()

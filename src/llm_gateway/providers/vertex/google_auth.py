@@ -7,6 +7,9 @@ Imported only when a `vertex` provider is configured.
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
 from datetime import UTC
 from typing import Any
 
@@ -16,6 +19,25 @@ import google.auth.transport.requests
 from llm_gateway.providers.credentials import Issued
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+AWS_SUBJECT_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
+
+
+def from_file(path: str) -> Any:
+    """Credentials from a JSON file. Workload identity federation files (`external_account`) are built from their
+    own classes: google-auth's file loader would also look their project up at cloudresourcemanager.googleapis.com,
+    a call the gateway does not need (the provider names its project) and a host it may not be allowed to reach."""
+    with open(path, encoding="utf-8") as file:
+        info = json.load(file)
+    if not isinstance(info, dict) or info.get("type") != "external_account":
+        creds, _ = google.auth.load_credentials_from_file(path, scopes=[SCOPE])  # type: ignore[no-untyped-call]
+        return creds
+    if info.get("subject_token_type") == AWS_SUBJECT_TOKEN_TYPE:
+        module = importlib.import_module("google.auth.aws")
+    elif (info.get("credential_source") or {}).get("executable") is not None:
+        module = importlib.import_module("google.auth.pluggable")
+    else:
+        module = importlib.import_module("google.auth.identity_pool")
+    return module.Credentials.from_info(info, scopes=[SCOPE])
 
 
 class GoogleTokens:
@@ -28,12 +50,11 @@ class GoogleTokens:
 
     def __call__(self) -> Issued[str]:
         if self._credentials is None:  # found once; ADC may probe the metadata server, which takes a moment
-            if self.credentials_file:
-                creds, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-                    self.credentials_file, scopes=[SCOPE])
+            path = self.credentials_file or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+            if path:
+                self._credentials = from_file(path)
             else:
-                creds, _ = google.auth.default(scopes=[SCOPE])
-            self._credentials = creds
+                self._credentials, _ = google.auth.default(scopes=[SCOPE])
         creds = self._credentials
         creds.refresh(self._request)
         expiry = creds.expiry  # a naive UTC datetime, or None
