@@ -71,9 +71,12 @@ async def test_a_failed_refresh_keeps_the_value_until_it_expires_and_backs_off()
     assert delays == [1, 2, 4, 8, 16, 30, 30]
     assert refresher.current() == "value-1"  # still valid: requests go on
     problem = refresher.status()
-    assert problem is not None and problem.startswith("test credentials: ConnectionError: token endpoint down")
-    assert len(problem) < 260  # a library's long message is cut
+    assert problem is not None and problem.startswith("cannot be refreshed: test credentials: ConnectionError: "
+                                                      "token endpoint down")
+    assert problem.endswith("…; the current ones expire in 60s")  # a library's long message is cut
+    assert len(problem) < 300
     clock.now += 61
+    assert (refresher.status() or "").startswith("unavailable: test credentials: ConnectionError")
     with pytest.raises(CredentialUnavailable) as err:
         refresher.current()
     assert err.value.message == "provider 'p' has no valid credentials"  # why stays out of client errors

@@ -124,7 +124,7 @@ class HealthApi:
     async def _probe(self, provider: Provider) -> str:
         problem = provider.credentials_problem()
         if problem is not None:
-            return f"credentials unavailable: {problem}"
+            return f"credentials {problem}"
         origin = provider.transport.reach(provider.origin) if provider.transport else provider.origin
         try:
             async with asyncio.timeout(2.0):

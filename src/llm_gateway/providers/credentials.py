@@ -78,15 +78,18 @@ class Refresher(Generic[T]):
         raise CredentialUnavailable(f"provider {self.provider!r} has no valid credentials")
 
     def status(self) -> str | None:
-        """None while healthy; otherwise why not (for /ready, /api/v1/providers/status and errors)."""
-        if self.problem is not None:
-            return f"{self.what}: {self.problem}"
-        issued = self.issued
-        if issued is None:
-            return f"{self.what}: not fetched yet"
-        if issued.expires_at is not None and issued.expires_at <= self.clock():
-            return f"{self.what}: expired"
-        return None
+        """None while healthy; otherwise why not, for /ready, /api/v1/providers/status and the log:
+        `unavailable: <what>: <why>`, or `cannot be refreshed: ...` while the current ones still work."""
+        issued, now = self.issued, self.clock()
+        valid = issued is not None and (issued.expires_at is None or issued.expires_at > now)
+        if valid and self.problem is None:
+            return None
+        if not valid:
+            why = self.problem or ("not fetched yet" if issued is None else "expired")
+            return f"unavailable: {self.what}: {why}"
+        left = f"; the current ones expire in {issued.expires_at - now:.0f}s" if (
+            issued is not None and issued.expires_at is not None) else ""
+        return f"cannot be refreshed: {self.what}: {self.problem}{left}"
 
     async def start(self) -> None:
         """Fetch the first credentials (waiting up to FIRST_FETCH_TIMEOUT_S), then keep them fresh."""
