@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -33,6 +34,17 @@ def cloud() -> Iterator[AwsCloud]:
     state.url = server.url
     yield state
     server.stop()
+
+
+def _clean_env(cloud: AwsCloud) -> dict[str, str]:
+    """Whatever the machine running the tests has set must not decide which credentials are found."""
+    env = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                           "AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+                           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                           "AWS_EC2_METADATA_DISABLED", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+           if k in os.environ}
+    return {**env, "AWS_ENDPOINT_URL_STS": f"{cloud.url}/sts/", "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{cloud.url}/",
+            "AWS_METADATA_SERVICE_TIMEOUT": "2", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -60,19 +72,10 @@ def gateway(cloud: AwsCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         {**bedrock, "name": "aws-missing", "options": {"region": "us-east-1", "profile": "no-such-profile"},
          "models": [{"name": "missing", "model": MODEL}]},
     ]}
-    # whatever the machine running the tests has set must not decide which credentials are found
-    env = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                           "AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-                           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_EC2_METADATA_DISABLED")
-           if k in os.environ}
-    env.update({
-        "AWS_CONFIG_FILE": str(tmp / "config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "credentials"),
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{cloud.url}/container-credentials",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN": CONTAINER_TOKEN,
-        "AWS_ENDPOINT_URL_STS": f"{cloud.url}/sts/",
-        "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{cloud.url}/",
-        "AWS_METADATA_SERVICE_TIMEOUT": "2", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "1",
-    })
+    env = {**_clean_env(cloud), "AWS_CONFIG_FILE": str(tmp / "config"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "credentials"),
+           "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{cloud.url}/container-credentials",
+           "AWS_CONTAINER_AUTHORIZATION_TOKEN": CONTAINER_TOKEN}
     gw = launch([], tmp, env=env, config=config)
     yield gw
     gw.stop()
@@ -146,3 +149,20 @@ def test_no_credentials(gateway: GatewayProcess, client: openai.OpenAI) -> None:
     log = gateway.log()
     assert "aws-missing: cannot obtain AWS credentials (ProfileNotFound" in log
     assert WEB_IDENTITY_TOKEN not in log and CONTAINER_TOKEN not in log
+
+
+def test_irsa_from_the_environment(cloud: AwsCloud, tmp_path: Path) -> None:
+    """EKS IRSA as the pod webhook sets it up: AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, no profile."""
+    (tmp_path / "token").write_text(WEB_IDENTITY_TOKEN)
+    env = {**_clean_env(cloud), "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/eks-pod-role",
+           "AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "token"), "AWS_REGION": "us-east-1",
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    config = {"providers": [{"type": "bedrock", "base_url": cloud.url, "name": "aws-eks",
+                             "options": {"region": "us-east-1"}, "models": [{"name": "eks", "model": MODEL}]}]}
+    gw = launch([], tmp_path, env=env, config=config)
+    try:
+        assert _ask(openai.OpenAI(base_url=gw.v1, api_key="unused", max_retries=0), "eks") == "Hello from Bedrock"
+        assert cloud.bedrock_calls[-1]["source"] == "web-identity"
+        assert any(c.get("role") == "arn:aws:iam::123456789012:role/eks-pod-role" for c in cloud.calls)
+    finally:
+        gw.stop()
