@@ -13,6 +13,7 @@ from llm_gateway import __version__
 from llm_gateway.keys.commands import COMMANDS as ACCOUNT_COMMANDS
 from llm_gateway.keys.commands import add_parsers as add_account_parsers
 from llm_gateway.keys.commands import run as run_account_command
+from llm_gateway.providers.registry import build_provider
 from llm_gateway.runner import run
 from llm_gateway.settings import ConfigError, GatewayConfig, ProviderConfig, load_config_file
 
@@ -201,12 +202,29 @@ def build_config(values: dict[str, Any], env: dict[str, str]) -> GatewayConfig:
     return GatewayConfig.model_validate(cfg.model_dump())
 
 
+def provider_problems(cfg: GatewayConfig) -> list[str]:
+    """What only each provider type knows is wrong (e.g. a `vertex` provider without a project)."""
+    problems = []
+    for provider in cfg.providers:
+        try:
+            build_provider(provider)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def config_check(path: str, env: dict[str, str]) -> int:
     try:
         cfg = load_config_file(path, env)
     except ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    problems = provider_problems(cfg)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(f"{path}: OK ({len(cfg.providers)} provider(s), {len(cfg.models)} model alias(es))")
@@ -221,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config_check(args.file, env)
     try:
         cfg = build_config(resolve(args, env), env)
+        problems = provider_problems(cfg)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         print("llm-gateway: invalid configuration:", file=sys.stderr)
         for problem in exc.problems:
