@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 import uvloop
+from granian.constants import HTTPModes, Interfaces
+from granian.server.embed import Server
 
 PORT = 18820
 
@@ -30,9 +32,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def serve() -> None:
-    from granian.constants import HTTPModes, Interfaces
-    from granian.server.embed import Server
-
     await Server(app, address="127.0.0.1", port=PORT, interface=Interfaces.ASGINL, http=HTTPModes.http1,
                  log_enabled=False, backlog=2048).serve()
 
