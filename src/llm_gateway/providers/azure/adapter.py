@@ -29,10 +29,22 @@ class AzureProvider(OpenAICompatibleProvider):
         if config.api_key:
             self._static_headers.append(("api-key", config.api_key))
 
+    def responses_path(self) -> str:
+        return f"{self.base_path}/openai/v1/responses"  # the deployment is the body's `model`
+
     def prepare(self, call: UpstreamCall) -> PreparedRequest:
-        if call.endpoint not in CANONICAL:
+        if call.native_body is not None:
+            prepared = super().prepare(call)
+        elif call.endpoint not in CANONICAL:
             raise NotFound(f"provider {self.name!r} serves chat completions, completions and embeddings only",
                            code="unsupported_endpoint")
+        else:
+            prepared = self._deployment_call(call)
+        if self.config.api_key:  # never forward the client's own credentials next to the configured key
+            prepared.headers = [h for h in prepared.headers if h[0] != "authorization"]
+        return prepared
+
+    def _deployment_call(self, call: UpstreamCall) -> PreparedRequest:
         prepared = super().prepare(call)
         if self.api_version == "v1":  # the v1 API takes the deployment as `model` in the body
             prepared.path = f"{self.base_path}/openai/v1/{call.endpoint}"
@@ -40,6 +52,4 @@ class AzureProvider(OpenAICompatibleProvider):
             # The deployment may be the client's (`azure/<any name>`): it stays one path segment.
             prepared.path = (f"{self.base_path}/openai/deployments/{quote(call.model, safe='')}/{call.endpoint}"
                              f"?api-version={self.api_version}")
-        if self.config.api_key:  # never forward the client's own credentials next to the configured key
-            prepared.headers = [h for h in prepared.headers if h[0] != "authorization"]
         return prepared
