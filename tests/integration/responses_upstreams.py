@@ -19,6 +19,9 @@ from aiohttp import web
 from tests.upstream import free_port
 
 
+RECEIVED = web.AppKey("received", list)
+
+
 def _sse(kind: str, obj: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **obj}) + b"\n\n"
 
@@ -55,7 +58,7 @@ def _anthropic_content(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]
 
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
-    request.app["received"].append((request.path, raw))
+    request.app[RECEIVED].append((request.path, raw))
     body = orjson.loads(raw)
     content, stop = _anthropic_content(body)
     users = sum(1 for m in body.get("messages") or [] if m.get("role") == "user")
@@ -103,7 +106,7 @@ def _native_text(body: dict[str, Any]) -> str:
 
 async def openai_responses(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
-    request.app["received"].append((request.path, raw))
+    request.app[RECEIVED].append((request.path, raw))
     body = orjson.loads(raw)
     text = _native_text(body)
     part = {"type": "output_text", "text": text, "annotations": []}
@@ -157,7 +160,7 @@ class ProviderMocks:
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
         app = web.Application()
-        app["received"] = self.received
+        app[RECEIVED] = self.received
         app.router.add_post("/anthropic/v1/messages", anthropic_messages)
         app.router.add_post("/openai/v1/responses", openai_responses)
         runner = web.AppRunner(app, access_log=None)

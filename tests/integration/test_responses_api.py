@@ -238,9 +238,9 @@ def test_a_fallback_moves_the_chain_to_another_provider(gateway: GatewayProcess,
     moved = client.responses.create(model="moves-to-claude", input="second question", previous_response_id=first.id)
     assert moved.output_text == "turn 2: second question"
     assert mocks.bodies("/anthropic/v1/messages")[-1]["messages"] == [
-        {"role": "user", "content": "first question"},
-        {"role": "assistant", "content": "The quick brown fox jumps"},
-        {"role": "user", "content": "second question"}]
+        {"role": "user", "content": [{"type": "text", "text": "first question"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "The quick brown fox jumps"}]},
+        {"role": "user", "content": [{"type": "text", "text": "second question"}]}]
     third = client.responses.create(model="gpt-4o-mini", input="third", previous_response_id=moved.id)
     assert third.status == "completed"
 

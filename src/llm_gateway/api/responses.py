@@ -96,6 +96,10 @@ class ResponsesWriter(Responder):
     def keep_alive(self, value: bool) -> None:
         self._inner.keep_alive = value
 
+    def _patch(self) -> dict[str, Any]:
+        """What a native answer's Response objects take from the gateway: its id, and the chain it continues."""
+        return {"id": self._rid, "previous_response_id": self._echo.get("previous_response_id")}
+
     def _headers(self, headers: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
         return [*(headers or ()), *self._extra]
 
@@ -108,7 +112,7 @@ class ResponsesWriter(Responder):
             try:
                 parsed = orjson.loads(body)
                 if self._native:
-                    parsed["id"] = self._rid
+                    parsed.update(self._patch())
                     final = parsed
                 else:
                     final = to_response(parsed, self._rid, self._model, self._echo)
@@ -143,7 +147,7 @@ class ResponsesWriter(Responder):
 
     def start(self, status: int, headers: list[tuple[str, str]],
               content_type: bytes = b"text/event-stream") -> None:
-        self._encoder = NativeStreamTap(self._rid) if self._native else ResponsesStreamEncoder(
+        self._encoder = NativeStreamTap(self._rid, self._patch()) if self._native else ResponsesStreamEncoder(
             self._rid, self._model, self._echo)
         self._inner.start(status, self._headers(headers), content_type)
 

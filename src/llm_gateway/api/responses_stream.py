@@ -206,11 +206,12 @@ class NativeStreamTap(EventTranslator):
     """A Responses stream from a provider that speaks Responses itself: relayed event by event, with the
     gateway's response id in place of the provider's, and the final Response object kept for the store."""
 
-    def __init__(self, rid: str) -> None:
+    def __init__(self, rid: str, patch: dict[str, Any]) -> None:
         super().__init__()
         self.rid = rid
+        self.patch = patch  # set on every Response object of the stream: the gateway's id, the chain's link
         self.final: dict[str, Any] | None = None
-        self._snapshot: dict[str, Any] = {"id": rid, "object": "response", "status": "in_progress", "output": []}
+        self._snapshot: dict[str, Any] = {"object": "response", "status": "in_progress", "output": [], **patch}
         self._seq = 0
 
     @property
@@ -249,7 +250,7 @@ class NativeStreamTap(EventTranslator):
         response = obj.get("response") if isinstance(obj, dict) else None
         if not isinstance(response, dict):
             return event + b"\n\n"
-        response["id"] = self.rid
+        response.update(self.patch)
         self._snapshot = response
         if obj.get("type") in FINAL:
             self.final = response
