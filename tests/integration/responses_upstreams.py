@@ -15,9 +15,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-
 from tests.upstream import free_port
-
 
 RECEIVED = web.AppKey("received", list)
 

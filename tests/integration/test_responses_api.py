@@ -175,7 +175,8 @@ def test_function_call_round_trip_and_dropped_builtin_tools(gateway: GatewayProc
     assert chat[1]["messages"] == [
         {"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"}]
     claude = mocks.bodies("/anthropic/v1/messages")[-1]
     assert claude["messages"][1] == {"role": "assistant", "content": [

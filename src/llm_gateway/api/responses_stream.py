@@ -8,6 +8,7 @@ the finished Response object once the last event is written, for the store.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -199,6 +200,7 @@ class ResponsesStreamEncoder(EventTranslator):
 
 LIFECYCLE = (b"response.created", b"response.in_progress", b"response.queued", b"response.completed",
              b"response.incomplete", b"response.failed")
+SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
 FINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
@@ -239,14 +241,15 @@ class NativeStreamTap(EventTranslator):
         name, data = event_fields(event)
         if data.startswith(b'{"error"'):
             return self._failed_from(data)
+        seq = SEQUENCE.search(data)
+        if seq is not None:
+            self._seq = int(seq.group(1)) + 1
         if not any(kind in data[:80] for kind in LIFECYCLE) and not (name and name in LIFECYCLE):
             return event + b"\n\n"
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
             return event + b"\n\n"
-        if isinstance(obj, dict) and isinstance(obj.get("sequence_number"), int):
-            self._seq = obj["sequence_number"] + 1
         response = obj.get("response") if isinstance(obj, dict) else None
         if not isinstance(response, dict):
             return event + b"\n\n"
