@@ -19,7 +19,8 @@ PNG = "data:image/png;base64,iVBORw0KGgo="
 
 
 def chat(req: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    return to_chat_request(req, input_items(req.get("input")))
+    body, dropped, _ = to_chat_request(req, input_items(req.get("input")))
+    return body, dropped
 
 
 def test_items_become_chat_messages() -> None:
@@ -87,7 +88,7 @@ def test_a_chat_completion_becomes_a_valid_response() -> None:
         "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
         "usage": {"prompt_tokens": 9, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2},
                   "completion_tokens_details": {"reasoning_tokens": 3}}}
-    out = Response.model_validate(to_response(completion, "resp_1", "m", echo_of(req, [])))
+    out = Response.model_validate(to_response(completion, "resp_1", "m", echo_of(req, []), {}))
     assert out.status == "incomplete" and out.incomplete_details.reason == "max_output_tokens"  # type: ignore[union-attr]
     assert [i.type for i in out.output] == ["reasoning", "message", "function_call"]
     assert out.output_text == "partial" and out.metadata == {"k": "v"}
@@ -173,3 +174,23 @@ def test_history_for_a_native_provider_drops_gateway_ids_and_unreplayable_reason
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q"}]},
         {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "e"},
         {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]
+
+
+def test_namespaced_functions_are_flattened_and_restored() -> None:
+    req = {"model": "m", "input": [
+        {"type": "function_call", "call_id": "c0", "namespace": "agents", "name": "spawn", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c0", "output": "ok"}],
+        "tools": [{"type": "namespace", "name": "agents", "description": "Sub-agents", "tools": [
+            {"type": "function", "name": "spawn", "description": "Start one", "parameters": {"type": "object"}}]}]}
+    body, dropped, names = to_chat_request(req, input_items(req["input"]))
+    assert dropped == [] and names == {"agents__spawn": ("agents", "spawn")}
+    assert body["tools"][0]["function"]["name"] == "agents__spawn"
+    assert body["messages"][0]["tool_calls"][0]["function"]["name"] == "agents__spawn"
+    completion = {"choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "agents__spawn", "arguments": "{}"}}]}}]}
+    out = Response.model_validate(to_response(completion, "resp_n", "m", echo_of(req, []), names))
+    assert (out.output[0].namespace, out.output[0].name) == ("agents", "spawn")  # type: ignore[union-attr]
+    enc = ResponsesStreamEncoder("resp_n", "m", echo_of(req, []), names)
+    events = _events(enc.feed(_chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {
+        "name": "agents__spawn", "arguments": "{}"}}]}, "tool_calls") + b"data: [DONE]\n\n"))
+    assert events[-1]["response"]["output"][0]["namespace"] == "agents"

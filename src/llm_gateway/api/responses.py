@@ -20,6 +20,7 @@ import orjson
 from llm_gateway.api.openai import OpenAIApi, parse_body, request_id_of
 from llm_gateway.api.responses_stream import NativeStreamTap, ResponsesStreamEncoder
 from llm_gateway.api.responses_wire import (
+    Names,
     echo_of,
     history_for_native,
     input_items,
@@ -45,11 +46,13 @@ class ResponsesWriter(Responder):
     """Writes OpenAI chat answers to the client as Responses (or relays a native Responses answer with the
     gateway's id); `save` stores the finished Response before its last event or its body leaves."""
 
-    __slots__ = ("_held", "_encoder", "_extra", "_inner", "_native", "_rid", "_model", "_echo", "_save", "_saved")
+    __slots__ = ("_echo", "_encoder", "_extra", "_held", "_inner", "_model", "_names", "_native", "_rid", "_save",
+                 "_saved")
 
-    def __init__(self, inner: Responder, rid: str, model: str, echo: dict[str, Any], save: Save | None,
-                 extra_headers: list[tuple[str, str]]) -> None:  # no super().__init__: it wraps `inner`
-        self._inner = inner
+    def __init__(self, inner: Responder, rid: str, model: str, echo: dict[str, Any], names: Names,
+                 save: Save | None, extra_headers: list[tuple[str, str]]) -> None:  # no super().__init__
+        self._inner = inner  # the server's responder, which this one wraps
+        self._names = names
         self._rid = rid
         self._model = model
         self._echo = echo
@@ -115,7 +118,7 @@ class ResponsesWriter(Responder):
                     parsed.update(self._patch())
                     final = parsed
                 else:
-                    final = to_response(parsed, self._rid, self._model, self._echo)
+                    final = to_response(parsed, self._rid, self._model, self._echo, self._names)
                 body = orjson.dumps(final)
             except (orjson.JSONDecodeError, AttributeError, TypeError):
                 status, body = 502, orjson.dumps({"error": {
@@ -148,7 +151,7 @@ class ResponsesWriter(Responder):
     def start(self, status: int, headers: list[tuple[str, str]],
               content_type: bytes = b"text/event-stream") -> None:
         self._encoder = NativeStreamTap(self._rid, self._patch()) if self._native else ResponsesStreamEncoder(
-            self._rid, self._model, self._echo)
+            self._rid, self._model, self._echo, self._names)
         self._inner.start(status, self._headers(headers), content_type)
 
     async def write(self, data: bytes) -> None:
@@ -203,7 +206,7 @@ class ResponsesApi:
                                    param="previous_response_id", code="previous_response_not_found")
                 history = conversation(chain)
             own = input_items(req.get("input"))
-            body, dropped = to_chat_request(req, history + own)
+            body, dropped, names = to_chat_request(req, history + own)
             if dropped and self.reject_builtin_tools:
                 raise BadRequest(f"built-in tools are not available for this gateway's models: "
                                  f"{', '.join(dropped)}", param="tools", code="unsupported_tool")
@@ -228,7 +231,7 @@ class ResponsesApi:
         if req.get("store") is not False:
             async def save(final: dict[str, Any]) -> None:
                 await asyncio.to_thread(self.store.put, owner, own, final)
-        writer = ResponsesWriter(responder, rid, body["model"], echo, save, extra)
+        writer = ResponsesWriter(responder, rid, body["model"], echo, names, save, extra)
         await self.openai.proxy(inner, writer, CHAT, NativeBody(RESPONSES_WIRE, native, writer.relay_as_is))
         await writer.flush()
 

@@ -16,6 +16,7 @@ import orjson
 
 from llm_gateway.api.responses_wire import (
     INCOMPLETE,
+    Names,
     call_item,
     message_item,
     reasoning_item,
@@ -38,8 +39,9 @@ class _Item:
 
 
 class ResponsesStreamEncoder(EventTranslator):
-    def __init__(self, rid: str, model: str, echo: dict[str, Any]) -> None:
+    def __init__(self, rid: str, model: str, echo: dict[str, Any], names: Names | None = None) -> None:
         super().__init__()
+        self.names = names or {}
         self.rid = rid
         self.model = model
         self.echo = echo
@@ -135,7 +137,8 @@ class ResponsesStreamEncoder(EventTranslator):
         fn = call.get("function") or {}
         item = self._calls.get(index)
         if item is None:
-            body = call_item(call.get("id") or f"call_{index}", fn.get("name") or "", "", status="in_progress")
+            body = call_item(call.get("id") or f"call_{index}", fn.get("name") or "", "", self.names,
+                             status="in_progress")
             item, out = self._add("function_call", body)
             self._calls[index] = self._open = item
         args = fn.get("arguments")

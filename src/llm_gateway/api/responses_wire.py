@@ -16,6 +16,7 @@ from llm_gateway.errors import BadRequest
 ECHOED = ("instructions", "max_output_tokens", "metadata", "previous_response_id", "temperature", "top_p", "user")
 # chat finish_reason -> Response status and incomplete_details.reason
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+NAMESPACE_JOIN = "__"  # a function `f` of the namespace `ns` is `ns__f` to a chat model
 
 
 def new_id(prefix: str) -> str:
@@ -85,8 +86,11 @@ def _message(item: dict[str, Any], out: list[dict[str, Any]]) -> None:
 
 
 def _function_call(item: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    name = str(item.get("name", ""))
+    if item.get("namespace"):
+        name = flat_name(str(item["namespace"]), name)
     call = {"id": item.get("call_id") or item.get("id") or "", "type": "function",
-            "function": {"name": item.get("name", ""), "arguments": item.get("arguments") or "{}"}}
+            "function": {"name": name, "arguments": item.get("arguments") or "{}"}}
     last = out[-1] if out else None
     if last is not None and last["role"] == "assistant":  # text and calls of one turn: one chat message
         last.setdefault("tool_calls", []).append(call)
@@ -116,21 +120,39 @@ def to_messages(instructions: Any, items: list[dict[str, Any]]) -> list[dict[str
     return out
 
 
-def _tools(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    out, dropped = [], []
+def _function(tool: dict[str, Any], name: str) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": name, "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
+    if tool.get("description"):
+        fn["description"] = tool["description"]
+    if tool.get("strict") is not None:
+        fn["strict"] = tool["strict"]
+    return {"type": "function", "function": fn}
+
+
+def flat_name(namespace: str, name: str) -> str:
+    """A namespaced function's name as a chat model sees it (chat names allow letters, digits, _ and -)."""
+    return f"{namespace}{NAMESPACE_JOIN}{name}"
+
+
+def _tools(tools: Any) -> tuple[list[dict[str, Any]], list[str], dict[str, tuple[str, str]]]:
+    """Chat tools, the types of the tools left out, and the namespaced functions by their chat names."""
+    out, dropped, names = [], [], {}
     for tool in tools if isinstance(tools, list) else ():
         if not isinstance(tool, dict):
             raise BadRequest("tools: each tool must be an object", param="tools")
-        if tool.get("type") != "function":
-            dropped.append(str(tool.get("type") or "unknown"))
-            continue
-        fn: dict[str, Any] = {"name": tool.get("name", ""), "parameters": tool.get("parameters") or {}}
-        if tool.get("description"):
-            fn["description"] = tool["description"]
-        if tool.get("strict") is not None:
-            fn["strict"] = tool["strict"]
-        out.append({"type": "function", "function": fn})
-    return out, dropped
+        kind = tool.get("type")
+        if kind == "function":
+            out.append(_function(tool, str(tool.get("name", ""))))
+        elif kind == "namespace" and isinstance(tool.get("tools"), list):  # client functions in a group
+            namespace = str(tool.get("name", ""))
+            for inner in tool["tools"]:
+                if isinstance(inner, dict) and inner.get("type") == "function":
+                    flat = flat_name(namespace, str(inner.get("name", "")))
+                    names[flat] = (namespace, str(inner.get("name", "")))
+                    out.append(_function(inner, flat))
+        else:
+            dropped.append(str(kind or "unknown"))
+    return out, dropped, names
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -157,16 +179,19 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     return None
 
 
-def to_chat_request(req: dict[str, Any], items: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
-    """The canonical chat body for a Responses request whose whole conversation is `items`, and the types
-    of the built-in tools it had to leave out."""
+Names = dict[str, tuple[str, str]]  # chat function name -> (namespace, name) of a namespaced function
+
+
+def to_chat_request(req: dict[str, Any], items: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str], Names]:
+    """The canonical chat body for a Responses request whose whole conversation is `items`, the types of the
+    built-in tools it had to leave out, and the namespaced functions by their chat names."""
     model = req.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("you must provide a model parameter", param="model", code="missing_model")
     body: dict[str, Any] = {"model": model, "messages": to_messages(req.get("instructions"), items)}
     if not body["messages"]:
         raise BadRequest("input: the request has no input", param="input")
-    tools, dropped = _tools(req.get("tools"))
+    tools, dropped, names = _tools(req.get("tools"))
     if tools:
         body["tools"] = tools
         choice = _tool_choice(req.get("tool_choice"))
@@ -193,7 +218,7 @@ def to_chat_request(req: dict[str, Any], items: list[dict[str, Any]]) -> tuple[d
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # response.completed carries the usage
-    return body, dropped
+    return body, dropped, names
 
 
 def _list(value: Any) -> list[Any]:
@@ -260,12 +285,15 @@ def reasoning_item(text: str) -> dict[str, Any]:
     return {"id": new_id("rs"), "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
 
 
-def call_item(call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
-    return {"id": new_id("fc"), "type": "function_call", "status": status, "call_id": call_id, "name": name,
+def call_item(call_id: str, name: str, arguments: str, names: Names, status: str = "completed") -> dict[str, Any]:
+    item = {"id": new_id("fc"), "type": "function_call", "status": status, "call_id": call_id, "name": name,
             "arguments": arguments}
+    if name in names:
+        item["namespace"], item["name"] = names[name]
+    return item
 
 
-def to_response(chat: dict[str, Any], rid: str, model: str, echo: dict[str, Any]) -> dict[str, Any]:
+def to_response(chat: dict[str, Any], rid: str, model: str, echo: dict[str, Any], names: Names) -> dict[str, Any]:
     """A Response object for an OpenAI chat.completion."""
     choice = (chat.get("choices") or [{}])[0]
     msg = choice.get("message") or {}
@@ -276,7 +304,8 @@ def to_response(chat: dict[str, Any], rid: str, model: str, echo: dict[str, Any]
         output.append(message_item(msg.get("content") or "", refusal=msg.get("refusal") or ""))
     for call in msg.get("tool_calls") or ():
         fn = call.get("function") or {}
-        output.append(call_item(call.get("id") or new_id("call"), fn.get("name", ""), fn.get("arguments") or ""))
+        output.append(call_item(call.get("id") or new_id("call"), fn.get("name", ""), fn.get("arguments") or "",
+                                names))
     incomplete = INCOMPLETE.get(choice.get("finish_reason") or "")
     created = int(chat.get("created") or 0)
     return response_object(rid, created, model, echo, output, usage_object(chat.get("usage")),
