@@ -167,7 +167,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     router.add("POST", "/v1/messages/count_tokens", messages.count_tokens)
     router.add("GET", "/v1/models", openai.models)
     responses = ResponsesApi(openai, ResponseStore(accounts.engine), accounts.auth_stage.identify,
-                             config.responses.builtin_tools == "reject", config.responses.retention_days * 86400)
+                             config.responses.builtin_tools == "reject", config.responses.retention_days * 86400,
+                             config.responses.default_max_output_tokens)
     router.add("POST", "/v1/responses", responses.create)
     router.add("GET", "/v1/responses/{response_id}", responses.retrieve)
     router.add("DELETE", "/v1/responses/{response_id}", responses.delete)

@@ -434,6 +434,9 @@ class ResponsesConfig(_Section):
         "drop", description="web_search, file_search, ... for a translated provider: dropped (named in "
                             "x-gateway-dropped-tools) or a 400")
     retention_days: float = Field(30.0, ge=0, description="stored responses older than this are deleted (0: kept)")
+    default_max_output_tokens: int | None = Field(
+        None, ge=1, description="max_output_tokens of a translated request that sets none (agents such as Codex "
+                                "CLI set none; a model that does not stop then writes until its context is full)")
 
 
 class CacheConfig(_Section):

@@ -176,8 +176,9 @@ class ResponsesWriter(Responder):
 
 class ResponsesApi:
     def __init__(self, openai: OpenAIApi, store: ResponseStore, identify: Identify | None,
-                 reject_builtin_tools: bool, retention_s: float) -> None:
+                 reject_builtin_tools: bool, retention_s: float, default_max_output_tokens: int | None = None) -> None:
         self.openai = openai
+        self.default_max_output_tokens = default_max_output_tokens
         self.store = store
         self.identify = identify
         self.reject_builtin_tools = reject_builtin_tools
@@ -207,6 +208,8 @@ class ResponsesApi:
                 history = conversation(chain)
             own = input_items(req.get("input"))
             body, dropped, names = to_chat_request(req, history + own)
+            if self.default_max_output_tokens is not None and "max_tokens" not in body:
+                body["max_tokens"] = self.default_max_output_tokens
             if dropped and self.reject_builtin_tools:
                 raise BadRequest(f"built-in tools are not available for this gateway's models: "
                                  f"{', '.join(dropped)}", param="tools", code="unsupported_tool")
