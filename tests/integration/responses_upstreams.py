@@ -2,7 +2,8 @@
 
 Anthropic (`/anthropic/v1/messages`): answers `turn N: <last user text>` (N: the user turns it was sent), a
 `tool_use` of the first tool while the last user turn is not a tool result, JSON text when an output format is
-asked for; streamed or not, with usage (input 10 per user turn, output 5).
+asked for; streamed or not, with usage (input 10 per user turn, output 5). For the model `claude-linger` the
+stream's connection stays open for a second after its last event.
 OpenAI Responses (`/openai/v1/responses`): answers `native: <last input text>` with its own `resp_` id, streamed
 (the documented event sequence) or not. Every request's raw body is kept.
 """
@@ -86,6 +87,8 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     await resp.write(_sse("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
                                             "usage": {"output_tokens": 5}}))
     await resp.write(_sse("message_stop", {}))
+    if body["model"] == "claude-linger":  # the connection stays open a while after the last event
+        await asyncio.sleep(1.0)
     await resp.write_eof()
     return resp
 

@@ -45,7 +45,8 @@ def gateway(upstream: Upstream, mocks: ProviderMocks, tmp_path_factory: pytest.T
         "database": {"url": f"sqlite:///{tmp / 'gateway.db'}"},
         "providers": [
             {"name": "claude", "type": "anthropic", "base_url": f"{mocks.url}/anthropic", "api_key": "sk-ant-up",
-             "models": [{"name": "sonnet", "model": "claude-sonnet-4-5"}]},
+             "models": [{"name": "sonnet", "model": "claude-sonnet-4-5"},
+                        {"name": "lingering", "model": "claude-linger"}]},
             {"name": "oai", "type": "openai", "base_url": f"{mocks.url}/openai/v1", "api_key": "sk-oai-up",
              "models": [{"name": "gpt-native", "model": "gpt-4.1"}]},
             {"name": "chat", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}],
@@ -103,7 +104,8 @@ def test_text_json_is_a_valid_response_and_runs_the_pipeline(gateway: GatewayPro
                         {"model": "gpt-4o-mini", "provider": "chat", "status": "200"}) >= 1
 
 
-def _ledger_rows(gw: GatewayProcess, model: str) -> list[tuple[Any, ...]]:
+def _ledger_rows(gw: GatewayProcess, model: str, wait_for: float = 0.0) -> list[tuple[Any, ...]]:
+    time.sleep(wait_for)
     deadline = time.monotonic() + 10
     while True:
         with sqlite3.connect(gw.db) as db:  # type: ignore[attr-defined]
@@ -133,6 +135,19 @@ def test_stream_events_validate_and_carry_one_id(gateway: GatewayProcess, keys: 
     # written before response.completed went out: readable at once
     assert raw_json(gateway, keys["a1"], final.id).json()["output"][0]["content"][0]["text"] == final.output_text
     assert ("chat/completions", 11, 5, 200) in _ledger_rows(gateway, "stream-model")
+
+
+def test_a_client_that_hangs_up_after_the_last_event_had_an_answered_turn(gateway: GatewayProcess,
+                                                                         keys: dict[str, str]) -> None:
+    """Agents (Codex CLI) close the connection on response.completed; the upstream may not have ended yet."""
+    started = time.monotonic()
+    with httpx.stream("POST", f"{gateway.v1}/responses", headers={"authorization": f"Bearer {keys['a1']}"},
+                      json={"model": "lingering", "input": "hi", "stream": True}, timeout=10) as r:
+        for line in r.iter_lines():
+            if line == "event: response.completed":
+                break
+    assert time.monotonic() - started < 0.9  # the response ended with its last event, not with the upstream
+    assert _ledger_rows(gateway, "lingering", wait_for=1.5) == [("chat/completions", 10, 5, 200)]
 
 
 def test_async_client_and_the_stream_helper(gateway: GatewayProcess, keys: dict[str, str]) -> None:

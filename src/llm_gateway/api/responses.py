@@ -154,15 +154,23 @@ class ResponsesWriter(Responder):
             self._rid, self._model, self._echo, self._names)
         self._inner.start(status, self._headers(headers), content_type)
 
+    @property
+    def done(self) -> bool:
+        """The stream's last event went to the client: what the upstream still sends is not for it."""
+        return self._encoder is not None and self._encoder.done and self._inner.finished
+
     async def write(self, data: bytes) -> None:
         encoder = self._encoder
-        if encoder is None:
+        if encoder is None or self.done:
             return
         out = encoder.feed(data)
         if encoder.done:
             await self._store(encoder.final)
         if out:
             await self._inner.write(out)
+        if encoder.done:  # the client has it all (agents hang up here): the response ends now
+            self._inner.end()
+            await self._inner.flush()
 
     def end(self, tail: bytes = b"") -> None:
         encoder = self._encoder
@@ -235,7 +243,17 @@ class ResponsesApi:
             async def save(final: dict[str, Any]) -> None:
                 await asyncio.to_thread(self.store.put, owner, own, final)
         writer = ResponsesWriter(responder, rid, body["model"], echo, names, save, extra)
-        await self.openai.proxy(inner, writer, CHAT, NativeBody(RESPONSES_WIRE, native, writer.relay_as_is))
+        native_body = NativeBody(RESPONSES_WIRE, native, writer.relay_as_is)
+        proxied = asyncio.ensure_future(self.openai.proxy(inner, writer, CHAT, native_body))
+        try:
+            await asyncio.shield(proxied)
+        except asyncio.CancelledError:
+            # The client hung up. After the stream's last event that is how agents end a turn: the upstream's
+            # last bytes are still read, so that the turn is settled as answered, with the provider's usage.
+            if not writer.done:
+                proxied.cancel()
+            await asyncio.gather(proxied, return_exceptions=True)
+            raise
         await writer.flush()
 
     async def retrieve(self, request: Request, responder: Responder) -> None:
