@@ -344,3 +344,28 @@ def test_builtin_tools_rejected_when_configured(upstream: Upstream, tmp_path: Pa
         assert sdk(gw, "other").responses.retrieve(out.id).id == out.id
     finally:
         gw.stop()
+
+
+def test_cached_answers_replay_as_stored_responses(upstream: Upstream, tmp_path: Path) -> None:
+    gw = launch([], tmp_path, config={"cache": {"enabled": True}, "providers": [
+        {"name": "chat", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}]})
+    try:
+        client = sdk(gw, "k")
+        for stream in (False, True):
+            seen = len(upstream.requests)
+            answers = []
+            for _ in range(2):
+                raw = client.responses.with_raw_response.create(model="cached", input=f"same {stream}",
+                                                                stream=stream)
+                if stream:
+                    events = list(raw.parse())
+                    assert events[-1].type == "response.completed"
+                    answers.append(events[-1].response)  # type: ignore[union-attr]
+                else:
+                    answers.append(raw.parse())
+            assert raw.headers["x-cache"] == "HIT" and len(upstream.requests) == seen + 1
+            first, second = answers
+            assert first.id != second.id and first.output_text == second.output_text == "The quick brown fox jumps"
+            assert client.responses.retrieve(second.id).output_text == second.output_text  # stored on a hit too
+    finally:
+        gw.stop()
