@@ -10,7 +10,6 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -333,39 +332,39 @@ def test_errors_are_openai_shaped_and_a_broken_stream_fails(gateway: GatewayProc
     assert events[-1].response.id == events[0].response.id  # type: ignore[union-attr]
 
 
-def test_builtin_tools_rejected_when_configured(upstream: Upstream, tmp_path: Path) -> None:
-    gw = launch([], tmp_path, config={"responses": {"builtin_tools": "reject"}, "providers": [
-        {"name": "chat", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}]})
-    try:
-        with pytest.raises(openai.BadRequestError) as err:
-            sdk(gw, "k").responses.create(model="m", input="x", tools=[{"type": "web_search"}])  # type: ignore[list-item]
-        assert "web_search" in err.value.message
-        out = sdk(gw, "k").responses.create(model="m", input="x")  # no keys: an open gateway stores for all
-        assert sdk(gw, "other").responses.retrieve(out.id).id == out.id
-    finally:
-        gw.stop()
+@pytest.fixture(scope="module")
+def open_gateway(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """No keys, the response cache on, built-in tools refused."""
+    gw = launch([], tmp_path_factory.mktemp("open"), config={
+        "cache": {"enabled": True}, "responses": {"builtin_tools": "reject"}, "providers": [
+            {"name": "chat", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}]})
+    yield gw
+    gw.stop()
 
 
-def test_cached_answers_replay_as_stored_responses(upstream: Upstream, tmp_path: Path) -> None:
-    gw = launch([], tmp_path, config={"cache": {"enabled": True}, "providers": [
-        {"name": "chat", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}]})
-    try:
-        client = sdk(gw, "k")
-        for stream in (False, True):
-            seen = len(upstream.requests)
-            answers = []
-            for _ in range(2):
-                raw = client.responses.with_raw_response.create(model="cached", input=f"same {stream}",
-                                                                stream=stream)
-                if stream:
-                    events = list(raw.parse())
-                    assert events[-1].type == "response.completed"
-                    answers.append(events[-1].response)  # type: ignore[union-attr]
-                else:
-                    answers.append(raw.parse())
-            assert raw.headers["x-cache"] == "HIT" and len(upstream.requests) == seen + 1
-            first, second = answers
-            assert first.id != second.id and first.output_text == second.output_text == "The quick brown fox jumps"
-            assert client.responses.retrieve(second.id).output_text == second.output_text  # stored on a hit too
-    finally:
-        gw.stop()
+def test_builtin_tools_rejected_when_configured(open_gateway: GatewayProcess) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk(open_gateway, "k").responses.create(model="m", input="x", tools=[{"type": "web_search"}])  # type: ignore[list-item]
+    assert "web_search" in err.value.message
+    out = sdk(open_gateway, "k").responses.create(model="m", input="x")  # no keys: an open gateway stores for all
+    assert sdk(open_gateway, "other").responses.retrieve(out.id).id == out.id
+
+
+def test_cached_answers_replay_as_stored_responses(open_gateway: GatewayProcess, upstream: Upstream) -> None:
+    client = sdk(open_gateway, "k")
+    for stream in (False, True):
+        seen = len(upstream.requests)
+        answers = []
+        for _ in range(2):
+            raw = client.responses.with_raw_response.create(model="cached", input=f"same {stream}",
+                                                            stream=stream)
+            if stream:
+                events = list(raw.parse())
+                assert events[-1].type == "response.completed"
+                answers.append(events[-1].response)  # type: ignore[union-attr]
+            else:
+                answers.append(raw.parse())
+        assert raw.headers["x-cache"] == "HIT" and len(upstream.requests) == seen + 1
+        first, second = answers
+        assert first.id != second.id and first.output_text == second.output_text == "The quick brown fox jumps"
+        assert client.responses.retrieve(second.id).output_text == second.output_text  # stored on a hit too
