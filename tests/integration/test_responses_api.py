@@ -16,7 +16,7 @@ import httpx
 import openai
 import orjson
 import pytest
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 from tests.conftest import GatewayProcess, launch, metric_value
 from tests.integration.responses_upstreams import ProviderMocks
@@ -26,6 +26,7 @@ MASTER = "sk-master-responses"
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather of a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+ITEMS: TypeAdapter[Any] = TypeAdapter(ResponseItem)
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +183,10 @@ def test_function_call_round_trip_and_dropped_builtin_tools(gateway: GatewayProc
                                           input=[{"type": "function_call_output", "call_id": calls[0].call_id,
                                                   "output": "sunny, 21 C"}])
         assert second.status == "completed" and second.previous_response_id == first.id
+        listed = raw_json(gateway, keys["a1"], second.id, "/input_items?order=asc").json()["data"]
+        assert [i["type"] for i in listed] == ["message", "function_call", "function_call_output"]
+        for item in listed:
+            ITEMS.validate_python(item)
     chat = [r.body for r in upstream.requests if r.path == "/v1/chat/completions"][-2:]
     assert chat[0]["tools"] == [{"type": "function", "function": {
         "name": "get_weather", "description": "Weather of a city", "parameters": WEATHER["parameters"]}}]
@@ -238,6 +243,8 @@ def test_three_turns_chained_at_once(gateway: GatewayProcess, keys: dict[str, st
             {"role": "user", "content": "two?"}, {"role": "assistant", "content": "The quick brown fox jumps"},
             {"role": "user", "content": "three?"}]
     items = raw_json(gateway, keys["a1"], previous, "/input_items?order=asc").json()
+    for item in items["data"]:
+        ITEMS.validate_python(item)
     assert [(i["type"], i["role"]) for i in items["data"]] == [("message", "user"), ("message", "assistant")] * 2 + [
         ("message", "user")]
     assert items["data"][0]["content"][0] == {"type": "input_text", "text": "one?"}

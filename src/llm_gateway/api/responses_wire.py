@@ -16,6 +16,7 @@ from llm_gateway.errors import BadRequest
 ECHOED = ("instructions", "max_output_tokens", "metadata", "previous_response_id", "temperature", "top_p", "user")
 # chat finish_reason -> Response status and incomplete_details.reason
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 NAMESPACE_JOIN = "__"  # a function `f` of the namespace `ns` is `ns__f` to a chat model
 
 
@@ -36,12 +37,17 @@ def input_items(value: Any) -> list[dict[str, Any]]:
         item = dict(item)
         kind = item.setdefault("type", "message")
         if kind == "message":
-            if item.get("role") not in ("user", "system", "developer", "assistant"):
+            role = item.get("role")
+            if role not in ("user", "system", "developer", "assistant"):
                 raise BadRequest("input: a message needs role user, system, developer or assistant", param="input")
-            if isinstance(item.get("content"), str) and item["role"] != "assistant":
-                item["content"] = [{"type": "input_text", "text": item["content"]}]
-        if "id" not in item and kind in ("message", "function_call_output"):
-            item["id"] = new_id("msg" if kind == "message" else "fco")
+            if isinstance(item.get("content"), str):
+                part = "output_text" if role == "assistant" else "input_text"
+                item["content"] = [{"type": part, "text": item["content"], **({"annotations": []} if
+                                                                               role == "assistant" else {})}]
+        if kind in ITEM_PREFIXES:  # as the API lists them later: with an id and a status
+            item.setdefault("id", new_id(ITEM_PREFIXES[kind]))
+            if kind != "message" or item.get("role") == "assistant":
+                item.setdefault("status", "completed")
         out.append(item)
     return out
 
