@@ -340,19 +340,27 @@ def test_errors_are_openai_shaped_and_a_broken_stream_fails(gateway: GatewayProc
 
 
 @pytest.fixture(scope="module")
-def open_gateway(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def open_gateway(upstream: Upstream, mocks: ProviderMocks, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[GatewayProcess]:
     """No keys, the response cache on, built-in tools refused."""
     gw = launch([], tmp_path_factory.mktemp("open"), config={
         "cache": {"enabled": True}, "responses": {"builtin_tools": "reject"}, "providers": [
+            {"name": "oai", "type": "openai", "base_url": f"{mocks.url}/openai/v1", "api_key": "sk-oai-up",
+             "models": [{"name": "gpt-native", "model": "gpt-4.1"}]},
             {"name": "chat", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}]})
     yield gw
     gw.stop()
 
 
-def test_builtin_tools_rejected_when_configured(open_gateway: GatewayProcess) -> None:
+def test_builtin_tools_rejected_when_configured(open_gateway: GatewayProcess, mocks: ProviderMocks) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         sdk(open_gateway, "k").responses.create(model="m", input="x", tools=[{"type": "web_search"}])  # type: ignore[list-item]
     assert "web_search" in err.value.message
+    # a deployment with the Responses API runs them itself: not refused
+    native = sdk(open_gateway, "k").responses.with_raw_response.create(
+        model="gpt-native", input="x", tools=[{"type": "web_search"}])  # type: ignore[list-item]
+    assert "x-gateway-dropped-tools" not in native.headers
+    assert orjson.loads(mocks.received[-1][1])["tools"] == [{"type": "web_search"}]
     out = sdk(open_gateway, "k").responses.create(model="m", input="x")  # no keys: an open gateway stores for all
     assert sdk(open_gateway, "other").responses.retrieve(out.id).id == out.id
 

@@ -46,11 +46,11 @@ class ResponsesWriter(Responder):
     """Writes OpenAI chat answers to the client as Responses (or relays a native Responses answer with the
     gateway's id); `save` stores the finished Response before its last event or its body leaves."""
 
-    __slots__ = ("_echo", "_encoder", "_extra", "_held", "_inner", "_model", "_names", "_native", "_rid", "_save",
+    __slots__ = ("_dropped", "_echo", "_encoder", "_held", "_inner", "_model", "_names", "_native", "_rid", "_save",
                  "_saved")
 
     def __init__(self, inner: Responder, rid: str, model: str, echo: dict[str, Any], names: Names,
-                 save: Save | None, extra_headers: list[tuple[str, str]]) -> None:  # no super().__init__
+                 save: Save | None, dropped: list[str]) -> None:  # no super().__init__
         self._inner = inner  # the server's responder, which this one wraps
         self._names = names
         self._rid = rid
@@ -58,7 +58,7 @@ class ResponsesWriter(Responder):
         self._echo = echo
         self._save = save
         self._saved = False
-        self._extra = extra_headers
+        self._dropped = dropped  # built-in tool types a translated answer went without
         self._native = False
         self._encoder: ResponsesStreamEncoder | NativeStreamTap | None = None
         self._held: tuple[int, bytes, list[tuple[str, str]], dict[str, Any] | None] | None = None
@@ -103,8 +103,14 @@ class ResponsesWriter(Responder):
         """What a native answer's Response objects take from the gateway: its id, and the chain it continues."""
         return {"id": self._rid, "previous_response_id": self._echo.get("previous_response_id")}
 
-    def _headers(self, headers: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
-        return [*(headers or ()), *self._extra]
+    def _headers(self, headers: list[tuple[str, str]] | None, final: bool = True) -> list[tuple[str, str]]:
+        """The answer's headers; a translated answer names the built-in tools it went without."""
+        if not self._dropped or self._native:  # a native deployment got the tools as they were sent
+            return list(headers or ())
+        names = ",".join(self._dropped)
+        if final:
+            log.info("built-in tools dropped from a /v1/responses request for model %r: %s", self._model, names)
+        return [*(headers or ()), (DROPPED_TOOLS_HEADER, names)]
 
     def send(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None,
              content_type: bytes = b"application/json") -> None:
@@ -146,7 +152,7 @@ class ResponsesWriter(Responder):
 
     def prepare(self, status: int, headers: list[tuple[str, str]],
                 content_type: bytes = b"text/event-stream") -> None:
-        self._inner.prepare(status, self._headers(headers), content_type)
+        self._inner.prepare(status, self._headers(headers, final=False), content_type)
 
     def start(self, status: int, headers: list[tuple[str, str]],
               content_type: bytes = b"text/event-stream") -> None:
@@ -218,17 +224,12 @@ class ResponsesApi:
             body, dropped, names = to_chat_request(req, history + own)
             if self.default_max_output_tokens is not None and "max_tokens" not in body:
                 body["max_tokens"] = self.default_max_output_tokens
-            if dropped and self.reject_builtin_tools:
+            if dropped and self.reject_builtin_tools and self._translated(body["model"]):
                 raise BadRequest(f"built-in tools are not available for this gateway's models: "
                                  f"{', '.join(dropped)}", param="tools", code="unsupported_tool")
         except GatewayError as err:
             self._reject(request, responder, err)
             return
-        extra: list[tuple[str, str]] = []
-        if dropped:
-            extra.append((DROPPED_TOOLS_HEADER, ",".join(dropped)))
-            log.info("built-in tools dropped from a /v1/responses request for model %r: %s", body["model"],
-                     ",".join(dropped))
         native = request.body
         if history:
             rest = {k: v for k, v in req.items() if k != "previous_response_id"}
@@ -242,7 +243,7 @@ class ResponsesApi:
         if req.get("store") is not False:
             async def save(final: dict[str, Any]) -> None:
                 await asyncio.to_thread(self.store.put, owner, own, final)
-        writer = ResponsesWriter(responder, rid, body["model"], echo, names, save, extra)
+        writer = ResponsesWriter(responder, rid, body["model"], echo, names, save, dropped)
         native_body = NativeBody(RESPONSES_WIRE, native, writer.relay_as_is)
         proxied = asyncio.ensure_future(self.openai.proxy(inner, writer, CHAT, native_body))
         try:
@@ -255,6 +256,15 @@ class ResponsesApi:
             await asyncio.gather(proxied, return_exceptions=True)
             raise
         await writer.flush()
+
+    def _translated(self, model: str) -> bool:
+        """Whether a deployment of the model (or of its fallbacks) gets the request translated to chat."""
+        catalog = self.openai.catalog
+        route = catalog.resolve(model)
+        if route is None:
+            return False  # the pipeline answers 404
+        routes = [route, *route.chain, *filter(None, (catalog.resolve(name) for name in route.fallbacks))]
+        return any(dep.provider.native_wire != RESPONSES_WIRE for r in routes for dep in r.deployments)
 
     async def retrieve(self, request: Request, responder: Responder) -> None:
         owner = await self._owner(request)
