@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +21,10 @@ from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 from tests.conftest import GatewayProcess, launch, metric_value
 from tests.integration.responses_upstreams import ProviderMocks
+from tests.providers.replay import ReplayServer, Reply
 from tests.upstream import Upstream
 
+FIXTURES = Path(__file__).parents[1] / "providers" / "fixtures"
 MASTER = "sk-master-responses"
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather of a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -37,7 +40,14 @@ def mocks() -> Iterator[ProviderMocks]:
 
 
 @pytest.fixture(scope="module")
-def gateway(upstream: Upstream, mocks: ProviderMocks, tmp_path_factory: pytest.TempPathFactory
+def replay() -> Iterator[ReplayServer]:
+    server = ReplayServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: Upstream, mocks: ProviderMocks, replay: ReplayServer, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp("responses")
     gw = launch([], tmp, config={
@@ -49,6 +59,11 @@ def gateway(upstream: Upstream, mocks: ProviderMocks, tmp_path_factory: pytest.T
                         {"name": "lingering", "model": "claude-linger"}]},
             {"name": "oai", "type": "openai", "base_url": f"{mocks.url}/openai/v1", "api_key": "sk-oai-up",
              "models": [{"name": "gpt-native", "model": "gpt-4.1"}]},
+            {"name": "gem", "type": "gemini", "base_url": f"{replay.url}/gemini", "api_key": "AIza-test",
+             "models": [{"name": "gemini-flash", "model": "gemini-2.5-flash"}]},
+            {"name": "aws", "type": "bedrock", "base_url": f"{replay.url}/bedrock", "models": [
+                {"name": "nova", "model": "amazon.nova-lite-v1:0"}], "options": {
+                "region": "us-east-1", "access_key_id": "AKIDEXAMPLE", "secret_access_key": "secret"}},
             {"name": "chat", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}],
         "models": {"claude-alias": {"deployments": [{"provider": "claude", "model": "claude-sonnet-4-5"}]},
                    "moves-to-claude": {"retries": 0, "fallbacks": ["claude-alias"],
@@ -383,3 +398,21 @@ def test_cached_answers_replay_as_stored_responses(open_gateway: GatewayProcess,
         first, second = answers
         assert first.id != second.id and first.output_text == second.output_text == "The quick brown fox jumps"
         assert client.responses.retrieve(second.id).output_text == second.output_text  # stored on a hit too
+
+
+@pytest.mark.parametrize(("model", "answer", "stream", "content_type"), [
+    ("gemini-flash", "gemini/generate_text.json", "gemini/stream_text.sse", "text/event-stream"),
+    ("nova", "bedrock/converse_text.json", "bedrock/stream_text.bin", "application/vnd.amazon.eventstream")])
+def test_gemini_and_bedrock_answer_as_responses(gateway: GatewayProcess, keys: dict[str, str], replay: ReplayServer,
+                                               model: str, answer: str, stream: str, content_type: str) -> None:
+    client = sdk(gateway, keys["a1"])
+    replay.reply = Reply(200, (FIXTURES / answer).read_bytes())
+    first = client.responses.create(model=model, input="Hi", instructions="Be brief.")
+    assert first.output_text and first.usage is not None and first.usage.input_tokens > 0
+    Response.model_validate(raw_json(gateway, keys["a1"], first.id).json())
+    replay.reply = Reply(200, (FIXTURES / stream).read_bytes(), content_type, chunk_size=29)
+    with client.responses.stream(model=model, input="And?", previous_response_id=first.id) as events:
+        final = events.get_final_response()
+    assert final.status == "completed" and final.output_text and final.usage is not None
+    sent = replay.received[-1].body.decode()
+    assert "Hi" in sent and first.output_text[:20] in sent.replace("\\", "")  # the first turn, rebuilt
