@@ -429,6 +429,18 @@ class SemanticCacheConfig(_Section):
     max_text_chars: int = Field(4000, ge=1, description="prompt text embedded (its end is kept)")
 
 
+class ResponsesConfig(_Section):
+    """/v1/responses: what becomes of built-in tools a provider cannot run, and how long responses are kept."""
+
+    builtin_tools: Literal["drop", "reject"] = Field(
+        "drop", description="web_search, file_search, ... for a translated provider: dropped (named in "
+                            "x-gateway-dropped-tools) or a 400")
+    retention_days: float = Field(30.0, ge=0, description="stored responses older than this are deleted (0: kept)")
+    default_max_output_tokens: int | None = Field(
+        None, ge=1, description="max_output_tokens of a translated request that sets none (agents such as Codex "
+                                "CLI set none; a model that does not stop then writes until its context is full)")
+
+
 class CacheConfig(_Section):
     enabled: bool = False
     backend: Literal["memory", "redis"] = Field("memory", description="redis uses redis.url")
@@ -492,6 +504,7 @@ class GatewayConfig(_Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
 
     @model_validator(mode="after")
     def _cache_services(self) -> GatewayConfig:

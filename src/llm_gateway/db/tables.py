@@ -124,3 +124,17 @@ ledger_batches = Table(
     Column("row_count", Integer, nullable=False),
     Index("ix_gw_ledger_batches_ts", "ts"),
 )
+
+# Stored Responses API answers (api/responses.py): the request's own input items and the whole Response object,
+# as JSON; `owner` is who may read them ("team:<id>", "key:<id>", "master", "" for an open gateway).
+responses = Table(
+    "gw_responses", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("previous_response_id", String(64), nullable=True),
+    Column("model", String(200), nullable=False, default=""),
+    Column("input", Text, nullable=False, default="[]"),
+    Column("response", Text, nullable=False, default="{}"),
+    Index("ix_gw_responses_created", "created_at"),
+)

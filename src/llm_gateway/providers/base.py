@@ -60,6 +60,7 @@ class NativeBody:
 
 
 NATIVE_BODY = "native_body"  # RequestContext.extensions key of the request's NativeBody
+RESPONSES_WIRE = "openai-responses"  # the native wire of /v1/responses (OpenAI's Responses API)
 
 
 class StreamDecoder(ABC):

@@ -35,6 +35,9 @@ class AzureProvider(OpenAICompatibleProvider):
         elif config.api_key:
             self._static_headers.append(("api-key", config.api_key))
 
+    def responses_path(self) -> str:
+        return f"{self.base_path}/openai/v1/responses"  # the deployment is the body's `model`
+
     def _entra(self, config: ProviderConfig) -> Refresher[str]:
         try:
             entra = importlib.import_module("llm_gateway.providers.azure.entra")
@@ -45,9 +48,22 @@ class AzureProvider(OpenAICompatibleProvider):
         return Refresher(self.name, "Microsoft Entra ID token", entra.EntraTokens(config.options), margin=240.0)
 
     def prepare(self, call: UpstreamCall) -> PreparedRequest:
-        if call.endpoint not in CANONICAL:
+        if call.native_body is not None:
+            prepared = super().prepare(call)
+        elif call.endpoint not in CANONICAL:
             raise NotFound(f"provider {self.name!r} serves chat completions, completions and embeddings only",
                            code="unsupported_endpoint")
+        else:
+            prepared = self._deployment_call(call)
+        if self.refresher is not None:  # the gateway's own identity, never the client's credentials
+            token = self.refresher.current()
+            prepared.headers = [h for h in prepared.headers if h[0] != "authorization"]
+            prepared.headers.append(("authorization", token))
+        elif self.config.api_key:  # never forward the client's own credentials next to the configured key
+            prepared.headers = [h for h in prepared.headers if h[0] != "authorization"]
+        return prepared
+
+    def _deployment_call(self, call: UpstreamCall) -> PreparedRequest:
         prepared = super().prepare(call)
         if self.api_version == "v1":  # the v1 API takes the deployment as `model` in the body
             prepared.path = f"{self.base_path}/openai/v1/{call.endpoint}"
@@ -55,10 +71,4 @@ class AzureProvider(OpenAICompatibleProvider):
             # The deployment may be the client's (`azure/<any name>`): it stays one path segment.
             prepared.path = (f"{self.base_path}/openai/deployments/{quote(call.model, safe='')}/{call.endpoint}"
                              f"?api-version={self.api_version}")
-        if self.refresher is not None:  # the gateway's own identity, never the client's credentials
-            token = self.refresher.current()
-            prepared.headers = [h for h in prepared.headers if h[0] != "authorization"]
-            prepared.headers.append(("authorization", token))
-        elif self.config.api_key:  # never forward the client's own credentials next to the configured key
-            prepared.headers = [h for h in prepared.headers if h[0] != "authorization"]
         return prepared
