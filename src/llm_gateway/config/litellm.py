@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_gateway.providers.foreign import LITELLM_TYPES, litellm_options
+from llm_gateway.providers.foreign import LITELLM_TYPES, litellm_base_url, litellm_model, litellm_options
 
 LITELLM_KEYS = ("model_list", "litellm_settings", "general_settings", "router_settings")
 _ENV = re.compile(r"^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
@@ -60,7 +60,7 @@ class _Builder:
         name = base if base not in taken else next(f"{base}-{i}" for i in range(2, 1000) if f"{base}-{i}" not in taken)
         entry: dict[str, Any] = {"name": name, "type": kind}
         if params.get("api_base"):
-            entry["base_url"] = params["api_base"]
+            entry["base_url"] = litellm_base_url(prefix, str(params["api_base"]))
         if params.get("api_key"):
             entry["api_key"] = params["api_key"]
         options = litellm_options(kind, params)
@@ -100,7 +100,7 @@ class _Builder:
             dep["weight"] = params["weight"]
         info = item.get("model_info") or {}
         if isinstance(info, dict) and info.get("base_model"):
-            dep["price_as"] = info["base_model"]
+            dep["price_as"] = litellm_model(str(info["base_model"]))
         if params.get("timeout") is not None or params.get("stream_timeout") is not None:
             dep["timeouts"] = {"total": params.get("timeout") or 600}
             if params.get("stream_timeout") is not None:
@@ -207,7 +207,10 @@ def convert(raw: dict[str, Any]) -> Conversion:
         out["auth"] = {"master_key": general["master_key"]}
     if general.get("database_url"):
         out["database"] = {"url": general["database_url"]}
-    handled = {"litellm_settings": {"cache", "cache_params", "num_retries", "request_timeout", "fallbacks",
+    if lite.get("drop_params"):
+        b.skipped.append("litellm_settings.drop_params: already how the gateway behaves (providers[].options."
+                         "unsupported_params: drop)")
+    handled = {"litellm_settings": {"drop_params", "cache", "cache_params", "num_retries", "request_timeout", "fallbacks",
                                     "context_window_fallbacks"},
                "router_settings": {"routing_strategy", "num_retries", "retry_after", "allowed_fails",
                                    "cooldown_time", "fallbacks", "context_window_fallbacks", "timeout", "redis_host",

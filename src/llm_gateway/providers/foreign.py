@@ -40,3 +40,17 @@ def litellm_options(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     if kind == "bedrock":
         return {ours: params[theirs] for ours, theirs in _BEDROCK_PARAMS if params.get(theirs)}
     return {}
+
+
+def litellm_base_url(prefix: str, api_base: str) -> str:
+    """Our `base_url` of a LiteLLM `api_base`: Ollama's is given without the OpenAI-compatible `/v1`."""
+    base = api_base.rstrip("/")
+    if prefix in ("ollama", "ollama_chat") and not base.endswith("/v1"):
+        return base + "/v1"
+    return base
+
+
+def litellm_model(name: str) -> str:
+    """`azure/gpt-4o` (a LiteLLM `base_model`) -> `gpt-4o`."""
+    prefix, sep, rest = name.partition("/")
+    return rest if sep and prefix in LITELLM_TYPES else name
