@@ -62,6 +62,8 @@ class ServerConfig(_Section):
     tls: TlsConfig = Field(default_factory=TlsConfig)
     http2: bool = Field(False, description="also speak HTTP/2 (over TLS by ALPN, or prior knowledge in clear)")
     cors: CorsConfig = Field(default_factory=CorsConfig)
+    model_path_routes: bool = Field(False, description="also serve /<model>/v1/<endpoint> as /v1/<endpoint> with "
+                                    "that model (LLMGateway's layout)")
 
 
 class TimeoutsConfig(_Section):
