@@ -73,9 +73,11 @@ def _target(key: str, value: Any, known: dict[str, str], model: type[BaseModel])
 def suggest(key: str, model: type[BaseModel]) -> str:
     """'did you mean ...' for an unknown key, or the valid names when none is close."""
     fields = list(model.model_fields)
-    close = difflib.get_close_matches(snake(key), fields, n=2, cutoff=0.6)
+    spelled = {f: f for f in fields}  # `ttl` is near `tll` where `ttl_s` is not
+    spelled.update({f.removesuffix(unit): f for f in fields for unit in ("_s", "_mb") if f.endswith(unit)})
+    close = difflib.get_close_matches(snake(key), list(spelled), n=2, cutoff=0.6)
     if close:
-        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+        return "did you mean " + " or ".join(repr(f) for f in dict.fromkeys(spelled[c] for c in close)) + "?"
     return "valid here: " + ", ".join(fields)
 
 
