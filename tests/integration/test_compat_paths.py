@@ -111,3 +111,14 @@ def test_keyless_json_body_of_any_content_type(gw: GatewayProcess, keyed: Gatewa
     r = httpx.post(f"{keyed.v1}/chat/completions", content=body,
                    headers={"content-type": "text/plain", "authorization": "Bearer sk-master-compat"})
     assert r.status_code == 415
+
+
+def test_stream_chunks_as_the_upstream_wrote_them(gw: GatewayProcess) -> None:
+    body = {"model": "gpt-4o", "messages": MSG, "stream": True}
+    with httpx.stream("POST", f"{gw.v1}/chat/completions", json=body) as r:
+        events = [line for line in r.iter_lines() if line.startswith("data: {")]
+    assert events and not any('"usage"' in e for e in events)  # the gateway asked for usage, not the client
+    asked = {**body, "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{gw.v1}/chat/completions", json=asked) as r:
+        events = [line for line in r.iter_lines() if line.startswith("data: {")]
+    assert all('"usage"' in e for e in events) and '"prompt_tokens"' in events[-1]
