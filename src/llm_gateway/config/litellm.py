@@ -142,6 +142,8 @@ def _cache(settings: dict[str, Any], out: dict[str, Any], skipped: list[str]) ->
     cache: dict[str, Any] = {"enabled": True}
     if params.get("ttl") is not None:
         cache["ttl_s"] = params["ttl"]
+    if params.get("namespace"):
+        cache["redis_prefix"] = f"{params['namespace']}:"
     if kind in ("redis", "redis-semantic"):
         if params.get("url"):
             out["redis"] = {"url": params["url"]}
@@ -158,7 +160,8 @@ def _cache(settings: dict[str, Any], out: dict[str, Any], skipped: list[str]) ->
         cache["backend"] = "redis"
     elif kind != "local":
         skipped.append(f"cache_params.type {kind!r}: no such cache here; memory is used")
-    for key in sorted(set(params) - {"type", "ttl", "host", "port", "password", "url", "similarity_threshold",
+    for key in sorted(set(params) - {"type", "ttl", "namespace", "host", "port", "password", "url",
+                                     "similarity_threshold",
                                      "redis_semantic_cache_embedding_model"}):
         skipped.append(f"cache_params.{key}: not carried over")
     out["cache"] = cache
