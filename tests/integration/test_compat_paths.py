@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-
 from tests.conftest import GatewayProcess, launch
 from tests.upstream import Upstream
 

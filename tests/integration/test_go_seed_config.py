@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
 from tests.conftest import GatewayProcess, free_port, launch
 from tests.upstream import Upstream
 

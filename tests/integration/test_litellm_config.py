@@ -16,7 +16,6 @@ import httpx
 import openai
 import pytest
 import yaml
-
 from tests.conftest import GatewayProcess, launch
 from tests.upstream import Upstream
 
@@ -26,7 +25,8 @@ MASTER = "sk-litellm-master-configs"
 
 def env(tmp: Path) -> dict[str, str]:
     return {"OPENAI_API_KEY": "sk-openai-from-env", "AZURE_API_BASE": "https://example.openai.azure.com",
-            "AZURE_API_KEY": "az", "ANTHROPIC_API_KEY": "ant", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s",
+            "AZURE_API_KEY": "az", "ANTHROPIC_API_KEY": "ant", "AWS_ACCESS_KEY_ID": "AKIA",
+            "AWS_SECRET_ACCESS_KEY": "s",
             "GEMINI_API_KEY": "g", "REDIS_HOST": "127.0.0.1", "LITELLM_MASTER_KEY": MASTER,
             "DATABASE_URL": f"sqlite:///{tmp}/litellm.db"}
 

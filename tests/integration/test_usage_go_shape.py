@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import openai
-
 from tests.conftest import GatewayProcess
 from tests.upstream import Upstream
 

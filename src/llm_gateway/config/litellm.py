@@ -213,8 +213,8 @@ def convert(raw: dict[str, Any]) -> Conversion:
     if lite.get("drop_params"):
         b.skipped.append("litellm_settings.drop_params: already how the gateway behaves (providers[].options."
                          "unsupported_params: drop)")
-    handled = {"litellm_settings": {"drop_params", "cache", "cache_params", "num_retries", "request_timeout", "fallbacks",
-                                    "context_window_fallbacks"},
+    handled = {"litellm_settings": {"drop_params", "cache", "cache_params", "num_retries", "request_timeout",
+                                    "fallbacks", "context_window_fallbacks"},
                "router_settings": {"routing_strategy", "num_retries", "retry_after", "allowed_fails",
                                    "cooldown_time", "fallbacks", "context_window_fallbacks", "timeout", "redis_host",
                                    "redis_port", "redis_password"},
