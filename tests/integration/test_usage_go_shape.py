@@ -4,13 +4,31 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import openai
+import pytest
+from sqlalchemy import create_engine, text
 from tests.conftest import GatewayProcess
 from tests.upstream import Upstream
+
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    schema = f"configs_usage_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(PG)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
 
 
 def config(upstream: Upstream, **extra: Any) -> dict[str, Any]:
@@ -61,12 +79,17 @@ def test_keyless_usage_is_open_and_aggregate(gateway_factory: Callable[..., Gate
     assert httpx.get(f"{gw.url}/api/v1/keys").status_code == 403  # the other admin routes stay off
 
 
-def test_usage_with_a_master_key(gateway_factory: Callable[..., GatewayProcess], upstream: Upstream) -> None:
-    gw = gateway_factory(config=config(upstream, auth={"master_key": "sk-master-usage"}))
+def test_usage_with_a_master_key_on_postgresql(gateway_factory: Callable[..., GatewayProcess], upstream: Upstream,
+                                              pg_url: str) -> None:
+    gw = gateway_factory(config=config(upstream, auth={"master_key": "sk-master-usage"}, database={"url": pg_url}))
     run_sequence(gw, "sk-master-usage")
     assert httpx.get(f"{gw.url}/api/v1/usage").status_code == 401
     r = report(gw, {"authorization": "Bearer sk-master-usage"})
     assert r.status_code == 200, r.text
     check_go_shape(r.json())
-    r = report(gw, {"authorization": "Bearer sk-master-usage"}, group_by="user")
+    r = httpx.get(f"{gw.url}/api/v1/usage", params={"group_by": "user"},
+                  headers={"authorization": "Bearer sk-master-usage"})
     assert r.status_code == 200
+    r = httpx.get(f"{gw.url}/api/v1/usage", params={"group_by": "metadata.feature", "metadata": "feature:search"},
+                  headers={"authorization": "Bearer sk-master-usage"})
+    assert [(g["metadata.feature"], g["total_requests"]) for g in r.json()["groups"]] == [("search", 1)]
