@@ -91,6 +91,13 @@ def test_master_key_aliases_and_env_keys(gw: GatewayProcess, upstream: Upstream)
     assert upstream.requests[-1].headers["Authorization"] == "Bearer sk-openai-from-env"  # never os.environ/...
 
 
+def test_bare_base_url_as_litellm_serves_it(gw: GatewayProcess) -> None:
+    bare = openai.OpenAI(base_url=gw.url, api_key=MASTER, max_retries=0)  # LiteLLM's clients may omit /v1
+    out = bare.chat.completions.create(model="local-vllm", messages=[{"role": "user", "content": "bare"}])
+    assert out.choices[0].message.content
+    assert "local-vllm" in [m.id for m in bare.models.list()]
+
+
 def test_fallbacks(gw: GatewayProcess, upstream: Upstream) -> None:
     raw = client(gw).chat.completions.with_raw_response.create(
         model="gpt-4o", messages=[{"role": "user", "content": "fall back"}])

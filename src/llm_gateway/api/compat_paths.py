@@ -1,6 +1,7 @@
 """Other gateways' and SDKs' paths, served by the /v1/ handlers: Azure OpenAI's
 `/openai/deployments/{deployment}/{endpoint}` and `/openai/v1/{endpoint}`, LLMGateway's `/<model>/v1/{endpoint}`
-(opt-in: `server.model_path_routes`), its `/extras/tokenize/count`, and `GET /v1/models/{id}`.
+(opt-in: `server.model_path_routes`), its `/extras/tokenize/count`, LiteLLM's `/chat/completions` (no `/v1`), and
+`GET /v1/models/{id}`.
 
 The edge asks `hot()` only about paths outside `/v1/`, so the /v1/* requests pay nothing for these."""
 
@@ -16,6 +17,8 @@ from llm_gateway.errors import BadRequest, NotFound
 from llm_gateway.server.http import Request, Responder
 
 _AZURE_ENDPOINTS = frozenset({"chat/completions", "completions", "embeddings"})
+# LiteLLM serves the OpenAI paths without `/v1` too: its clients' base URL may be the bare host
+_BARE = frozenset({"/chat/completions", "/completions", "/embeddings", "/models"})
 _AZURE_DEPLOYMENTS = "/openai/deployments/"
 
 
@@ -46,6 +49,9 @@ class CompatPaths:
         if path.startswith("/openai/"):
             return self._azure(request)
         if path.startswith("/extras/"):
+            return True
+        if path in _BARE:
+            request.path = "/v1" + path
             return True
         if self.model_path_routes:
             model, sep, rest = path[1:].partition("/")
