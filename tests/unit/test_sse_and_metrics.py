@@ -34,6 +34,13 @@ def test_decoder_strips_unrequested_usage_chunk_byte_for_byte() -> None:
     assert keep.feed(stream) == stream
 
 
+def test_decoder_strips_null_usage_in_any_spacing() -> None:
+    spaced = b'data: {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": null}\n\n'
+    d = PassthroughDecoder(strip_usage_chunk=True)
+    assert d.feed(spaced) == b'data: {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+    assert PassthroughDecoder(strip_usage_chunk=False).feed(spaced) == spaced  # the client asked: kept
+
+
 def test_decoder_collects_text_for_local_counting() -> None:
     d = PassthroughDecoder(strip_usage_chunk=True)
     d.feed(chunk(choices=[{"index": 0, "delta": {"content": "Hel"}}]) +

@@ -29,6 +29,12 @@ CANONICAL = (CHAT, COMPLETIONS, EMBEDDINGS)
 _NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null|"usage"\s*:\s*null\s*,?')
 
 
+def _without_null_usage(event: bytes) -> bytes:
+    """OpenAI's compact `,"usage":null` by a plain replace (~0.1 us); other spacings by the regex (~4 us)."""
+    out = event.replace(b',"usage":null', b"", 1)
+    return out if len(out) != len(event) else _NULL_USAGE.sub(b"", event, count=1)
+
+
 def completion_texts_of_chunk(chunk: Any, out: list[str]) -> None:
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or choice.get("message") or {}
@@ -70,7 +76,7 @@ class PassthroughDecoder(EventTranslator, StreamDecoder):
             return event + b"\n\n"
         if payload[at + 7:at + 24].lstrip(b" :\t").startswith(b"null"):
             # `"usage": null` on every chunk answers the include_usage the gateway added: not the client's to see
-            return (_NULL_USAGE.sub(b"", event) if self._strip else event) + b"\n\n"
+            return (_without_null_usage(event) if self._strip else event) + b"\n\n"
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
