@@ -15,7 +15,6 @@ from sqlalchemy import create_engine, text
 from tests.conftest import GatewayProcess
 from tests.upstream import Upstream
 
-
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -40,8 +39,8 @@ def config(upstream: Upstream, **extra: Any) -> dict[str, Any]:
 def run_sequence(gw: GatewayProcess, key: str) -> None:
     """A miss and a hit tagged feature=chat, a miss tagged feature=search: 3 requests, 2 of them upstream."""
     client = openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0)
-    for text, feature in (("first", "chat"), ("first", "chat"), ("second", "search")):
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}],
+    for content, feature in (("first", "chat"), ("first", "chat"), ("second", "search")):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": content}],
                                        extra_body={"x-gateway": {"metadata": {"feature": feature}}})
 
 
