@@ -99,7 +99,7 @@ class CompatPaths:
         limits count a prompt."""
         if self.openai.access_of is not None:
             await self.openai.access_of(request.headers)
-        body = parse_body(request)
+        body = parse_body(request, self.openai.forward_client_auth)
         model = body.get("model")
         if model is not None and not isinstance(model, str):
             raise BadRequest("model must be a string", param="model")
