@@ -19,6 +19,9 @@ import yaml
 from tests.conftest import GatewayProcess, launch
 from tests.upstream import Upstream
 
+from llm_gateway.cli import main
+from llm_gateway.settings import load_config_file
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "litellm-model-config.yaml"
 MASTER = "sk-litellm-master-configs"
 
@@ -62,10 +65,10 @@ def client(gw: GatewayProcess, key: str = MASTER) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0)
 
 
-def test_import_writes_our_config_and_says_what_it_left(tmp_path: Path) -> None:
-    done = run_import(FIXTURE)
-    assert done.returncode == 0, done.stderr
-    config = yaml.safe_load(done.stdout)
+def test_import_writes_our_config_and_says_what_it_left(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "import", "litellm", str(FIXTURE)]) == 0
+    done = capsys.readouterr()
+    config = yaml.safe_load(done.out)
     assert config["auth"] == {"master_key": "${LITELLM_MASTER_KEY}"}
     assert config["database"] == {"url": "${DATABASE_URL}"}
     providers = {p["name"]: p for p in config["providers"]}
@@ -77,8 +80,8 @@ def test_import_writes_our_config_and_says_what_it_left(tmp_path: Path) -> None:
     assert config["models"]["gpt-4o"]["strategy"] == "least-in-flight"  # least-busy
     assert config["routing"] == {"retries": {"max_retries": 2}, "cooldown": {"failures": 3, "cooldown_s": 30}}
     assert config["cache"]["backend"] == "redis" and config["cache"]["ttl_s"] == 600
-    assert "os.environ" not in done.stdout
-    assert "general_settings.alerting" in done.stderr  # what did not carry over, and why
+    assert "os.environ" not in done.out
+    assert "general_settings.alerting" in done.err  # what did not carry over, and why
 
 
 def test_master_key_aliases_and_env_keys(gw: GatewayProcess, upstream: Upstream) -> None:
@@ -120,20 +123,16 @@ def test_rpm_limit(gw: GatewayProcess) -> None:
     assert statuses[-1] == 429 and statuses.count(200) == 2  # rpm: 3, one used by the env-key test
 
 
-def test_litellm_file_given_directly(tmp_path: Path, upstream: Upstream) -> None:
-    gateway = launch(["--config", str(litellm_file(tmp_path, upstream))], tmp_path, env=env(tmp_path))
-    try:
-        out = client(gateway).chat.completions.create(model="local-vllm", messages=[{"role": "user", "content": "x"}])
-        assert out.choices[0].message.content
-    finally:
-        gateway.stop()
+def test_litellm_file_given_directly_is_the_imported_one(tmp_path: Path, upstream: Upstream) -> None:
+    source = litellm_file(tmp_path, upstream)
+    out = tmp_path / "gateway.yaml"
+    assert main(["config", "import", "litellm", str(source), "-o", str(out)]) == 0
+    assert load_config_file(source, env(tmp_path)) == load_config_file(out, env(tmp_path))
 
 
-def test_our_config_refuses_os_environ(tmp_path: Path) -> None:
+def test_our_config_refuses_os_environ(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "ours.yaml"
     path.write_text("providers:\n  - {name: openai, type: openai, api_key: os.environ/OPENAI_API_KEY}\n")
-    out = subprocess.run([sys.executable, "-m", "llm_gateway", "config", "check", str(path)], capture_output=True,
-                         text=True, env=dict(os.environ))
-    assert out.returncode == 1
+    assert main(["config", "check", str(path)]) == 1
     assert "providers[0].api_key: 'os.environ/OPENAI_API_KEY' is LiteLLM's way to name a variable: write " \
-           "${OPENAI_API_KEY} instead" in out.stderr
+           "${OPENAI_API_KEY} instead" in capsys.readouterr().err
