@@ -79,6 +79,7 @@ def test_model_path_layout(gw: GatewayProcess, upstream: Upstream) -> None:
     client = openai.OpenAI(base_url=f"{gw.url}/my-deployment/v1", api_key="sk-any", max_retries=0)
     out = client.chat.completions.create(model="ignored-by-the-path", messages=MSG)  # type: ignore[arg-type]
     assert out.choices[0].message.content and upstream.requests[-1].body["model"] == "deployed-model"
+    assert httpx.get(f"{gw.url}/api/v1/usage").status_code == 200  # the admin API, not a model called `api`
 
 
 def test_tokenize_count(gw: GatewayProcess) -> None:

@@ -19,6 +19,8 @@ from llm_gateway.server.http import Request, Responder
 _AZURE_ENDPOINTS = frozenset({"chat/completions", "completions", "embeddings"})
 # LiteLLM serves the OpenAI paths without `/v1` too: its clients' base URL may be the bare host
 _BARE = frozenset({"/chat/completions", "/completions", "/embeddings", "/models"})
+# first segments of the cold paths (`/api/v1/usage` is the admin API, not a model called `api`)
+_NOT_MODELS = frozenset({"api", "ui", "docs", "openapi.json", "health", "ready", "metrics"})
 _AZURE_DEPLOYMENTS = "/openai/deployments/"
 
 
@@ -55,7 +57,7 @@ class CompatPaths:
             return True
         if self.model_path_routes:
             model, sep, rest = path[1:].partition("/")
-            if sep and model and (rest.startswith("v1/") or rest.startswith("extras/")):
+            if sep and model and model not in _NOT_MODELS and (rest.startswith("v1/") or rest.startswith("extras/")):
                 request.path = "/" + rest
                 if rest.startswith("extras/") or request.method == "POST":
                     _with_model(request, model)
