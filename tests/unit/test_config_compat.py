@@ -53,6 +53,7 @@ def test_both_spellings_at_once_are_refused() -> None:
 def test_suggestions() -> None:
     assert suggest("prot", ServerConfig) == "did you mean 'port'?"
     assert suggest("tll", CacheConfig) == "did you mean 'ttl_s'?"
+    assert suggest("readTimout", ServerConfig).startswith("did you mean 'readTimeout'")
     assert suggest("zzzz", CacheConfig).startswith("valid here: enabled, backend")
 
 
