@@ -5,12 +5,14 @@ for validation to refuse with its path."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from llm_gateway.config.durations import is_duration, parse_duration, parse_size_mb
 from llm_gateway.config.names import snake
 from llm_gateway.providers.foreign import type_from_name
 
+log = logging.getLogger("llm_gateway.config")
 # `requestsPerMinute: 60` -> 60 requests per 60 s
 _RATES = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _LEVELS = {"warn": "warning", "err": "error", "trace": "debug", "fatal": "error", "panic": "error"}
@@ -127,7 +129,11 @@ def _rate_limit(data: dict[str, Any]) -> None:
         return
     rules: list[dict[str, Any]] = []
     rules += _rate_rules("global", section.get("global"), None)
-    rules += _rate_rules("key", section.get("perKey", section.get("per_key")), None)
+    per_key = section.get("perKey", section.get("per_key"))
+    rules += _rate_rules("key", per_key, None)
+    if per_key and not (isinstance(data.get("auth"), dict) and data["auth"].get("master_key")):
+        log.warning("rateLimit.perKey limits each virtual key; without a master key there are none, so it limits "
+                    "nothing: use perUser to limit by the user header")
     rules += _rate_rules("user", section.get("perUser", section.get("per_user")), None)
     per_model = section.get("perModel", section.get("per_model"))
     if isinstance(per_model, dict):
