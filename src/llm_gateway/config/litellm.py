@@ -167,15 +167,8 @@ def _cache(settings: dict[str, Any], out: dict[str, Any], skipped: list[str]) ->
     out["cache"] = cache
 
 
-def convert(raw: dict[str, Any]) -> Conversion:
-    raw = env_refs(raw)
-    b = _Builder()
-    for i, item in enumerate(raw.get("model_list") or []):
-        b.deployment(i, item)
-    out: dict[str, Any] = {}
-    lite = raw.get("litellm_settings") or {}
-    router = raw.get("router_settings") or {}
-    general = raw.get("general_settings") or {}
+def _router(router: dict[str, Any], lite: dict[str, Any], b: _Builder, out: dict[str, Any]) -> None:
+    """Retries, cooldowns, the routing strategy, fallbacks and timeouts."""
     routing: dict[str, Any] = {}
     retries = router.get("num_retries", lite.get("num_retries"))
     if retries is not None:
@@ -202,6 +195,18 @@ def convert(raw: dict[str, Any]) -> Conversion:
     if timeout is not None:
         for provider in b.providers.values():
             provider["timeouts"] = {"total": timeout}
+
+
+def convert(raw: dict[str, Any]) -> Conversion:
+    raw = env_refs(raw)
+    b = _Builder()
+    for i, item in enumerate(raw.get("model_list") or []):
+        b.deployment(i, item)
+    out: dict[str, Any] = {}
+    lite = raw.get("litellm_settings") or {}
+    router = raw.get("router_settings") or {}
+    general = raw.get("general_settings") or {}
+    _router(router, lite, b, out)
     _cache(lite, out, b.skipped)
     if router.get("redis_host") and "redis" not in out:
         auth = f":{router['redis_password']}@" if router.get("redis_password") else ""
