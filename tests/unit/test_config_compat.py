@@ -63,7 +63,7 @@ def test_go_seed_sections() -> None:
         "providers": [{"name": "anthropic", "priority": 2, "timeout": "90s"}, {"name": "openai", "priority": 1},
                       {"name": "my-vllm", "baseUrl": "http://h/v1"}, {"name": "mystery"}],
         "rateLimit": {"enabled": True, "perUser": {"tokensPerHour": 1000}},
-        "logging": {"level": "WARN", "format": "text", "requestBody": True},
+        "logging": {"level": "WARN", "format": "text", "requestBody": True, "output": "stdout"},
         "metrics": {"enabled": False, "endpoint": "/stats"},
         "server": {"writeTimeout": "2m", "idleTimeout": "90s", "cors": True},
         "cache": {"maxSize": "64MB"},

@@ -157,6 +157,9 @@ def _logging(data: dict[str, Any]) -> None:
     bodies = _get(section, "requestBody", "request_body", "logRequestBody", "bodies")
     if bodies is not None:
         telemetry["log_bodies"] = bodies
+    output = _get(section, "output", "file")
+    if isinstance(output, str) and output.lower() not in ("", "stdout", "stderr", "console"):
+        telemetry["access_log_path"] = output  # a file: the request lines go there
     for key, value in section.items():  # left for validation: unknown under telemetry, with a hint
         telemetry[key] = value
 
