@@ -578,12 +578,14 @@ def parse_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Gate
     problems: list[str] = []
     if litellm.is_litellm(raw):  # a LiteLLM proxy config, taken as `config import litellm` would write it
         raw = litellm.convert(raw).config
+        problems.append("(a LiteLLM config: the paths below are those of `llm-gateway config import litellm FILE`)")
+    preface = len(problems)
     data = substitute_env(raw, dict(os.environ) if env is None else env, "", problems)
-    if problems:
+    if len(problems) > preface:
         raise ConfigError(problems)
     hints: dict[str, str] = {}
     data = normalize(go_seed.translate(data, problems), GatewayConfig, "", hints)
-    if problems:
+    if len(problems) > preface:
         raise ConfigError(problems)
     try:
         return GatewayConfig.model_validate(data)
