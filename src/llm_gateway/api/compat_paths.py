@@ -84,6 +84,9 @@ class CompatPaths:
 
     async def model(self, request: Request, responder: Responder) -> None:
         """GET /v1/models/{id}: the model object, or OpenAI's 404."""
+        if request.method != "GET":  # e.g. DELETE of a fine-tuned model: the pass-through upstream's, if any
+            await self.openai.other(request, responder)
+            return
         listed = await self.openai.model_list(request)
         if listed is None:  # the pass-through upstream's list: it answers for its models too
             await self.openai.other(request, responder)
