@@ -19,7 +19,7 @@ from llm_gateway.config.durations import is_duration, parse_duration, parse_size
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 # names the Go seed's sections accept where our schema has none (config/go_seed.py maps them): suggested too
 SEED_NAMES = {"GatewayConfig": ("rateLimit", "logging"), "ServerConfig": ("readTimeout", "writeTimeout", "idleTimeout"),
-              "ProviderConfig": ("priority", "timeout", "maxRetries"), "CacheConfig": ("maxSize",)}
+              "ProviderConfig": ("priority", "timeout"), "CacheConfig": ("maxSize",)}
 
 
 def snake(name: str) -> str:
@@ -78,7 +78,7 @@ def suggest(key: str, model: type[BaseModel]) -> str:
     fields = list(model.model_fields)
     spelled = {f: f for f in fields}  # `ttl` is near `tll` where `ttl_s` is not
     spelled.update({f.removesuffix(unit): f for f in fields for unit in ("_s", "_mb") if f.endswith(unit)})
-    spelled.update({snake(n): n for n in SEED_NAMES.get(model.__name__, ())})
+    spelled.update({snake(n): n for n in SEED_NAMES.get(model.__name__, ()) if snake(n) not in spelled})
     close = difflib.get_close_matches(snake(key), list(spelled), n=2, cutoff=0.6)
     if close:
         return "did you mean " + " or ".join(repr(f) for f in dict.fromkeys(spelled[c] for c in close)) + "?"
