@@ -108,6 +108,8 @@ usage = Table(
     Column("completion_audio_tokens", Integer, nullable=False, default=0),
     Column("completion_image_tokens", Integer, nullable=False, default=0),
     Column("price_source", String(200), nullable=False, default=""),
+    # added by migration 0005_metadata: the request's `x-gateway.metadata`, as JSON text (or NULL)
+    Column("request_metadata", Text, nullable=True),
     Index("ix_gw_usage_ts", "ts"),
     Index("ix_gw_usage_key_ts", "key_id", "ts"),
     Index("ix_gw_usage_user_ts", "user_id", "ts"),
