@@ -186,7 +186,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     gateway.on_shutdown.append(accounts.stop)  # flushes the ledger after the server drained its requests
     gateway.on_shutdown.extend(p.transport.aclose for p in providers.values() if p.transport is not None)
     gateway.on_shutdown.insert(0, telemetry.close)  # hooks run in reverse: telemetry flushes last
-    cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown)
+    cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown,
+                                        config.redis)
     if cooldown_sync is not None:
         gateway.on_startup.append(cooldown_sync.start)
         gateway.on_shutdown.append(cooldown_sync.stop)

@@ -23,7 +23,8 @@ def build_backend(config: GatewayConfig) -> CacheBackend:
     if cache.backend == "redis":
         if not config.redis.url:
             raise ValueError("cache.backend: redis needs redis.url")
-        return RedisBackend(config.redis.url, cache.redis_prefix, cache.redis_timeout_s, config.redis.pool_size)
+        return RedisBackend(config.redis.url, cache.redis_prefix, cache.redis_timeout_s, config.redis.pool_size,
+                            config.redis)
     return MemoryBackend(int(cache.max_size_mb * 1024 * 1024))
 
 

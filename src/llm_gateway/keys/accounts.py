@@ -151,6 +151,7 @@ def build_accounts(config: GatewayConfig, registry: Registry, policy: Policy) ->
     if config.redis.url:
         auth_stage.shared = SharedBudgets(config.redis.url, config.redis.pool_size,
                                           config.limits.redis_prefix + "budget:", uuid.uuid4().hex[:12],
-                                          config.limits.redis_timeout_s, config.limits.retry_backend_after_s)
+                                          config.limits.redis_timeout_s, config.limits.retry_backend_after_s,
+                                          redis=config.redis)
     return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
                     LedgerStage(ledger), policy)

@@ -24,7 +24,10 @@ from typing import Any
 from llm_gateway.limits.backend import BackendUnavailable, Outcome
 from llm_gateway.limits.lua import RESERVE, SETTLE
 from llm_gateway.limits.rules import Rule
-from llm_gateway.redis_client import Arg, RedisReplyError, RespClient
+from llm_gateway.redis_client import Arg, RedisReplyError
+from llm_gateway.redis_cluster import ClusterClient, slot_of
+from llm_gateway.redis_topology import RedisClient, open_client
+from llm_gateway.settings import RedisConfig
 from llm_gateway.telemetry.metrics import Counter
 
 log = logging.getLogger("llm_gateway.limits")
@@ -40,7 +43,7 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, client: RespClient, keys: list[str], args: list[int]) -> Any:
+    async def __call__(self, client: RedisClient, keys: list[str], args: list[int]) -> Any:
         try:
             return await client.call("EVALSHA", self.sha, len(keys), *keys, *args)
         except RedisReplyError as exc:
@@ -75,10 +78,11 @@ class _Lease:
 
 class RedisBackend:
     def __init__(self, url: str, pool_size: int, prefix: str, timeout_s: float, retry_after_s: float,
-                 errors: Counter, lease: int = 0, lease_s: float = 2.0) -> None:
+                 errors: Counter, lease: int = 0, lease_s: float = 2.0, redis: RedisConfig | None = None) -> None:
         # No retries: a reservation that timed out may have been applied, and running it again would charge
         # twice. A failure trips a short breaker instead, so an outage costs one timeout, not one per request.
-        self.client = RespClient(url, pool_size, timeout_s)
+        self.client: RedisClient = open_client(url, pool_size, timeout_s, redis)
+        self._cluster = isinstance(self.client, ClusterClient)  # checks of several slots: one call per slot
         self.prefix = prefix
         self.retry_after_s = retry_after_s
         self.errors = errors
@@ -109,6 +113,12 @@ class RedisBackend:
     async def reserve(self, keys: list[str], rules: list[Rule], costs: list[int]) -> Outcome:
         if self._down and time.monotonic() < self._down_until:
             raise BackendUnavailable("redis unavailable")
+        if self._cluster:
+            return await self._reserve_by_slot(keys, rules, costs)
+        sent_at = time.monotonic()
+        return self._outcome(keys, rules, await self._call_reserve(keys, rules, costs), sent_at)
+
+    async def _call_reserve(self, keys: list[str], rules: list[Rule], costs: list[int]) -> list[int]:
         prefix = self.prefix
         lease = self.lease
         leases = self._leases
@@ -123,7 +133,6 @@ class RedisBackend:
                 args.extend(_NOTHING_BACK)
             else:
                 args.extend((held.stamp_ms, held.requests, held.tokens))
-        sent_at = time.monotonic()
         try:
             reply: list[int] = await self._reserve(self.client, [prefix + k for k in keys], args)
         except FAILURES as exc:
@@ -134,11 +143,14 @@ class RedisBackend:
             raise BackendUnavailable(str(exc)) from None
         if self._down:
             self._recovered()
+        return reply
+
+    def _outcome(self, keys: list[str], rules: list[Rule], reply: list[int], sent_at: float) -> Outcome:
         n = len(keys)
         used_r = reply[4:4 + 5 * n:5]
         used_t = reply[5:5 + 5 * n:5]
         resets = [ms / 1000 for ms in reply[6:6 + 5 * n:5]]
-        if reply[0] == 1 and lease:
+        if reply[0] == 1 and self.lease:
             now_ms = reply[3]
             for i in range(n):
                 got_r, got_t = reply[7 + 5 * i], reply[8 + 5 * i]
@@ -148,6 +160,66 @@ class RedisBackend:
                     used_r[i] -= got_r  # the caller is told what is used, not what this replica holds
                     used_t[i] -= got_t
         return Outcome(reply[0] == 1, reply[1], reply[2] / 1000, reply[3], used_r, used_t, resets)
+
+    async def _reserve_by_slot(self, keys: list[str], rules: list[Rule], costs: list[int]) -> Outcome:
+        """Redis Cluster: one script call per hash slot, all at once; when one slot refuses (or fails), what the
+        others charged is given back, so a request is charged everywhere or nowhere, as on one node."""
+        prefix = self.prefix
+        groups: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(slot_of(prefix + key), []).append(i)
+        sent_at = time.monotonic()
+        if len(groups) == 1:
+            return self._outcome(keys, rules, await self._call_reserve(keys, rules, costs), sent_at)
+        parts = list(groups.values())
+        replies = await asyncio.gather(*(self._call_reserve([keys[i] for i in part], [rules[i] for i in part],
+                                                            [costs[i] for i in part]) for part in parts),
+                                       return_exceptions=True)
+        failure = next((r for r in replies if isinstance(r, BaseException)), None)
+        refused = next((j for j, r in enumerate(replies) if not isinstance(r, BaseException) and r[0] != 1), None)
+        if failure is None and refused is None:
+            return self._merge(keys, rules, parts, replies, sent_at)  # type: ignore[arg-type]
+        for part, reply in zip(parts, replies, strict=True):
+            if not isinstance(reply, BaseException) and reply[0] == 1:
+                self._refund([keys[i] for i in part], [rules[i] for i in part], [costs[i] for i in part], reply)
+        if failure is not None:
+            raise failure  # BackendUnavailable, the fail mode decides; anything else is a bug, raised as it is
+        assert refused is not None
+        reply = replies[refused]
+        assert not isinstance(reply, BaseException)
+        n = len(keys)
+        used_r, used_t, resets = [-1] * n, [-1] * n, [0.0] * n
+        for part, got in zip(parts, replies, strict=True):
+            assert not isinstance(got, BaseException)
+            for j, i in enumerate(part):
+                charged = got[0] == 1
+                r, t = got[4 + 5 * j], got[5 + 5 * j]
+                if charged:  # given back: report the counts as they were before this request
+                    r -= (1 + got[7 + 5 * j]) if rules[i].requests is not None else 0
+                    t -= (costs[i] + got[8 + 5 * j]) if rules[i].tokens is not None else 0
+                used_r[i], used_t[i], resets[i] = r, t, got[6 + 5 * j] / 1000
+        failed = parts[refused][reply[1]]
+        return Outcome(False, failed, reply[2] / 1000, reply[3], used_r, used_t, resets)
+
+    def _merge(self, keys: list[str], rules: list[Rule], parts: list[list[int]], replies: list[list[int]],
+               sent_at: float) -> Outcome:
+        n = len(keys)
+        used_r, used_t, resets = [-1] * n, [-1] * n, [0.0] * n
+        stamp = 0
+        for part, reply in zip(parts, replies, strict=True):
+            got = self._outcome([keys[i] for i in part], [rules[i] for i in part], reply, sent_at)
+            stamp = max(stamp, got.stamp_ms)
+            for j, i in enumerate(part):
+                used_r[i], used_t[i], resets[i] = got.used_requests[j], got.used_tokens[j], got.resets[j]
+        return Outcome(True, -1, 0.0, stamp, used_r, used_t, resets)
+
+    def _refund(self, keys: list[str], rules: list[Rule], costs: list[int], reply: list[int]) -> None:
+        """Give back what an admitting slot charged (the request, its tokens and any lease granted with them)."""
+        for j, (key, rule, cost) in enumerate(zip(keys, rules, costs, strict=True)):
+            requests = (1 + reply[7 + 5 * j]) if rule.requests is not None else 0
+            tokens = (cost + reply[8 + 5 * j]) if rule.tokens is not None else 0
+            if requests or tokens:
+                self._add_pending(self.prefix + key, rule, reply[3], -requests, -tokens, force=True)
 
     def reserve_now(self, keys: list[str], rules: list[Rule], costs: list[int]) -> Outcome | None:
         """The reservation from the leases held, with no round trip; None when they do not cover the request."""
@@ -201,9 +273,10 @@ class RedisBackend:
             if not self._add_pending(self.prefix + key, rule, stamp_ms, 0, delta):
                 return
 
-    def _add_pending(self, key: str, rule: Rule, stamp_ms: int, requests: int, tokens: int) -> bool:
+    def _add_pending(self, key: str, rule: Rule, stamp_ms: int, requests: int, tokens: int,
+                     force: bool = False) -> bool:
         """Queue a correction for the next settle call; False (and dropped) while Redis is known to be down."""
-        if self._down and time.monotonic() < self._down_until:
+        if not force and self._down and time.monotonic() < self._down_until:
             self.errors.inc(("settle",))  # dropped: the reservation stays charged until it leaves the window
             return False
         pending = self._pending
@@ -236,6 +309,22 @@ class RedisBackend:
                 args.extend((stamp_ms, bucket_ms, buckets, requests, tokens))
         if not keys:
             return
+        if self._cluster:
+            self._flush_by_slot(keys, args)
+            return
+        self._send_settle(keys, args)
+
+    def _flush_by_slot(self, keys: list[str], args: list[int]) -> None:
+        groups: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(slot_of(key), []).append(i)
+        if len(groups) == 1:
+            self._send_settle(keys, args)
+            return
+        for part in groups.values():
+            self._send_settle([keys[i] for i in part], [a for i in part for a in args[5 * i:5 * i + 5]])
+
+    def _send_settle(self, keys: list[str], args: list[int]) -> None:
         sent = self.client.call_nowait("EVALSHA", self._settle.sha, len(keys), *keys, *args)
         if sent is None:
             self._settle_in_task(keys, args)
@@ -304,8 +393,9 @@ class RedisBackend:
         exc = None if sent.cancelled() else sent.exception()
         if exc is None:
             return
-        if isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT"):
-            self._settle_in_task(keys, args)  # Redis lost its scripts: the task sends the source
+        if isinstance(exc, RedisReplyError) and str(exc).startswith(("NOSCRIPT", "MOVED ")):
+            # Redis lost its scripts, or (Cluster) the slot moved: the script did not run, the task sends it again
+            self._settle_in_task(keys, args)
         elif isinstance(exc, FAILURES):
             self._failed("settle", exc)
 

@@ -201,7 +201,7 @@ def build_limit_stage(config: GatewayConfig, registry: Registry, counter: TokenC
         url = config.redis.url or "redis://127.0.0.1:6379/0"
         backend = RedisBackend(url, config.redis.pool_size, limits.redis_prefix, limits.redis_timeout_s,
                                limits.retry_backend_after_s, metrics.backend_errors, limits.redis_lease,
-                               limits.redis_lease_s)
+                               limits.redis_lease_s, redis=config.redis)
     else:
         backend = MemoryBackend()
     return LimitStage(RuleSet(rules, limits.buckets), backend, counter, limits.completion_estimate,
