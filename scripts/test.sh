@@ -16,6 +16,9 @@ bash scripts/services.sh
 missing=""
 command -v wrk >/dev/null || missing="$missing wrk"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+# A Redis Cluster and a Sentinel setup on loopback (tests/redis_ha.py); systemd-analyze checks the unit file.
+command -v redis-sentinel >/dev/null || missing="$missing redis-sentinel"
+command -v systemd-analyze >/dev/null || missing="$missing systemd"
 if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
