@@ -390,8 +390,8 @@ class DatabaseConfig(_Section):
                                        "idle-in-transaction timeout, and the TCP user timeout (0: none)")
     ledger_write_timeout_s: float = Field(10.0, gt=0, description="a ledger batch write unanswered this long is "
                                           "abandoned (its connection closed) and retried with backoff")
-    migrate_on_start: bool | None = Field(None, description="upgrade the schema when the gateway starts; default: "
-                                          "on for SQLite, off for PostgreSQL (run `llm-gateway db upgrade` first)")
+    migrate_on_start: bool = Field(True, description="upgrade the schema when the gateway starts; false: refuse to "
+                                   "start on an old schema (replicas: run `llm-gateway db upgrade` as its own step)")
 
 
 class SentinelConfig(_Section):

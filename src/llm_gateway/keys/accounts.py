@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from llm_gateway.db.engine import Timeouts, make_engine, upgrade_in_child
+from llm_gateway.db.engine import Timeouts, check_schema, make_engine, upgrade_in_child
 from llm_gateway.keys.auth import AuthStage
 from llm_gateway.keys.budget import BudgetTracker, window
 from llm_gateway.keys.cache import KeyCache
@@ -45,7 +45,10 @@ class Accounts:
     _reload: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(upgrade_in_child, self.engine)
+        if self.config.database.migrate_on_start:
+            await asyncio.to_thread(upgrade_in_child, self.engine)
+        else:
+            await asyncio.to_thread(check_schema, self.engine)
         self.cache.on_change.append(self.key_changed)
         await self.cache.start()
         await self.reload_budgets(load_spend=True)
