@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import logging
 import math
 import os
@@ -68,6 +69,8 @@ def pg_connect_args(url_options: str | None, timeouts: Timeouts) -> dict[str, An
 def make_engine(url: str, timeouts: Timeouts | None = None, *, pre_ping: bool = True, pool_size: int = 5) -> Engine:
     """`pre_ping=False`, for a caller that handles a failed connection itself: no round trip per checkout."""
     parsed = make_url(normalise_url(url))
+    if parsed.get_driver_name() == "psycopg" and importlib.util.find_spec("psycopg") is None:
+        raise ValueError("a postgresql:// database needs psycopg: pip install 'llm-gateway[postgres]'")
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
