@@ -141,7 +141,7 @@ async def test_sentinel_failover_fail_closed(gateway_factory: Callable[..., Gate
         own.stop()
 
 
-async def test_cluster_primary_killed_fail_open(gateway_factory: Callable[..., GatewayProcess],
+async def test_zz_cluster_primary_killed_fail_open(gateway_factory: Callable[..., GatewayProcess],
                                                upstream: Upstream, cluster: Cluster) -> None:
     prefix = PREFIX + "fo-cluster:"
     rules = [{"name": "global-rpm", "scope": "global", "window": "1h", "requests": 100_000}]
@@ -163,3 +163,41 @@ async def test_cluster_primary_killed_fail_open(gateway_factory: Callable[..., G
     assert int(admin.hget(f"{prefix}global-rpm|{{}}", "t-2") or 0) == before + 5  # type: ignore[arg-type]
     admin.close()
     assert gw.stop() == 0
+
+
+async def test_cluster_budgets_in_several_slots_hold_everywhere_or_nowhere(cluster: Cluster) -> None:
+    from llm_gateway.keys.budget import Budget
+    from llm_gateway.keys.shared_budget import SharedBudgets
+    from llm_gateway.redis_cluster import slot_of
+    from llm_gateway.settings import RedisConfig
+
+    redis_cfg = RedisConfig.model_validate(cluster_redis(cluster))
+    shared = SharedBudgets(redis_cfg.url or "", 2, PREFIX + "budget:", "r1", 2.0, redis=redis_cfg)
+    now = time.time()
+    budgets = [Budget("key", "k1", 1.0, "daily", now), Budget("user", "alice", 0.4, "daily", now),
+               Budget("team", "t1", 1.0, "daily", now)]
+    keys = [shared._key(b) for b in budgets]
+    assert len({slot_of(k) for k in keys}) == 3  # three slots: three calls
+    assert await shared.reserve(budgets, 0.4) is True
+    assert await shared.reserve(budgets, 0.2) is budgets[1]  # the user's 0.4 is all held: refused there
+    await asyncio.sleep(0.2)  # the holds the key's and the team's slots took are given back off the request path
+    admin = cluster.client()
+    holds = [float(admin.hget(k, "r:r1") or 0) for k in keys]  # type: ignore[arg-type]
+    assert holds == pytest.approx([0.4, 0.4, 0.4])
+    await shared.close()
+    admin.delete(*keys)
+    admin.close()
+
+
+async def test_cluster_cache_get_set_clear(cluster: Cluster) -> None:
+    from llm_gateway.cache.redis import RedisBackend as CacheBackend
+    from llm_gateway.settings import RedisConfig
+
+    redis_cfg = RedisConfig.model_validate(cluster_redis(cluster))
+    cache = CacheBackend(redis_cfg.url or "", PREFIX + "cache:", 2.0, 2, redis_cfg)
+    for i in range(30):  # keys spread over every primary
+        await cache.set(f"{i:064x}", "m", b"answer %d" % i, 60)
+    assert await cache.get(f"{7:064x}", "m") == b"answer 7"
+    assert await cache.clear() == 30  # SCAN on each primary, UNLINK per key
+    assert await cache.get(f"{7:064x}", "m") is None
+    await cache.close()
