@@ -89,7 +89,7 @@ def test_redis_leases_serve_from_the_gateway_and_go_back_at_shutdown(
     admin = redis.Redis.from_url(REDIS_URL)
 
     def charged() -> tuple[int, int]:
-        fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}rpm|alice")  # type: ignore[assignment]
+        fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}rpm|{{alice}}")  # type: ignore[assignment]
         return (sum(int(v) for k, v in fields.items() if k.startswith(b"r") and k[1:].isdigit()),
                 sum(int(v) for k, v in fields.items() if k.startswith(b"t") and k[1:].isdigit()))
 

@@ -116,10 +116,18 @@ class RedisBackend:
         if self._cluster:
             return await self._reserve_by_slot(keys, rules, costs)
         sent_at = time.monotonic()
-        return self._outcome(keys, rules, await self._call_reserve(keys, rules, costs), sent_at)
+        # One node (or Sentinel's primary): one script call, awaited here rather than in a helper coroutine.
+        try:
+            reply: list[int] = await self._reserve(self.client, [self.prefix + k for k in keys],
+                                                   self._args(keys, rules, costs))
+        except FAILURES as exc:
+            raise self._reserve_failed(exc) from None
+        if self._down:
+            self._recovered()
+        return self._outcome(keys, rules, reply, sent_at)
 
-    async def _call_reserve(self, keys: list[str], rules: list[Rule], costs: list[int]) -> list[int]:
-        prefix = self.prefix
+    def _args(self, keys: list[str], rules: list[Rule], costs: list[int]) -> list[int]:
+        """The script's ARGV, handing back the leases this process holds for these checks."""
         lease = self.lease
         leases = self._leases
         args: list[int] = []
@@ -133,14 +141,21 @@ class RedisBackend:
                 args.extend(_NOTHING_BACK)
             else:
                 args.extend((held.stamp_ms, held.requests, held.tokens))
+        return args
+
+    def _reserve_failed(self, exc: BaseException) -> BackendUnavailable:
+        # The leases handed back are dropped: if the call timed out after Redis ran it, they are no longer
+        # charged, and handing them out would admit beyond the limit; if it did not run, they stay charged
+        # until they leave the window (the cautious side, as for a settlement that cannot be sent).
+        self._failed("reserve", exc)
+        return BackendUnavailable(str(exc))
+
+    async def _call_reserve(self, keys: list[str], rules: list[Rule], costs: list[int]) -> list[int]:
         try:
-            reply: list[int] = await self._reserve(self.client, [prefix + k for k in keys], args)
+            reply: list[int] = await self._reserve(self.client, [self.prefix + k for k in keys],
+                                                   self._args(keys, rules, costs))
         except FAILURES as exc:
-            # The leases handed back are dropped: if the call timed out after Redis ran it, they are no longer
-            # charged, and handing them out would admit beyond the limit; if it did not run, they stay charged
-            # until they leave the window (the cautious side, as for a settlement that cannot be sent).
-            self._failed("reserve", exc)
-            raise BackendUnavailable(str(exc)) from None
+            raise self._reserve_failed(exc) from None
         if self._down:
             self._recovered()
         return reply
