@@ -11,9 +11,9 @@ RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
 # Dependencies first, in their own layer: a change to the source does not download them again.
 COPY pyproject.toml uv.lock README.md LICENSE ./
-RUN uv sync --frozen --no-dev --no-install-project --no-editable $EXTRAS
+RUN uv sync --locked --no-dev --no-install-project --no-editable $EXTRAS
 COPY src ./src
-RUN uv sync --frozen --no-dev --no-editable $EXTRAS
+RUN uv sync --locked --no-dev --no-editable $EXTRAS
 
 FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --user-group --no-log-init --no-create-home --shell /usr/sbin/nologin llm-gateway \

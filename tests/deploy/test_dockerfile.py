@@ -42,7 +42,7 @@ def test_hadolint_passes() -> None:
 
 def test_image_steps_install_a_plain_gateway_that_serves(tmp_path: Path, upstream: Upstream) -> None:
     env, runs = dockerfile_steps()
-    assert len(runs) == 2 and all(r[:4] == ["uv", "sync", "--frozen", "--no-dev"] for r in runs)
+    assert len(runs) == 2 and all(r[:4] == ["uv", "sync", "--locked", "--no-dev"] for r in runs)
     assert "--no-install-project" in runs[0] and "--no-editable" in runs[1]
     build = tmp_path / "src"
     build.mkdir()

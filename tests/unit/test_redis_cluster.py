@@ -30,3 +30,27 @@ def test_parse_node() -> None:
     assert parse_node("10.0.0.1:26380", 26379) == ("10.0.0.1", 26380)
     assert parse_node("sentinel-0", 26379) == ("sentinel-0", 26379)
     assert parse_node("[::1]:7000", 6379) == ("::1", 7000)
+
+
+def test_topology_config() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from llm_gateway.redis_client import RespClient
+    from llm_gateway.redis_cluster import ClusterClient
+    from llm_gateway.redis_sentinel import SentinelClient
+    from llm_gateway.redis_topology import open_client
+    from llm_gateway.settings import RedisConfig
+
+    sentinel = RedisConfig.model_validate({"sentinel": {"master_name": "gw", "nodes": ["s1:26379"]}})
+    assert sentinel.url == "redis://"  # set, so every Redis user turns on; the sentinels name the host
+    assert isinstance(open_client(sentinel.url, 1, 1.0, sentinel), SentinelClient)
+    cluster = RedisConfig.model_validate({"cluster": True, "nodes": ["c1:7000", "c2:7000"]})
+    assert cluster.url == "redis://c1:7000"
+    assert isinstance(open_client(cluster.url, 1, 1.0, cluster), ClusterClient)
+    assert type(open_client("redis://x:6379/0", 1, 1.0, RedisConfig())) is RespClient
+    with pytest.raises(ValidationError, match="not both"):
+        RedisConfig.model_validate({"cluster": True, "url": "redis://a", "sentinel": {"master_name": "g",
+                                                                                     "nodes": ["s:1"]}})
+    with pytest.raises(ValidationError, match="set url or nodes"):
+        RedisConfig.model_validate({"cluster": True})
