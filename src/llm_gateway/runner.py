@@ -153,7 +153,11 @@ def run(config: GatewayConfig) -> int:
     setup_logging(config.telemetry)
     if not config.database.migrate_on_start:
         # Checked once here, before any worker starts: an old schema is one clear line, not a crash per worker.
-        engine = make_engine(config.database.url)
+        try:
+            engine = make_engine(config.database.url)
+        except ValueError as exc:  # e.g. a PostgreSQL URL without the [postgres] extra
+            log.error("cannot start: %s", exc)
+            return 1
         try:
             check_schema(engine)
         except SchemaBehind as exc:
@@ -187,7 +191,7 @@ def _run_one(config: GatewayConfig) -> int:
 
     try:
         uvloop.run(main())
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a setting that cannot be built (e.g. a missing extra)
         log.error("cannot start: %s", exc)
         return 1
     return 0
