@@ -27,6 +27,7 @@ from llm_gateway.limits.stage import build_limit_stage
 from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline, Stage
 from llm_gateway.providers.base import Provider
+from llm_gateway.providers.credentials import Keeper
 from llm_gateway.providers.egress import transport_for
 from llm_gateway.providers.http import HttpClient, Origin
 from llm_gateway.providers.registry import build_provider
@@ -186,6 +187,11 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     gateway.on_shutdown.append(accounts.stop)  # flushes the ledger after the server drained its requests
     gateway.on_shutdown.extend(p.transport.aclose for p in providers.values() if p.transport is not None)
     gateway.on_shutdown.insert(0, telemetry.close)  # hooks run in reverse: telemetry flushes last
+    refreshers = [p.refresher for p in providers.values() if p.refresher is not None]
+    if refreshers:  # cloud credentials: fetched at start-up, then refreshed in the background
+        keeper = Keeper(refreshers)
+        gateway.on_startup.append(keeper.start)
+        gateway.on_shutdown.append(keeper.stop)
     cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown,
                                         config.redis)
     if cooldown_sync is not None:

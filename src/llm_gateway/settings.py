@@ -12,7 +12,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from llm_gateway.providers.openai_compat.presets import PRESET_NAMES
 
-PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini", "bedrock", "openai-compatible")
+PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini", "bedrock", "vertex", "openai-compatible")
 _BREAKS = re.compile(r"[\r\n\x00]")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 
@@ -79,9 +79,11 @@ class ModelEntry(_Section):
 
 class ProviderConfig(_Section):
     name: str
-    type: Literal["openai", "azure", "anthropic", "gemini", "bedrock", "openai-compatible"]
+    type: Literal["openai", "azure", "anthropic", "gemini", "bedrock", "vertex", "openai-compatible"]
     base_url: str | None = None
     api_key: str | None = None
+    auth: Literal["api_key", "entra"] | None = Field(
+        None, description="how the provider authenticates: `entra` gets Microsoft Entra ID tokens (Azure)")
     models: list[str | ModelEntry] = Field(
         default_factory=list,
         description='models served by this provider; "*" passes any model name through')
