@@ -26,8 +26,7 @@ CASES: dict[str, dict[str, Any] | None] = {
     "external postgres, migration job": {"config": {"database": {"url": PG_URL}, "redis": {
         "sentinel": {"master_name": "gw", "nodes": ["sentinel-0:26379", "sentinel-1:26379"]}}},
         "secretEnv": {"POSTGRES_PASSWORD": "pw", "OPENAI_API_KEY": "sk-test"}},
-    "existing ConfigMap and Secret": {"existingConfigMap": "gw-config", "existingSecret": "gw-secrets",
-                                      "config": {"database": {"url": PG_URL}}},
+    "existing ConfigMap and Secret": {"existingConfigMap": "gw-config", "existingSecret": "gw-secrets"},
 }
 
 
@@ -78,6 +77,15 @@ def test_pods_are_hardened_and_probed() -> None:
     assert not selector.items() <= job_labels.items()
     hooks = [d for d in docs if "helm.sh/hook" in d["metadata"].get("annotations", {})]
     assert {d["kind"] for d in hooks} == {"ConfigMap", "Secret", "Job"}  # its own copies: hooks run first
+
+
+def test_existing_config_map_and_secret_are_used_by_pods_and_job() -> None:
+    docs = render(CASES["existing ConfigMap and Secret"])
+    assert not by_kind(docs, "ConfigMap") and not by_kind(docs, "Secret")  # nothing of the chart's own
+    for pod in (by_kind(docs, "Deployment")[0], by_kind(docs, "Job")[0]):
+        spec = pod["spec"]["template"]["spec"]
+        assert {"name": "config", "configMap": {"name": "gw-config"}} in spec["volumes"]
+        assert spec["containers"][0]["envFrom"] == [{"secretRef": {"name": "gw-secrets"}}]
 
 
 def gateway_config(docs: list[dict[str, Any]]) -> Any:

@@ -37,7 +37,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Whether the pre-install/pre-upgrade Job migrates (then the pods do not). */}}
 {{- define "llm-gateway.migrationJob" -}}
 {{- $url := (.Values.config.database | default dict).url | default "" }}
-{{- if and .Values.migrations.job (not .Values.postgresql.enabled) (not (hasPrefix "sqlite" $url)) (ne $url "") -}}
+{{- $external := or .Values.existingConfigMap (and (not (hasPrefix "sqlite" $url)) (ne $url "")) }}
+{{- if and .Values.migrations.job (not .Values.postgresql.enabled) $external -}}
 true
 {{- end }}
 {{- end }}
