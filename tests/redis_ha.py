@@ -96,12 +96,17 @@ class Cluster(Nodes):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.ports = cluster_ports(6)
-        for port in self.ports:
-            self.start(port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                       "--cluster-node-timeout", "1000")
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-                        "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
-        _wait(self.healthy, "the cluster", 30)
+        try:
+            for port in self.ports:
+                self.start(port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                           "--cluster-node-timeout", "1000")
+            subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                            "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True,
+                           timeout=60)
+            _wait(self.healthy, "the cluster", 30)
+        except BaseException:
+            self.stop()  # no node outlives a setup that failed
+            raise
 
     def healthy(self) -> bool:
         alive = [p for p in self.ports if self.procs[p].poll() is None]
@@ -130,17 +135,21 @@ class Sentinels(Nodes):
         first = free_ports_in_a_row(4)
         self.primary, self.replica = first, first + 1
         self.sentinels = [first + 2, first + 3]
-        self.start(self.primary, "--repl-diskless-sync-delay", "0")
-        self.start(self.replica, "--replicaof", "127.0.0.1", str(self.primary))
-        for port in self.sentinels:
-            conf = root / f"sentinel-{port}.conf"
-            conf.write_text(f"sentinel monitor {self.name} 127.0.0.1 {self.primary} 1\n"
-                            f"sentinel down-after-milliseconds {self.name} 1000\n"
-                            f"sentinel failover-timeout {self.name} 5000\n"
-                            f"sentinel parallel-syncs {self.name} 1\n")
-            self.start(port, sentinel_conf=conf)
-        _wait(lambda: redis.Redis(port=self.replica).info("replication")["master_link_status"] == "up",
-              "the replica's link")
+        try:
+            self.start(self.primary, "--repl-diskless-sync-delay", "0")
+            self.start(self.replica, "--replicaof", "127.0.0.1", str(self.primary))
+            for port in self.sentinels:
+                conf = root / f"sentinel-{port}.conf"
+                conf.write_text(f"sentinel monitor {self.name} 127.0.0.1 {self.primary} 1\n"
+                                f"sentinel down-after-milliseconds {self.name} 1000\n"
+                                f"sentinel failover-timeout {self.name} 5000\n"
+                                f"sentinel parallel-syncs {self.name} 1\n")
+                self.start(port, sentinel_conf=conf)
+            _wait(lambda: redis.Redis(port=self.replica).info("replication")["master_link_status"] == "up",
+                  "the replica's link")
+        except BaseException:
+            self.stop()
+            raise
 
     def nodes(self) -> list[str]:
         return [f"127.0.0.1:{p}" for p in self.sentinels]
