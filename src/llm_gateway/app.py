@@ -208,7 +208,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
         keeper = Keeper(refreshers)
         gateway.on_startup.append(keeper.start)
         gateway.on_shutdown.append(keeper.stop)
-    cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown)
+    cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown,
+                                        config.redis)
     if cooldown_sync is not None:
         gateway.on_startup.append(cooldown_sync.start)
         gateway.on_shutdown.append(cooldown_sync.stop)
