@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from tests.unit.test_usage_ledger import row
 
 from llm_gateway.db.engine import make_engine, upgrade
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.usage.ledger import Ledger
 from llm_gateway.usage.rollup import rebuild
-from tests.unit.test_usage_ledger import row
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOUR = 3_600_000
@@ -35,7 +35,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     try:
         with admin.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception:  # noqa: BLE001
+    except Exception:
         pytest.skip("PostgreSQL is not reachable")
     eng = make_engine(f"{PG}?options=-csearch_path%3D{schema}")
     upgrade(eng)
