@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
 from tests.conftest import GatewayProcess, launch
 from tests.upstream import Upstream
 
