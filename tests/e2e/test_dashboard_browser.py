@@ -213,3 +213,37 @@ def test_an_admin_runs_the_gateway_and_a_user_sees_only_their_own(gateway: Gatew
     admin.page.wait_for_url(re.compile(r".*/ui/login$"))
     assert admin.go("/keys").url.endswith("/ui/login")
     assert admin.errors == [] and user.errors == []
+
+
+def test_keyboard_phone_zoom_and_a_root_path(gateway: GatewayProcess, browser: Any) -> None:
+    # behind a proxy that mounts the gateway under /llm: every link, form and asset carries the prefix
+    page = httpx.get(f"{gateway.url}/ui/login", headers={"x-forwarded-prefix": "/llm"}).text
+    assert 'action="/llm/ui/login"' in page and 'src="/llm/ui/static/htmx.min.js?v=' in page
+    assert "/ui/static" not in page.replace("/llm/ui/static", "")
+    assert "javascript" in httpx.get(f"{gateway.url}/ui/static/htmx.min.js").headers["content-type"]
+    csp = httpx.get(f"{gateway.url}/ui/login").headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+    # a phone, and a laptop at 200 % zoom (half the CSS pixels): nothing wider than the screen
+    for who, viewport in (("phone", {"width": 390, "height": 844}), ("zoom200", {"width": 640, "height": 450})):
+        p = Page(browser, gateway, who)
+        p.context.set_default_timeout(15_000)
+        p.page.set_viewport_size(viewport)
+        p.sign_in(MASTER)
+        p.page.wait_for_selector("#chart[data-loaded='1']")
+        overflow = p.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{who}: {overflow}px wider than the screen"
+        p.shot("overview")
+        # the keyboard: the first Tab reaches the skip link, Enter moves to the content, Tab on to its controls
+        p.page.keyboard.press("Tab")
+        assert p.page.evaluate("document.activeElement.textContent") == "Skip to content"
+        p.go("/keys")
+        for _ in range(12):
+            p.page.keyboard.press("Tab")
+            if p.page.evaluate("document.activeElement.name") == "alias":
+                break
+        else:
+            raise AssertionError("the key form is not reachable with Tab")
+        p.page.keyboard.type("from-keyboard")
+        assert p.errors == []
+        p.context.close()
