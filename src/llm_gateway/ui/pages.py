@@ -23,6 +23,7 @@ from .dashboard import HEADERS, Dashboard
 from .session import Session
 
 PAGE = 50
+SINCE = {"1h": HOUR_MS, "24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
 DAY_S = 86_400
 
 
@@ -211,6 +212,10 @@ class Pages:
         status = q.get("status", "")
         filters["status"] = status if _int(status) is not None and len(status) <= 3 else ""
         filters["start"], filters["end"] = _int(q.get("start")), _int(q.get("end"))
+        since = q.get("since", "")
+        if since in SINCE:
+            filters["since"] = since
+            filters["start"] = max(filters["start"] or 0, int(time.time() * 1000) - SINCE[since])
         scope = usage_scope(session.identity)
         if scope is not None:
             filters[f"{scope[0]}_id"] = scope[1]  # a user's or team admin's own rows, whatever the form says
@@ -225,6 +230,8 @@ class Pages:
         before = (before_ts, before_id) if before_ts is not None and before_id is not None else None
         rows, cursor = await self._run(data.log_page, self.ui.engine, filters, before, PAGE)
         shown = {k: v for k, v in filters.items() if v not in (None, "")}
+        if "since" in shown:
+            shown.pop("start", None)  # the next page asks for "since" again
         return self.ui.render(request, "logs.html", session, rows=rows, cursor=cursor, filters=filters,
                               shown=shown)
 
