@@ -136,9 +136,10 @@ class Ledger:
         names = ", ".join(self._columns)
         # Rows go to a per-connection staging table first: the batch's rollups are summed from it by the database,
         # and it is emptied when the transaction ends (PostgreSQL: ON COMMIT DELETE ROWS; SQLite: a DELETE).
-        self._stage_pg = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} (LIKE {usage.name} INCLUDING DEFAULTS) "
-                          "ON COMMIT DELETE ROWS")
-        self._stage_sqlite = f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} AS SELECT * FROM {usage.name} WHERE 0"
+        # (No `id` column there: the rows take theirs from the ledger's sequence once, when they are moved.)
+        self._stage_pg = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} ON COMMIT DELETE ROWS AS "
+                          f"SELECT {names} FROM {usage.name} WITH NO DATA")
+        self._stage_sqlite = f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} AS SELECT {names} FROM {usage.name} WHERE 0"
         self._copy = f"COPY {STAGING} ({names}) FROM STDIN"
         self._sqlite_insert = f"INSERT INTO {STAGING} ({names}) VALUES ({', '.join('?' * len(self._columns))})"
         self._move = f"INSERT INTO {usage.name} ({names}) SELECT {names} FROM {STAGING}"
