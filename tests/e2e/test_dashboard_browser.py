@@ -247,3 +247,33 @@ def test_keyboard_phone_zoom_and_a_root_path(gateway: GatewayProcess, browser: A
         p.page.keyboard.type("from-keyboard")
         assert p.errors == []
         p.context.close()
+
+
+def form_token(html: str) -> str:
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def test_a_team_admin_manages_only_their_team(gateway: GatewayProcess) -> None:
+    api = httpx.Client(base_url=f"{gateway.url}/api/v1/", headers={"authorization": f"Bearer {MASTER}"})
+    for team in ("red", "blue"):
+        api.post("teams", json={"id": team})
+    lead = api.post("users", json={"id": "lead", "team_id": "red", "role": "team_admin"}).json()
+    api.post("users", json={"id": "bob", "team_id": "blue"})
+    blue_key = api.post("keys", json={"alias": "blue-key", "team_id": "blue"}).json()["id"]
+
+    ui = httpx.Client(base_url=f"{gateway.url}/ui")
+    signed = ui.post("/login", data={"csrf": form_token(ui.get("/login").text), "secret": lead["token"]})
+    assert signed.status_code == 303
+    page = ui.get("/keys")
+    assert "blue-key" not in page.text
+    created = ui.post("/keys", data={"csrf": form_token(page.text), "alias": "red-key", "team_id": "blue"})
+    assert created.status_code == 201
+    red_key = created.text.split('href="/ui/keys/', 1)[1].split('"', 1)[0]
+    assert api.get(f"keys/{red_key}").json()["team_id"] == "red"  # their team, whatever the form said
+    assert ui.get(f"/keys/{blue_key}").status_code == 404
+    refused = ui.post(f"/keys/{blue_key}/revoke", data={"csrf": form_token(page.text)})
+    assert refused.status_code == 404 and api.get(f"keys/{blue_key}").status_code == 200
+    assert ui.post("/teams", data={"csrf": form_token(page.text), "id": "mine"}).status_code == 403
+    users = ui.get("/users").text
+    assert "lead" in users and "bob" not in users
+    assert ui.get("/teams/blue").status_code == 403 and ui.get("/teams/red").status_code == 200
