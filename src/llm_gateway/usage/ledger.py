@@ -375,7 +375,7 @@ def error_of(ctx: RequestContext) -> str:
 
 def attempts_of(ctx: RequestContext) -> str:
     log = ctx.attempt_log
-    if not log:
+    if not log or (len(log) == 1 and log[0].ok):  # the usual case says nothing the row does not: no string built
         return ""
     text = "; ".join(f"{a.kind} {a.provider}/{a.model} {a.status or ''} {a.error_type or 'ok'}".replace("  ", " ")
                      for a in log)
