@@ -31,9 +31,12 @@ def _int(value: str | None) -> int | None:
     return int(value) if value is not None and value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
-def burn_down(points: list[tuple[int, float]], budget: float | None, spent: float, now_ms: int) -> dict[str, Any]:
-    """Cumulative spend by day, and when the budget runs out at the last 7 days' average rate."""
-    cumulative, total = [], 0.0
+def burn_down(points: list[tuple[int, float]], budget: float | None, spent: float, now_ms: int,
+              start_ms: int) -> dict[str, Any]:
+    """Cumulative spend by day from the period's start (at 0), and when the budget runs out at the last 7 days'
+    average rate."""
+    first_day = start_ms - start_ms % DAY_MS
+    cumulative, total = [] if not points or points[0][0] <= first_day else [(first_day // 1000, 0.0)], 0.0
     for day, cost in points:
         total += cost
         cumulative.append((day // 1000, round(total, 6)))
@@ -134,7 +137,7 @@ class Pages:
                                  now + DAY_MS)
         in_period = [(d, c) for d, c in points if d >= start - start % DAY_MS]
         spent = budget.spent if budget is not None else sum(c for _, c in in_period)
-        burn = burn_down(in_period, budget.limit if budget is not None else None, spent, now)
+        burn = burn_down(in_period, budget.limit if budget is not None else None, spent, now, start)
         hour = await self._run(data.this_hour, self.ui.engine, dim, value, now)
         return self.ui.render(request, "entity.html", session, kind=dim, title=title, record=record,
                               budget=budget, spent=spent, burn=burn, hour=hour,
