@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
 from tests.conftest import GatewayProcess
 from tests.security.test_edge_tls_http2 import tls_files, wait_healthy
 from tests.upstream import Upstream
