@@ -89,7 +89,7 @@ def test_the_migration_fills_the_rollups_from_an_existing_ledger(tmp_path: Path)
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "prices")  # the schema before the dashboard, with a ledger in it
+        command.upgrade(cfg, "metadata")  # the schema before the dashboard, with a ledger in it
         old = {k: v for k, v in sample(1).items() if k not in ("trace_id", "error", "attempts", "attempt_log")}
         for i in range(3):
             conn.execute(text(f"insert into gw_usage ({', '.join(old)}) values ({', '.join(':' + k for k in old)})"),
