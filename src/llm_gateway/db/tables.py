@@ -152,3 +152,20 @@ rollups = Table(
     Index("ix_gw_usage_rollup_value", "period", "dim", "value", "bucket"),  # one key's (team's, ...) series
     Index("ix_gw_usage_rollup_cost", "period", "dim", "bucket", "cost_usd"),  # top spenders of a period
 )
+
+# Sign-ins, sign-outs, refused credentials and role or team changes (sso/audit.py); added by migration 0006_sso.
+audit = Table(
+    "gw_audit", metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False, default="ok"),
+    Column("method", String(16), nullable=False, default=""),
+    Column("provider", String(64), nullable=False, default=""),
+    Column("subject", String(320), nullable=True),
+    Column("user_id", String(64), nullable=True),
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("client_ip", String(64), nullable=True),
+    Index("ix_gw_audit_ts", "ts"),
+    Index("ix_gw_audit_user_ts", "user_id", "ts"),
+)

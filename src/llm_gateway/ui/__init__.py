@@ -17,8 +17,9 @@ from .pages import Pages
 
 
 def dashboard_router(accounts: Accounts, catalog: Catalog, routing: RoutingApi, cache: CacheAdminApi,
-                     auth: Auth) -> APIRouter:
+                     auth: Auth, sign_in: list[tuple[str, str]] | None = None) -> APIRouter:
     ui = Dashboard(accounts, catalog, ResourcesApi(accounts, auth), routing, cache, auth)
+    ui.templates.globals["sign_in_with"] = sign_in or []  # (label, path below /ui): the SSO buttons
     router = APIRouter(prefix="/ui", include_in_schema=False)
     router.add_api_route("/static/{name}", ui.static.serve, methods=["GET"])
     Pages(ui).add_to(router)
