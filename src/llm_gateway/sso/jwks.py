@@ -1,5 +1,5 @@
 """Issuers' signing keys: discovery documents and JWKS, fetched once, kept, and re-read when a token names a key
-id we do not know (the IdP rotated its keys), at most once per `REFRESH_MIN_S` so bad tokens cannot make us hammer
+id we do not know (the IdP rotated its keys), at most once per `REFRESH_MIN_S` (2 s) so bad tokens cannot make us hammer
 the IdP."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key
 
 log = logging.getLogger("llm_gateway.sso")
-REFRESH_MIN_S = 30.0
+REFRESH_MIN_S = 2.0
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
@@ -33,7 +33,7 @@ async def fetch_json(url: str, *, data: dict[str, str] | None = None,
                 body = await response.json(content_type=None)
                 if response.status >= 500:
                     raise FetchError(f"{url} answered {response.status}")
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         raise FetchError(f"{url}: {type(exc).__name__}") from None
     if not isinstance(body, dict):
         raise FetchError(f"{url} did not answer a JSON object")

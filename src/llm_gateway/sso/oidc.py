@@ -10,9 +10,8 @@ from urllib.parse import urlencode
 
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import ExpiredTokenError, JoseError
-from joserfc import jws
 from joserfc.jws import JWSRegistry
 
 from llm_gateway.settings import OidcProviderConfig
