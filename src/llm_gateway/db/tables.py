@@ -169,3 +169,11 @@ audit = Table(
     Index("ix_gw_audit_ts", "ts"),
     Index("ix_gw_audit_user_ts", "user_id", "ts"),
 )
+
+# SAML assertion ids already used, until they expire: a replayed assertion is refused on every replica (sso/saml.py).
+saml_assertions = Table(
+    "gw_saml_assertions", metadata,
+    Column("id", String(256), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_gw_saml_assertions_expires", "expires_at"),
+)

@@ -63,7 +63,7 @@ def build_sso(config: GatewayConfig, accounts: Accounts) -> Sso:
     if config.sso.saml:
         from .saml import SamlRoutes, saml_providers  # noqa: PLC0415  (pysaml2 and xmlsec only when SAML is on)
         saml = saml_providers(config.sso.saml)
-        SamlRoutes(saml, signins).add_to(router)
+        SamlRoutes(saml, signins, accounts.engine).add_to(router)
         sso.buttons.extend((p.label, f"/sso/saml/{p.name}/start") for p in saml)
     router.add_api_route("/sso/logout", SignOut(sessions, audit, {p.name: p for p in oidc}), methods=["POST"])
     return sso

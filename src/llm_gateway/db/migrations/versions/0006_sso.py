@@ -1,4 +1,5 @@
-"""Single sign-on: the audit table (sign-ins, sign-outs, refused credentials, role and team changes).
+"""Single sign-on: the audit table (sign-ins, sign-outs, refused credentials, role and team changes) and the SAML
+assertion ids used (replay protection).
 
 Revision ID: sso
 Revises: dashboard
@@ -33,7 +34,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_gw_audit_ts", "gw_audit", ["ts"])
     op.create_index("ix_gw_audit_user_ts", "gw_audit", ["user_id", "ts"])
+    op.create_table(
+        "gw_saml_assertions",
+        sa.Column("id", sa.String(256), primary_key=True),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_gw_saml_assertions_expires", "gw_saml_assertions", ["expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("gw_saml_assertions")
     op.drop_table("gw_audit")
