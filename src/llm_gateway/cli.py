@@ -15,6 +15,7 @@ from llm_gateway.keys.commands import add_parsers as add_account_parsers
 from llm_gateway.keys.commands import run as run_account_command
 from llm_gateway.runner import run
 from llm_gateway.settings import ConfigError, GatewayConfig, ProviderConfig, load_config_file
+from llm_gateway.sso import login
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a config file and print each error with its path")
     check.add_argument("file")
     add_account_parsers(sub)
+    login.add_parser(sub)
     return parser
 
 
@@ -214,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     if args.command == "config":
         return config_check(args.file, env)
+    if args.command == "login":  # a client of a gateway: no configuration of its own
+        return login.run(args)
     try:
         cfg = build_config(resolve(args, env), env)
     except ConfigError as exc:

@@ -7,6 +7,9 @@ the team's key is refused; a forged callback (no flow, wrong state) is refused a
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,3 +136,38 @@ def test_forged_callbacks_are_refused_and_audited(gateway: GatewayProcess) -> No
     reasons = [e["detail"]["reason"] for e in audit(gateway, event="sign_in_refused")]
     assert any("state does not match" in r for r in reasons)
     assert "s3cret-oidc" not in gateway.log()
+
+
+def test_llm_gateway_login_gets_a_short_lived_personal_key(gateway: GatewayProcess, idp: str, browser: Any) -> None:
+    set_groups(idp, "hugo", ["data-team"])
+    cli = subprocess.Popen([sys.executable, "-m", "llm_gateway", "login", "--url", gateway.url, "--no-browser",
+                            "--name", "hugo-laptop"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert cli.stdout is not None
+    first = cli.stdout.readline()
+    url = first.split("Open ", 1)[1].strip()
+    code = cli.stdout.readline().rsplit(" ", 1)[1].strip(".\n")
+    page = browser.new_context().new_page()
+    page.goto(url)
+    page.click("text=Sign in with Corp IdP")
+    page.fill("input[name=sub]", "hugo")
+    page.click("button:has-text('Authorize')")
+    page.wait_for_load_state("networkidle")
+    assert "/sso/device" in page.url and page.locator("input[name=user_code]").input_value() == code.replace("-", "")
+    page.click("button:has-text('Approve')")
+    page.wait_for_selector("h1:has-text('Approved')", timeout=10_000)
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 0, err
+    key = re.search(r"OPENAI_API_KEY=(\S+)", out)
+    assert key is not None
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key.group(1), max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    keys = httpx.get(f"{gateway.url}/api/v1/keys", headers={"authorization": f"Bearer {MASTER}"}).json()["data"]
+    issued = next(k for k in keys if k["alias"] == "login: hugo-laptop")
+    assert issued["team_id"] == "team_data"
+    assert 0 < issued["expires_at"] / 1000 - time.time() <= 12 * 3600
+    assert audit(gateway, event="key_issued")
+    page.context.close()
+    # a device code is good for one key, and an unknown one gets the OAuth error
+    r = httpx.post(f"{gateway.url}/ui/sso/device/token",
+                   data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": "nope"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"

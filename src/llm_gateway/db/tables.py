@@ -177,3 +177,14 @@ saml_assertions = Table(
     Column("expires_at", BigInteger, nullable=False),
     Index("ix_gw_saml_assertions_expires", "expires_at"),
 )
+
+# `llm-gateway login`: device authorizations waiting for a browser sign-in (sso/device.py); the device code is kept
+# only as its SHA-256, and the key is made when the device collects it (never stored in the clear).
+device_grants = Table(
+    "gw_device_grants", metadata,
+    Column("user_code", String(16), primary_key=True),
+    Column("device_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("user_id", String(64), nullable=True),  # set when a signed-in user approves
+    Column("client_name", String(200), nullable=False, default=""),
+)

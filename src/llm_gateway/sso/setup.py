@@ -12,6 +12,7 @@ from llm_gateway.settings import GatewayConfig
 from llm_gateway.ui.session import Sessions, base_path
 
 from .audit import AuditLog
+from .device import DeviceLogin
 from .groups import GroupSync
 from .jwt_auth import JwtAuth
 from .oidc import OidcProvider
@@ -65,5 +66,7 @@ def build_sso(config: GatewayConfig, accounts: Accounts) -> Sso:
         saml = saml_providers(config.sso.saml)
         SamlRoutes(saml, signins, accounts.engine).add_to(router)
         sso.buttons.extend((p.label, f"/sso/saml/{p.name}/start") for p in saml)
+    DeviceLogin(accounts.engine, accounts, sessions, audit, config.sso.key_ttl_s, sso.buttons,
+                signins.url).add_to(router)
     router.add_api_route("/sso/logout", SignOut(sessions, audit, {p.name: p for p in oidc}), methods=["POST"])
     return sso

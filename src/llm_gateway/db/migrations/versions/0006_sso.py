@@ -1,5 +1,5 @@
-"""Single sign-on: the audit table (sign-ins, sign-outs, refused credentials, role and team changes) and the SAML
-assertion ids used (replay protection).
+"""Single sign-on: the audit table (sign-ins, sign-outs, refused credentials, role and team changes), the SAML
+assertion ids used (replay protection), and `llm-gateway login`'s device authorizations.
 
 Revision ID: sso
 Revises: dashboard
@@ -40,8 +40,17 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_gw_saml_assertions_expires", "gw_saml_assertions", ["expires_at"])
+    op.create_table(
+        "gw_device_grants",
+        sa.Column("user_code", sa.String(16), primary_key=True),
+        sa.Column("device_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+        sa.Column("user_id", sa.String(64), nullable=True),
+        sa.Column("client_name", sa.String(200), nullable=False, server_default=""),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("gw_device_grants")
     op.drop_table("gw_saml_assertions")
     op.drop_table("gw_audit")
