@@ -20,7 +20,7 @@ class JwksServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path == "/jwks":
                     server.hits += 1
                     body = {"keys": [k.as_dict(private=False) | {"use": "sig"} for k in server.keys]}

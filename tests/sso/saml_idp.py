@@ -34,7 +34,7 @@ OTHER_SP = "https://another-sp.example.com"
 def self_signed(tmp: Path, name: str) -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
@@ -106,7 +106,7 @@ class SamlIdp:
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 query = parse_qs(urlsplit(self.path).query)
                 if not self.path.startswith("/sso"):
                     self._send(404, "not found")
@@ -118,7 +118,7 @@ class SamlIdp:
 <input type=hidden name=RelayState value="{html.escape(relay)}">
 <button type=submit>Sign in at the IdP</button></form>""")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 assert idp.server is not None

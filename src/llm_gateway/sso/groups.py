@@ -73,9 +73,9 @@ class GroupSync:
         sso = {"issuer": issuer, "subject": subject, "admin": admin, "teams": list(teams), "name": name or ""}
         audit = {"method": method, "provider": provider, "subject": subject, "user_id": uid}
         if user is None:
-            for team in teams:
-                if self.store.get_team(team) is None:
-                    self.store.create_team({"id": team, "name": team})
+            for new in teams:
+                if self.store.get_team(new) is None:
+                    self.store.create_team({"id": new, "name": new})
             _, user = self.store.create_user({"id": uid, "email": email, "team_id": teams[0] if teams else None,
                                               "metadata": {"sso": sso}})
             if admin:

@@ -187,8 +187,8 @@ class SamlRoutes:
         subject = (attributes.get(subject_attr) or [""])[0] if subject_attr else response.get_subject().text
         if not subject:
             return self.signins.refused(request, "saml", name, "the SAML assertion names no user")
-        email = (attributes.get("email") or attributes.get("mail") or [None])[0]
-        display = (attributes.get("displayName") or attributes.get("name") or [None])[0]
+        email = next(iter(attributes.get("email") or attributes.get("mail") or []), None)
+        display = next(iter(attributes.get("displayName") or attributes.get("name") or []), None)
         groups = [g for g in attributes.get(provider.config.groups_attribute) or [] if isinstance(g, str)]
         then = str(flow.get("then") or "")
         return await self.signins.complete(request, issuer=provider.config.entity_id, subject=str(subject),
