@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import escape
 
 from llm_gateway.keys.accounts import Accounts
 from llm_gateway.settings import GatewayConfig
@@ -37,13 +38,18 @@ class SignOut:
         form = await request.form()
         if session is None or not Sessions.csrf_ok(session, str(form.get("csrf") or "")):
             return RedirectResponse(base_path(request) + "/login", status_code=303)
-        target = base_path(request) + "/login"
-        provider = self.oidc.get(str(form.get("provider") or ""))
-        if provider is not None and session.method == "oidc":
-            target = await provider.end_session_url(str(request.base_url).rstrip("/") + target) or target
-        response = RedirectResponse(target, status_code=303)
+        login = base_path(request) + "/login"
+        method, _, name = session.method.partition(":")
+        provider = self.oidc.get(name) if method == "oidc" else None
+        end = await provider.end_session_url(str(request.base_url).rstrip("/") + login) if provider else None
+        response: Response = RedirectResponse(login, status_code=303)
+        if end is not None and provider is not None:
+            # A page, not a redirect: the dashboard's CSP (form-action 'self') stops a form's redirect elsewhere.
+            page = (f'<!doctype html><meta http-equiv="refresh" content="0;url={escape(end)}"><title>Signed out'
+                    f'</title><p>Signed out. <a href="{escape(end)}">Sign out of {escape(provider.label)}</a></p>')
+            response = HTMLResponse(page, headers={"cache-control": "no-store", "referrer-policy": "no-referrer"})
         self.sessions.sign_out(request, response)
-        self.audit.record("sign_out", method=session.method, subject=session.identity.subject,
+        self.audit.record("sign_out", method=method, provider=name, subject=session.identity.subject,
                           user_id=session.identity.user_id, client_ip=client_ip(request))
         return response
 

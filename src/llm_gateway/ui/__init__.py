@@ -12,6 +12,7 @@ from llm_gateway.keys.accounts import Accounts
 from llm_gateway.routing.catalog import Catalog
 
 from .actions import Actions
+from .audit import AuditPage
 from .dashboard import Dashboard
 from .pages import Pages
 
@@ -24,4 +25,5 @@ def dashboard_router(accounts: Accounts, catalog: Catalog, routing: RoutingApi, 
     router.add_api_route("/static/{name}", ui.static.serve, methods=["GET"])
     Pages(ui).add_to(router)
     Actions(ui).add_to(router)
+    AuditPage(ui).add_to(router)
     return router
