@@ -6,7 +6,6 @@ from fastapi import APIRouter
 
 from llm_gateway.keys.accounts import Accounts
 from llm_gateway.routing.catalog import Catalog
-
 from llm_gateway.sso.audit import AuditLog
 
 from .audit import AuditApi
