@@ -79,9 +79,9 @@ def test_a_valid_response_signs_in_once_and_a_replay_is_refused(gateway: Gateway
 
 
 @pytest.mark.parametrize(("kwargs", "reason"), [
-    ({"audience": "https://another-sp.example.com"}, "not accepted"),
+    ({"audience": "https://another-sp.example.com"}, "AudienceRestrictions conditions not satisfied"),
     ({"algorithms": SHA1}, "SHA-1"),
-    ({"sign_response": False, "sign_assertion": False}, "not accepted"),
+    ({"sign_response": False, "sign_assertion": False}, "Neither the response nor the assertions are signed"),
 ])
 def test_bad_responses_are_refused_and_audited(gateway: GatewayProcess, idp: SamlIdp, kwargs: dict[str, Any],
                                                reason: str) -> None:
