@@ -9,6 +9,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -159,3 +160,12 @@ def test_the_audit_api_needs_the_master_key(gateway: GatewayProcess) -> None:
 def test_log_has_no_tokens(gateway: GatewayProcess) -> None:
     assert "eyJ" not in gateway.log()
 
+
+
+def test_concurrent_first_uses_share_one_check(gateway: GatewayProcess, idp: JwksServer) -> None:
+    access = token(idp.keys[0], iss=idp.url, aud=AUD, sub="dave", groups=["data-team"], email="dave@example.com")
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: chat(gateway, access), range(16)))
+    assert all(answers)
+    users = httpx.get(f"{gateway.url}/api/v1/users", headers={"authorization": f"Bearer {MASTER}"}).json()["data"]
+    assert [u["email"] for u in users].count("dave@example.com") == 1

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from llm_gateway.keys.model import KeyRecord, UserRecord
 from llm_gateway.keys.roles import ADMIN, USER, Identity
 from llm_gateway.keys.store import Store
@@ -73,11 +75,13 @@ class GroupSync:
         sso = {"issuer": issuer, "subject": subject, "admin": admin, "teams": list(teams), "name": name or ""}
         audit = {"method": method, "provider": provider, "subject": subject, "user_id": uid}
         if user is None:
-            for new in teams:
-                if self.store.get_team(new) is None:
-                    self.store.create_team({"id": new, "name": new})
-            _, user = self.store.create_user({"id": uid, "email": email, "team_id": teams[0] if teams else None,
-                                              "metadata": {"sso": sso}})
+            self._ensure_teams(teams)
+            try:
+                _, user = self.store.create_user({"id": uid, "email": email,
+                                                  "team_id": teams[0] if teams else None, "metadata": {"sso": sso}})
+            except IntegrityError:  # created at this moment by another sign-in (or replica): sync as usual
+                return self.sync(issuer=issuer, subject=subject, groups=groups, method=method, provider=provider,
+                                 email=email, name=name)
             if admin:
                 self.audit.write("role_change", **audit, role="admin", change="granted")
             if teams:
@@ -87,9 +91,7 @@ class GroupSync:
         team = user.team_id
         if team is None or team in self.managed:  # a hand-set team outside the mapping is left alone
             team = teams[0] if teams else None
-        for joined in teams:
-            if self.store.get_team(joined) is None:
-                self.store.create_team({"id": joined, "name": joined})
+        self._ensure_teams(teams)
         if team != user.team_id or before != sso or (email and email != user.email):
             user = self.store.update_user(uid, {"team_id": team, "email": email or user.email,
                                                 "metadata": {**user.metadata, "sso": sso}}) or user
@@ -100,6 +102,15 @@ class GroupSync:
             self.audit.write("team_change", **audit, joined=sorted(set(teams) - old_teams),
                              left=sorted(old_teams - set(teams)))
         return Synced(user, admin, teams, tuple(self._block_left(user, teams, audit)))
+
+    def _ensure_teams(self, teams: tuple[str, ...]) -> None:
+        """Mapped teams exist (created on first need, named by their id), so the dashboard can show them."""
+        for team in teams:
+            if self.store.get_team(team) is None:
+                try:
+                    self.store.create_team({"id": team, "name": team})
+                except IntegrityError:
+                    pass  # created meanwhile elsewhere
 
     def _block_left(self, user: UserRecord, teams: tuple[str, ...], audit: dict[str, Any]) -> list[KeyRecord]:
         """Block the user's keys of managed teams it no longer belongs to."""

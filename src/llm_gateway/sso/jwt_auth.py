@@ -113,6 +113,7 @@ class JwtAuth:
         self.clock = clock
         self._valid: dict[str, tuple[KeyRecord, float]] = {}
         self._refused: dict[str, tuple[str, float]] = {}
+        self._checking: dict[str, asyncio.Future[tuple[KeyRecord, float]]] = {}  # one check per new token
 
     async def identify(self, token: str) -> KeyRecord:
         """The key record a valid token acts as; Unauthorized (invalid_token) otherwise."""
@@ -123,8 +124,13 @@ class JwtAuth:
         refused = self._refused.get(token)
         if refused is not None and now < refused[1]:
             raise Unauthorized(refused[0], code=CODE)
+        pending = self._checking.get(token)
+        if pending is None:  # concurrent first uses of a token share one validation and one user sync
+            pending = asyncio.ensure_future(self._validate(token))
+            self._checking[token] = pending
+            pending.add_done_callback(lambda _: self._checking.pop(token, None))
         try:
-            record, expires = await self._validate(token)
+            record, expires = await asyncio.shield(pending)
         except TokenRefused as exc:
             self._remember_refusal(token, str(exc), now)
             raise Unauthorized(str(exc), code=CODE) from None
@@ -156,9 +162,13 @@ class JwtAuth:
         subject = str(claims[config.user_claim])
         groups = groups_of(claims, config.groups_claim)
         email = claims.get("email") if isinstance(claims.get("email"), str) else None
-        synced = await asyncio.to_thread(self.sync.sync, issuer=issuer.keys.issuer, subject=subject,
-                                         groups=groups, method="jwt", provider=issuer.keys.issuer,
-                                         email=email)  # type: ignore[arg-type]
+        try:
+            synced = await asyncio.to_thread(self.sync.sync, issuer=issuer.keys.issuer, subject=subject,
+                                             groups=groups, method="jwt", provider=issuer.keys.issuer,
+                                             email=email)  # type: ignore[arg-type]
+        except Exception as exc:  # the database: a valid token is not refused for it, but cannot be served
+            log.warning("sso user sync failed (%s)", type(exc).__name__)
+            raise ServiceUnavailable("the user store is unavailable; try again shortly") from None
         for key in synced.blocked:
             self.on_blocked(key)
         user = synced.user
