@@ -51,6 +51,9 @@ def generate(url: str, schema: str, rows: int, keys: int) -> None:
         ("teams", f"insert into gw_teams (id, name, budget_usd, budget_period, metadata, created_at, updated_at) "
                   f"select 'team_' || i, 'Team ' || i, 1000, 'monthly', '{{}}', {now}, {now} "
                   f"from generate_series(0, 199) i"),
+        ("users", f"insert into gw_users (id, email, team_id, budget_period, metadata, created_at, updated_at) "
+                  f"select 'user_' || i, 'user' || i || '@example.com', 'team_' || (i % 200), 'total', '{{}}', "
+                  f"{now}, {now} from generate_series(0, 19999) i"),
         ("keys", f"insert into gw_keys (id, key_hash, key_prefix, alias, user_id, team_id, budget_period, "
                  f"rpm_limit, metadata, blocked, created_at, updated_at) "
                  f"select 'key_' || i, md5('k' || i) || md5('h' || i), 'sk-' || left(md5('p' || i), 8), "

@@ -213,3 +213,67 @@ def test_an_admin_runs_the_gateway_and_a_user_sees_only_their_own(gateway: Gatew
     admin.page.wait_for_url(re.compile(r".*/ui/login$"))
     assert admin.go("/keys").url.endswith("/ui/login")
     assert admin.errors == [] and user.errors == []
+
+
+def test_keyboard_phone_zoom_and_a_root_path(gateway: GatewayProcess, browser: Any) -> None:
+    # behind a proxy that mounts the gateway under /llm: every link, form and asset carries the prefix
+    page = httpx.get(f"{gateway.url}/ui/login", headers={"x-forwarded-prefix": "/llm"}).text
+    assert 'action="/llm/ui/login"' in page and 'src="/llm/ui/static/htmx.min.js?v=' in page
+    assert "/ui/static" not in page.replace("/llm/ui/static", "")
+    assert "javascript" in httpx.get(f"{gateway.url}/ui/static/htmx.min.js").headers["content-type"]
+    csp = httpx.get(f"{gateway.url}/ui/login").headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+    # a phone, and a laptop at 200 % zoom (half the CSS pixels): nothing wider than the screen
+    for who, viewport in (("phone", {"width": 390, "height": 844}), ("zoom200", {"width": 640, "height": 450})):
+        p = Page(browser, gateway, who)
+        p.context.set_default_timeout(15_000)
+        p.page.set_viewport_size(viewport)
+        p.sign_in(MASTER)
+        p.page.wait_for_selector("#chart[data-loaded='1']")
+        overflow = p.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{who}: {overflow}px wider than the screen"
+        p.shot("overview")
+        # the keyboard: the first Tab reaches the skip link, Enter moves to the content, Tab on to its controls
+        p.page.keyboard.press("Tab")
+        assert p.page.evaluate("document.activeElement.textContent") == "Skip to content"
+        p.go("/keys")
+        for _ in range(12):
+            p.page.keyboard.press("Tab")
+            if p.page.evaluate("document.activeElement.name") == "alias":
+                break
+        else:
+            raise AssertionError("the key form is not reachable with Tab")
+        p.page.keyboard.type("from-keyboard")
+        assert p.errors == []
+        p.context.close()
+
+
+def form_token(html: str) -> str:
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def test_a_team_admin_manages_only_their_team(gateway: GatewayProcess) -> None:
+    api = httpx.Client(base_url=f"{gateway.url}/api/v1/", headers={"authorization": f"Bearer {MASTER}"})
+    for team in ("red", "blue"):
+        api.post("teams", json={"id": team})
+    lead = api.post("users", json={"id": "lead", "team_id": "red", "role": "team_admin"}).json()
+    api.post("users", json={"id": "bob", "team_id": "blue"})
+    blue_key = api.post("keys", json={"alias": "blue-key", "team_id": "blue"}).json()["id"]
+
+    ui = httpx.Client(base_url=f"{gateway.url}/ui")
+    signed = ui.post("/login", data={"csrf": form_token(ui.get("/login").text), "secret": lead["token"]})
+    assert signed.status_code == 303
+    page = ui.get("/keys")
+    assert "blue-key" not in page.text
+    created = ui.post("/keys", data={"csrf": form_token(page.text), "alias": "red-key", "team_id": "blue"})
+    assert created.status_code == 201
+    red_key = created.text.split('href="/ui/keys/', 1)[1].split('"', 1)[0]
+    assert api.get(f"keys/{red_key}").json()["team_id"] == "red"  # their team, whatever the form said
+    assert ui.get(f"/keys/{blue_key}").status_code == 404
+    refused = ui.post(f"/keys/{blue_key}/revoke", data={"csrf": form_token(page.text)})
+    assert refused.status_code == 404 and api.get(f"keys/{blue_key}").status_code == 200
+    assert ui.post("/teams", data={"csrf": form_token(page.text), "id": "mine"}).status_code == 403
+    users = ui.get("/users").text
+    assert "lead" in users and "bob" not in users
+    assert ui.get("/teams/blue").status_code == 403 and ui.get("/teams/red").status_code == 200

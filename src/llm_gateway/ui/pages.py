@@ -23,6 +23,7 @@ from .dashboard import HEADERS, Dashboard
 from .session import Session
 
 PAGE = 50
+SINCE = {"1h": HOUR_MS, "24h": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
 DAY_S = 86_400
 
 
@@ -30,9 +31,12 @@ def _int(value: str | None) -> int | None:
     return int(value) if value is not None and value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
-def burn_down(points: list[tuple[int, float]], budget: float | None, spent: float, now_ms: int) -> dict[str, Any]:
-    """Cumulative spend by day, and when the budget runs out at the last 7 days' average rate."""
-    cumulative, total = [], 0.0
+def burn_down(points: list[tuple[int, float]], budget: float | None, spent: float, now_ms: int,
+              start_ms: int) -> dict[str, Any]:
+    """Cumulative spend by day from the period's start (at 0), and when the budget runs out at the last 7 days'
+    average rate."""
+    first_day = start_ms - start_ms % DAY_MS
+    cumulative, total = [] if not points or points[0][0] <= first_day else [(first_day // 1000, 0.0)], 0.0
     for day, cost in points:
         total += cost
         cumulative.append((day // 1000, round(total, 6)))
@@ -133,7 +137,7 @@ class Pages:
                                  now + DAY_MS)
         in_period = [(d, c) for d, c in points if d >= start - start % DAY_MS]
         spent = budget.spent if budget is not None else sum(c for _, c in in_period)
-        burn = burn_down(in_period, budget.limit if budget is not None else None, spent, now)
+        burn = burn_down(in_period, budget.limit if budget is not None else None, spent, now, start)
         hour = await self._run(data.this_hour, self.ui.engine, dim, value, now)
         return self.ui.render(request, "entity.html", session, kind=dim, title=title, record=record,
                               budget=budget, spent=spent, burn=burn, hour=hour,
@@ -211,6 +215,10 @@ class Pages:
         status = q.get("status", "")
         filters["status"] = status if _int(status) is not None and len(status) <= 3 else ""
         filters["start"], filters["end"] = _int(q.get("start")), _int(q.get("end"))
+        since = q.get("since", "")
+        if since in SINCE:
+            filters["since"] = since
+            filters["start"] = max(filters["start"] or 0, int(time.time() * 1000) - SINCE[since])
         scope = usage_scope(session.identity)
         if scope is not None:
             filters[f"{scope[0]}_id"] = scope[1]  # a user's or team admin's own rows, whatever the form says
@@ -225,6 +233,8 @@ class Pages:
         before = (before_ts, before_id) if before_ts is not None and before_id is not None else None
         rows, cursor = await self._run(data.log_page, self.ui.engine, filters, before, PAGE)
         shown = {k: v for k, v in filters.items() if v not in (None, "")}
+        if "since" in shown:
+            shown.pop("start", None)  # the next page asks for "since" again
         return self.ui.render(request, "logs.html", session, rows=rows, cursor=cursor, filters=filters,
                               shown=shown)
 

@@ -136,9 +136,10 @@ class Ledger:
         names = ", ".join(self._columns)
         # Rows go to a per-connection staging table first: the batch's rollups are summed from it by the database,
         # and it is emptied when the transaction ends (PostgreSQL: ON COMMIT DELETE ROWS; SQLite: a DELETE).
-        self._stage_pg = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} (LIKE {usage.name} INCLUDING DEFAULTS) "
-                          "ON COMMIT DELETE ROWS")
-        self._stage_sqlite = f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} AS SELECT * FROM {usage.name} WHERE 0"
+        # (No `id` column there: the rows take theirs from the ledger's sequence once, when they are moved.)
+        self._stage_pg = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} ON COMMIT DELETE ROWS AS "
+                          f"SELECT {names} FROM {usage.name} WITH NO DATA")
+        self._stage_sqlite = f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} AS SELECT {names} FROM {usage.name} WHERE 0"
         self._copy = f"COPY {STAGING} ({names}) FROM STDIN"
         self._sqlite_insert = f"INSERT INTO {STAGING} ({names}) VALUES ({', '.join('?' * len(self._columns))})"
         self._move = f"INSERT INTO {usage.name} ({names}) SELECT {names} FROM {STAGING}"
@@ -374,7 +375,7 @@ def error_of(ctx: RequestContext) -> str:
 
 def attempts_of(ctx: RequestContext) -> str:
     log = ctx.attempt_log
-    if not log:
+    if not log or (len(log) == 1 and log[0].ok):  # the usual case says nothing the row does not: no string built
         return ""
     text = "; ".join(f"{a.kind} {a.provider}/{a.model} {a.status or ''} {a.error_type or 'ok'}".replace("  ", " ")
                      for a in log)

@@ -54,7 +54,8 @@
       series.push({ label: "budget", stroke: COLORS[1], dash: [6, 4], width: 1 });
       columns.push(xs.map(function () { return limit; }));
     }
-    new uPlot({ width: width(el), height: 180, series: series }, columns, el);
+    new uPlot({ width: width(el), height: 180, series: series,
+                axes: [{}, { size: 70, values: function (u, vs) { return vs.map(money); } }] }, columns, el);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
