@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -169,3 +170,20 @@ def test_concurrent_first_uses_share_one_check(gateway: GatewayProcess, idp: Jwk
     assert all(answers)
     users = httpx.get(f"{gateway.url}/api/v1/users", headers={"authorization": f"Bearer {MASTER}"}).json()["data"]
     assert [u["email"] for u in users].count("dave@example.com") == 1
+
+
+def test_dashboard_sign_in_and_out_with_the_master_key_are_audited(gateway: GatewayProcess) -> None:
+    with httpx.Client(base_url=gateway.url) as browserless:
+        page = browserless.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        signed = browserless.post("/ui/login", data={"csrf": csrf.group(1), "secret": MASTER})
+        assert signed.status_code == 303
+        home = browserless.get("/ui/")
+        session_csrf = re.search(r'name="csrf" value="([^"]+)"', home.text)
+        assert session_csrf is not None
+        assert browserless.post("/ui/logout", data={"csrf": session_csrf.group(1)}).status_code == 303
+    rows = audit(gateway)
+    assert any(r["event"] == "sign_in" and r["method"] == "master_key" for r in rows)
+    assert any(r["event"] == "sign_out" and r["method"] == "master_key" for r in rows)
+    assert MASTER not in json.dumps(rows)

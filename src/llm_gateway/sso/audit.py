@@ -48,6 +48,12 @@ class AuditLog:
         except Exception as exc:  # the trail is best effort; the sign-in's outcome does not depend on it
             log.warning("audit write failed (%s): %s", type(exc).__name__, event)
 
+    def session_event(self, event: str, request: Any, identity: Any, method: str) -> None:
+        """A dashboard sign-in or sign-out (ui/session.py's observers): master key, user token, ..."""
+        client = getattr(request, "client", None)
+        self.record(event, method=method.partition(":")[0], subject=identity.subject, user_id=identity.user_id,
+                    client_ip=client.host if client else None, roles=sorted(identity.roles))
+
     async def drain(self) -> None:
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
