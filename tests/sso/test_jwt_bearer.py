@@ -37,9 +37,10 @@ def gateway(upstream: Upstream, idp: JwksServer, tmp_path_factory: pytest.TempPa
     config = {"providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
                              "models": ["gpt-4o-mini"]}],
               "database": {"url": f"sqlite:///{tmp}/sso.db", "ledger_flush_interval_s": 0.05},
+              "pricing": {"models": {"gpt-4o-mini": {"input": 1.0, "output": 1.0}}},
               "auth": {"jwt": [{"issuer": idp.url, "audience": AUD, "jwks_url": idp.url + "/jwks",
                                 "user_claim": "sub", "groups_claim": "groups"}]},
-              "sso": {"group_mapping": {"data-team": "team_data", "llm-admins": "admin"}}}
+              "sso": {"group_mapping": {"data-team": "team_data", "llm-admins": "admin", "ops": "team_ops"}}}
     gw = launch([], tmp, {"LLM_GATEWAY_MASTER_KEY": MASTER}, config)
     yield gw
     gw.stop()
@@ -187,3 +188,15 @@ def test_dashboard_sign_in_and_out_with_the_master_key_are_audited(gateway: Gate
     assert any(r["event"] == "sign_in" and r["method"] == "master_key" for r in rows)
     assert any(r["event"] == "sign_out" and r["method"] == "master_key" for r in rows)
     assert MASTER not in json.dumps(rows)
+
+
+def test_the_teams_budget_applies_to_a_token(gateway: GatewayProcess, idp: JwksServer) -> None:
+    access = token(idp.keys[0], iss=idp.url, aud=AUD, sub="olga", groups=["ops"])
+    assert chat(gateway, access)  # the sync creates team_ops
+    patched = httpx.patch(f"{gateway.url}/api/v1/teams/team_ops", json={"budget_usd": 1e-5},
+                          headers={"authorization": f"Bearer {MASTER}"})
+    assert patched.status_code == 200, patched.text
+    assert chat(gateway, access)  # spends $0.000016 of the $0.00001
+    with pytest.raises(openai.RateLimitError) as info:
+        chat(gateway, access)
+    assert info.value.code == "budget_exceeded"
