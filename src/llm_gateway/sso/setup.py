@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
@@ -18,6 +19,8 @@ from .groups import GroupSync
 from .jwt_auth import JwtAuth
 from .oidc import OidcProvider
 from .routes import OidcRoutes, SignIns, client_ip
+
+log = logging.getLogger("llm_gateway.sso")
 
 
 @dataclass
@@ -55,6 +58,9 @@ class SignOut:
 
 
 def build_sso(config: GatewayConfig, accounts: Accounts) -> Sso:
+    if config.auth.master_key is None:
+        log.warning("sso / auth.jwt are configured but auth.master_key is not: the gateway is open, so API calls "
+                    "need no credential and the dashboard's sessions are signed with a per-process key")
     audit = AuditLog(accounts.engine)
     sync = GroupSync(config.sso.group_mapping, accounts.store, audit)
     router = APIRouter(prefix="/ui", include_in_schema=False)
