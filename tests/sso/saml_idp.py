@@ -57,14 +57,14 @@ class SamlIdp:
         self.server: Server | None = None
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def _config(self, sp_metadata: str | None) -> IdPConfig:
+    def _config(self, sp_metadata: str | None, lifetime_minutes: int = 5) -> IdPConfig:
         settings: dict[str, Any] = {
             "entityid": self.entity_id,
             "xmlsec_binary": shutil.which("xmlsec1"),
             "key_file": self.key_file, "cert_file": self.cert_file,
             "service": {"idp": {
                 "endpoints": {"single_sign_on_service": [(self.url + "/sso", BINDING_HTTP_REDIRECT)]},
-                "policy": {"default": {"lifetime": {"minutes": 5}, "name_form": NAME_FORMAT_BASIC,
+                "policy": {"default": {"lifetime": {"minutes": lifetime_minutes}, "name_form": NAME_FORMAT_BASIC,
                                        "attribute_restrictions": None}},
                 "name_id_format": [NAMEID_FORMAT_PERSISTENT],
             }},
@@ -78,6 +78,7 @@ class SamlIdp:
 
     def trust_sp(self, sp_metadata: str) -> None:
         self.server = Server(config=self._config(sp_metadata))
+        self.expired_server = Server(config=self._config(sp_metadata, lifetime_minutes=-10))
 
     def start(self) -> SamlIdp:
         self.thread.start()
@@ -87,15 +88,17 @@ class SamlIdp:
         self.httpd.shutdown()
 
     def respond(self, saml_request: str, user: str, *, algorithms: tuple[str, str] = SHA256,
-                audience: str | None = None, sign_response: bool = True, sign_assertion: bool = True) -> str:
+                audience: str | None = None, sign_response: bool = True, sign_assertion: bool = True,
+                expired: bool = False) -> str:
         """A base64 SAMLResponse to the (HTTP-Redirect encoded) AuthnRequest."""
-        assert self.server is not None
-        request = self.server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
-        args = self.server.response_args(request.message, [BINDING_HTTP_POST])
+        server = self.expired_server if expired else self.server
+        assert server is not None
+        request = server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+        args = server.response_args(request.message, [BINDING_HTTP_POST])
         if audience is not None:
             args["sp_entity_id"] = audience
         name_id = NameID(format=NAMEID_FORMAT_PERSISTENT, text=user)
-        response = self.server.create_authn_response(
+        response = server.create_authn_response(
             {"email": [f"{user}@example.com"], "groups": self.users.get(user, [])}, userid=user, name_id=name_id,
             authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
             sign_response=sign_response, sign_assertion=sign_assertion, sign_alg=algorithms[0],
