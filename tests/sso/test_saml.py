@@ -82,7 +82,7 @@ def test_a_valid_response_signs_in_once_and_a_replay_is_refused(gateway: Gateway
     ({"audience": "https://another-sp.example.com"}, "AudienceRestrictions conditions not satisfied"),
     ({"algorithms": SHA1}, "SHA-1"),
     ({"sign_response": False, "sign_assertion": False}, "Neither the response nor the assertions are signed"),
-    ({"expired": True}, "Condition not OK"),  # NotOnOrAfter 10 minutes ago
+    ({"expired": True}, "has expired or is not yet valid"),  # NotOnOrAfter 10 minutes ago
 ])
 def test_bad_responses_are_refused_and_audited(gateway: GatewayProcess, idp: SamlIdp, kwargs: dict[str, Any],
                                                reason: str) -> None:

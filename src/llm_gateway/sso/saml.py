@@ -174,6 +174,8 @@ class SamlRoutes:
             return self.signins.refused(request, "saml", name, f"the SAML response is not accepted ({exc})")
         except Exception as exc:  # pysaml2 raises many types; every one is a refusal, explained
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            if reason == "Condition not OK":  # pysaml2's word for NotBefore / NotOnOrAfter outside the clock
+                reason = "the assertion has expired or is not yet valid (Conditions)"
             return self.signins.refused(request, "saml", name,
                                         f"the SAML response is not accepted ({type(exc).__name__}: {reason})")
         if response is None:
