@@ -16,6 +16,7 @@ bash scripts/services.sh
 missing=""
 command -v wrk >/dev/null || missing="$missing wrk"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+command -v xmlsec1 >/dev/null || missing="$missing xmlsec1"  # pysaml2 signs and verifies with it (tests/sso/)
 if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi

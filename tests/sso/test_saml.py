@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.sso.saml_idp import SHA1, SamlIdp
 from tests.upstream import Upstream
 
 pytest.importorskip("saml2")
+pytestmark = pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is not installed (scripts/test.sh)")
 CHROMIUM = "/usr/bin/chromium"
 MASTER = "mk-sso-saml-test-5d0c"
 NAME = "corp-saml"
