@@ -32,6 +32,7 @@ from .jwks import FetchError, Issuer
 log = logging.getLogger("llm_gateway.sso")
 _MAX_CACHED = 50_000
 _REFUSED_S = 60.0
+_AUDIT_PER_S = 20
 CODE = "invalid_token"
 
 
@@ -114,6 +115,7 @@ class JwtAuth:
         self._valid: dict[str, tuple[KeyRecord, float]] = {}
         self._refused: dict[str, tuple[str, float]] = {}
         self._checking: dict[str, asyncio.Future[tuple[KeyRecord, float]]] = {}  # one check per new token
+        self._audit_second, self._audit_count, self._suppressed = 0, 0, 0
 
     async def identify(self, token: str) -> KeyRecord:
         """The key record a valid token acts as; Unauthorized (invalid_token) otherwise."""
@@ -147,6 +149,16 @@ class JwtAuth:
             if len(self._refused) >= _MAX_CACHED:
                 self._refused.clear()
         self._refused[token] = (reason, now + _REFUSED_S)
+        # at most _AUDIT_PER_S rows a second: a flood of made-up tokens must not become a flood of writes
+        second = int(now)
+        if second != self._audit_second:
+            if self._suppressed:
+                log.warning("%d refused token(s) not written to the audit table (rate cap)", self._suppressed)
+            self._audit_second, self._audit_count, self._suppressed = second, 0, 0
+        if self._audit_count >= _AUDIT_PER_S:
+            self._suppressed += 1
+            return
+        self._audit_count += 1
         self.audit.record("token_refused", outcome="refused", method="jwt", reason=reason)
 
     async def _validate(self, token: str) -> tuple[KeyRecord, float]:
