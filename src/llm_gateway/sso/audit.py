@@ -42,6 +42,10 @@ class AuditLog:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def awrite(self, event: str, **fields: Any) -> None:
+        """Write and wait (cold paths: the row exists when the answer leaves); errors are logged."""
+        await self._write(event, fields)
+
     async def _write(self, event: str, fields: dict[str, Any]) -> None:
         try:
             await asyncio.to_thread(self.write, event, **fields)

@@ -127,7 +127,7 @@ class DeviceLogin:
             return result
         secret, key = result
         self.accounts.put_key(key)
-        self.audit.record("key_issued", method="device", user_id=key.user_id, client_ip=client_ip(request),
+        await self.audit.awrite("key_issued", method="device", user_id=key.user_id, client_ip=client_ip(request),
                           key_id=key.id, expires_at=key.expires_at)
         return JSONResponse({"access_token": secret, "token_type": "Bearer", "expires_in": self.key_ttl_s,
                              "key_id": key.id, "team_id": key.team_id}, headers={"cache-control": "no-store"})

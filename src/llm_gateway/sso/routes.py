@@ -86,13 +86,13 @@ class SignIns:
         response = RedirectResponse(target, status_code=303, headers=_HEADERS)
         self.sessions.sign_in(request, identity, f"{method}:{provider}", response)  # sign-out finds the IdP
         response.delete_cookie(FLOW_COOKIE, path=base_path(request) + "/sso")
-        self.audit.record("sign_in", method=method, provider=provider, subject=subject, user_id=identity.user_id,
+        await self.audit.awrite("sign_in", method=method, provider=provider, subject=subject, user_id=identity.user_id,
                           client_ip=client_ip(request), roles=sorted(identity.roles), team_id=identity.team_id)
         return response
 
-    def refused(self, request: Request, method: str, provider: str, reason: str,
-                subject: str | None = None) -> HTMLResponse:
-        self.audit.record("sign_in_refused", outcome="refused", method=method, provider=provider,
+    async def refused(self, request: Request, method: str, provider: str, reason: str,
+                      subject: str | None = None) -> HTMLResponse:
+        await self.audit.awrite("sign_in_refused", outcome="refused", method=method, provider=provider,
                           subject=subject, client_ip=client_ip(request), reason=reason)
         return refusal_page(request, reason)
 
@@ -128,17 +128,17 @@ class OidcRoutes:
             return refusal_page(request, "no such sign-in method", 404)
         flow = self.signins.read_flow(request)
         if flow is None:
-            return self.signins.refused(request, "oidc", name, "the sign-in expired or was not started here")
+            return await self.signins.refused(request, "oidc", name, "the sign-in expired or was not started here")
         try:
             claims = await provider.finish(flow, dict(request.query_params))
         except SignInRefused as exc:
-            return self.signins.refused(request, "oidc", name, str(exc))
+            return await self.signins.refused(request, "oidc", name, str(exc))
         except FetchError:
             return refusal_page(request, f"{provider.label} cannot be reached; try again shortly", 503)
         config = provider.config
         subject = str(claims.get(config.user_claim) or "")
         if not subject:
-            return self.signins.refused(request, "oidc", name, f"the ID token has no {config.user_claim!r} claim")
+            return await self.signins.refused(request, "oidc", name, f"the ID token has no {config.user_claim!r} claim")
         email = claims.get("email")
         display = claims.get("name") or claims.get("preferred_username")
         return await self.signins.complete(

@@ -155,14 +155,14 @@ class SamlRoutes:
             flow = self.signins.signer.loads(relay, max_age=FLOW_MAX_AGE_S)
             request_id = str(flow["saml"])
         except (BadSignature, KeyError, TypeError):
-            return self.signins.refused(request, "saml", name, "the sign-in expired or was not started here")
+            return await self.signins.refused(request, "saml", name, "the sign-in expired or was not started here")
         try:
             xml = base64.b64decode(raw, validate=True)
             weak = weak_algorithms(xml)
         except (binascii.Error, ValueError, ElementTree.ParseError):
-            return self.signins.refused(request, "saml", name, "the SAML response is not well-formed")
+            return await self.signins.refused(request, "saml", name, "the SAML response is not well-formed")
         if weak:
-            return self.signins.refused(request, "saml", name, "SHA-1 signatures and digests are refused: "
+            return await self.signins.refused(request, "saml", name, "SHA-1 signatures and digests are refused: "
                                         + ", ".join(sorted(set(weak))))
         root = self._root(request)
         acs = f"{root}/sso/saml/{name}/acs"
@@ -171,24 +171,24 @@ class SamlRoutes:
             response = await asyncio.to_thread(client.parse_authn_request_response, raw, BINDING_HTTP_POST,
                                                {request_id: acs})
         except (UnknownPrincipal, UnsupportedBinding) as exc:
-            return self.signins.refused(request, "saml", name, f"the SAML response is not accepted ({exc})")
+            return await self.signins.refused(request, "saml", name, f"the SAML response is not accepted ({exc})")
         except Exception as exc:  # pysaml2 raises many types; every one is a refusal, explained
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             if reason == "Condition not OK":  # pysaml2's word for NotBefore / NotOnOrAfter outside the clock
                 reason = "the assertion has expired or is not yet valid (Conditions)"
-            return self.signins.refused(request, "saml", name,
+            return await self.signins.refused(request, "saml", name,
                                         f"the SAML response is not accepted ({type(exc).__name__}: {reason})")
         if response is None:
-            return self.signins.refused(request, "saml", name, "the SAML response is not accepted")
+            return await self.signins.refused(request, "saml", name, "the SAML response is not accepted")
         assertion = response.assertion
         expires = _not_on_or_after(response)
         if not await asyncio.to_thread(self._first_use, f"{provider.config.entity_id}|{assertion.id}", expires):
-            return self.signins.refused(request, "saml", name, "this SAML assertion was already used (replay)")
+            return await self.signins.refused(request, "saml", name, "this SAML assertion was already used (replay)")
         attributes: dict[str, list[str]] = response.get_identity() or {}
         subject_attr = provider.config.user_attribute
         subject = (attributes.get(subject_attr) or [""])[0] if subject_attr else response.get_subject().text
         if not subject:
-            return self.signins.refused(request, "saml", name, "the SAML assertion names no user")
+            return await self.signins.refused(request, "saml", name, "the SAML assertion names no user")
         email = next(iter(attributes.get("email") or attributes.get("mail") or []), None)
         display = next(iter(attributes.get("displayName") or attributes.get("name") or []), None)
         groups = [g for g in attributes.get(provider.config.groups_attribute) or [] if isinstance(g, str)]

@@ -52,7 +52,7 @@ class SignOut:
                     f'</title><p>Signed out. <a href="{escape(end)}">Sign out of {escape(provider.label)}</a></p>')
             response = HTMLResponse(page, headers={"cache-control": "no-store", "referrer-policy": "no-referrer"})
         self.sessions.sign_out(request, response)
-        self.audit.record("sign_out", method=method, provider=name, subject=session.identity.subject,
+        await self.audit.awrite("sign_out", method=method, provider=name, subject=session.identity.subject,
                           user_id=session.identity.user_id, client_ip=client_ip(request))
         return response
 
