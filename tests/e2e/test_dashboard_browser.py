@@ -151,8 +151,11 @@ def test_an_admin_runs_the_gateway_and_a_user_sees_only_their_own(gateway: Gatew
     why = admin.page.inner_text("#detail [data-stat=why]")
     assert "o3-mini" in why or "not allowed" in why, why
     admin.shot("log-detail")
+    fetched: list[str] = []
+    admin.page.on("request", lambda r: fetched.append(r.url))
     admin.go("/logs")
     assert admin.page.locator("#log tbody tr").count() == 4
+    assert [u for u in fetched if "/ui/static/" not in u] == [f"{admin.base}/logs"]  # one request a page
 
     # the key's page: models and rpm limit; the providers page; the cache is cleared
     admin.go("/keys")

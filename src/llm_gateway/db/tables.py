@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -136,10 +137,10 @@ ledger_batches = Table(
 # key, user, team, model, provider, status: `value` is "" for none), kept by the ledger writer (usage/rollup.py).
 rollups = Table(
     "gw_usage_rollup", metadata,
-    Column("period", String(5), primary_key=True),
+    Column("period", String(5), primary_key=True),  # key order (period, dim, value, bucket): one value's series
     Column("dim", String(8), primary_key=True),
-    Column("bucket", BigInteger, primary_key=True),
     Column("value", String(300), primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),
     Column("requests", BigInteger, nullable=False, default=0),
     Column("prompt_tokens", BigInteger, nullable=False, default=0),
     Column("completion_tokens", BigInteger, nullable=False, default=0),
@@ -149,8 +150,9 @@ rollups = Table(
     Column("errors", BigInteger, nullable=False, default=0),
     Column("cache_hits", BigInteger, nullable=False, default=0),
     Column("latency_ms", Float, nullable=False, default=0.0),  # summed: divide by requests
-    Index("ix_gw_usage_rollup_value", "period", "dim", "value", "bucket"),  # one key's (team's, ...) series
-    Index("ix_gw_usage_rollup_cost", "period", "dim", "bucket", "cost_usd"),  # top spenders of a period
+    # The month's top spenders. Partial: the hour and day rows, most of the upserts, do not maintain it.
+    Index("ix_gw_usage_rollup_cost", "dim", "bucket", "cost_usd", postgresql_where=text("period = 'month'"),
+          sqlite_where=text("period = 'month'")),
 )
 
 # Sign-ins, sign-outs, refused credentials and role or team changes (sso/audit.py); added by migration 0006_sso.

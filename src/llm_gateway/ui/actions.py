@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from llm_gateway.api.admin.schemas import KeyInput, MyKeyInput, TeamInput, UserInput
+from llm_gateway.api.admin.wire import check_master
 from llm_gateway.api.cache_admin import ClearInput
 from llm_gateway.errors import GatewayError
 from llm_gateway.keys.roles import MASTER, Identity, of_user, require_admin, require_team
@@ -101,11 +102,13 @@ class Actions:
 
     async def _identity_of(self, secret: str) -> tuple[Identity | None, str]:
         """The master key signs in an admin; a user's self-service token signs that user in."""
-        master = self.ui.auth.master_key
         if not secret:
             return None, ""
-        if master is not None and hmac.compare_digest(secret.encode(), master.encode()):
+        try:
+            check_master(secret, self.ui.auth.master_key)  # the admin API's own check
             return MASTER, "master_key"
+        except GatewayError:
+            pass
         user = await asyncio.to_thread(self.ui.store.user_by_token, secret)
         return (of_user(user), "user_token") if user is not None else (None, "")
 

@@ -26,14 +26,15 @@ def upgrade() -> None:
         "gw_usage_rollup",
         sa.Column("period", sa.String(5), primary_key=True),
         sa.Column("dim", sa.String(8), primary_key=True),
-        sa.Column("bucket", sa.BigInteger, primary_key=True),
         sa.Column("value", sa.String(300), primary_key=True),
+        sa.Column("bucket", sa.BigInteger, primary_key=True),
         *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in SUMS),
         sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
         sa.Column("latency_ms", sa.Float, nullable=False, server_default="0"),
     )
-    op.create_index("ix_gw_usage_rollup_value", "gw_usage_rollup", ["period", "dim", "value", "bucket"])
-    op.create_index("ix_gw_usage_rollup_cost", "gw_usage_rollup", ["period", "dim", "bucket", "cost_usd"])
+    month = sa.text("period = 'month'")  # the hour and day upserts do not maintain it
+    op.create_index("ix_gw_usage_rollup_cost", "gw_usage_rollup", ["dim", "bucket", "cost_usd"],
+                    postgresql_where=month, sqlite_where=month)
     op.add_column("gw_usage", sa.Column("trace_id", sa.String(32), nullable=False, server_default=""))
     op.add_column("gw_usage", sa.Column("error", sa.String(300), nullable=False, server_default=""))
     op.add_column("gw_usage", sa.Column("attempts", sa.Integer, nullable=False, server_default="0"))
