@@ -62,3 +62,18 @@ async def test_unsigned_hmac_and_tampered_tokens_are_refused(idp: JwksServer) ->
     head, _, sig = token(idp.keys[0], **body).split(".")
     with pytest.raises(SignInRefused, match="not accepted"):
         await provider(idp).validate_id_token(f"{head}.{b64({**body, 'sub': 'root'})}.{sig}", "n-1")
+
+
+async def test_keys_are_reread_hourly_and_a_withdrawn_key_stops_validating(idp: JwksServer,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm_gateway.sso import jwks
+
+    withdrawn = idp.add_rsa("old")
+    oidc = provider(idp)
+    good = token(withdrawn, **claims(idp))
+    assert (await oidc.validate_id_token(good, "n-1"))["sub"] == "ann"
+    idp.keys.remove(withdrawn)
+    assert (await oidc.validate_id_token(good, "n-1"))["sub"] == "ann"  # within the hour: the cached key
+    monkeypatch.setattr(jwks, "MAX_AGE_S", 0.0)
+    with pytest.raises(SignInRefused, match="does not publish"):
+        await oidc.validate_id_token(good, "n-1")

@@ -15,6 +15,7 @@ from joserfc.jwk import JWKRegistry, Key
 
 log = logging.getLogger("llm_gateway.sso")
 REFRESH_MIN_S = 2.0
+MAX_AGE_S = 3600.0  # keys are re-read at least hourly, so a key the IdP withdrew stops validating new tokens
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
@@ -59,9 +60,15 @@ class Issuer:
     async def key(self, kid: str | None) -> Key | None:
         """The key a token names; re-reads the JWKS once when the id is new (rotation)."""
         found = self._pick(kid)
-        if found is not None:
+        if found is not None and time.monotonic() - self._fetched < MAX_AGE_S:
             return found
         async with self._lock:
+            if self._fetched and time.monotonic() - self._fetched >= MAX_AGE_S:
+                try:
+                    await self._load()
+                except FetchError as exc:  # keep the keys we have; try again in 30 s
+                    log.warning("jwks refresh of %s failed (%s); keeping the cached keys", self.issuer, exc)
+                    self._fetched = time.monotonic() - MAX_AGE_S + 30
             found = self._pick(kid)
             if found is None and (not self._fetched or time.monotonic() - self._fetched >= REFRESH_MIN_S):
                 await self._load()

@@ -30,7 +30,7 @@ from .groups import GroupSync, groups_of
 from .jwks import FetchError, Issuer
 
 log = logging.getLogger("llm_gateway.sso")
-_MAX_CACHED = 50_000
+_MAX_CACHED = 10_000  # tokens of 1-2.5 KB (Entra ID's are the largest): at most ~25 MB
 _REFUSED_S = 60.0
 _AUDIT_PER_S = 20
 CODE = "invalid_token"
