@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, text
 from tests.unit.test_usage_ledger import row
 
-from llm_gateway.db.engine import make_engine, upgrade
+from llm_gateway.db.engine import MIGRATIONS, make_engine, upgrade
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.usage.ledger import Ledger
 from llm_gateway.usage.rollup import rebuild
@@ -79,3 +81,19 @@ async def test_written_batches_are_summed_into_every_period(engine: Engine) -> N
     before = rollup(engine, "hour", "key")
     rebuild(engine)  # the migration's backfill computes the same sums from the ledger
     assert rollup(engine, "hour", "key") == before
+
+
+def test_the_migration_fills_the_rollups_from_an_existing_ledger(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "prices")  # the schema before the dashboard, with a ledger in it
+        old = {k: v for k, v in sample(1).items() if k not in ("trace_id", "error", "attempts", "attempt_log")}
+        for i in range(3):
+            conn.execute(text(f"insert into gw_usage ({', '.join(old)}) values ({', '.join(':' + k for k in old)})"),
+                         {**old, "request_id": f"r{i}"})
+    upgrade(engine)
+    assert rollup(engine, "month", "key") == {(T0, "k1"): (3, 3, 1.5, 0)}
+    engine.dispose()
