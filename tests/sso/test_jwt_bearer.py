@@ -78,8 +78,10 @@ def test_a_valid_token_is_billed_to_its_user_and_team(gateway: GatewayProcess, i
     usage = httpx.get(f"{gateway.url}/api/v1/usage", params={"user_id": alice["id"]},
                       headers={"authorization": f"Bearer {MASTER}"}).json()
     assert usage["totals"]["total_requests"] == 2, usage
-    joined = [e for e in audit(gateway, user_id=alice["id"]) if e["event"] == "team_change"]
+    rows = audit(gateway, user_id=alice["id"])
+    joined = [e for e in rows if e["event"] == "team_change"]
     assert joined and joined[-1]["detail"]["joined"] == ["team_data"]
+    assert [e["method"] for e in rows if e["event"] == "sign_in"] == ["jwt"]  # one per token, not per call
 
 
 @pytest.mark.parametrize(("claims", "alg", "reason"), [

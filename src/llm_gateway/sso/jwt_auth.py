@@ -184,6 +184,8 @@ class JwtAuth:
         for key in synced.blocked:
             self.on_blocked(key)
         user = synced.user
+        self.audit.record("sign_in", method="jwt", provider=issuer.keys.issuer, subject=subject, user_id=user.id,
+                          team_id=user.team_id)  # once per token: later calls hit the cache
         record = KeyRecord(id="jwt_" + user.id.removeprefix("sso_"), key_hash="", key_prefix="jwt",
                            alias=f"jwt:{subject}"[:200], user_id=user.id, team_id=user.team_id,
                            metadata={"auth": "jwt", "issuer": issuer.keys.issuer})
