@@ -202,3 +202,13 @@ def test_the_teams_budget_applies_to_a_token(gateway: GatewayProcess, idp: JwksS
     with pytest.raises(openai.RateLimitError) as info:
         chat(gateway, access)
     assert info.value.code == "budget_exceeded"
+
+
+def test_role_changes_through_the_admin_api_are_audited(gateway: GatewayProcess) -> None:
+    admin = {"authorization": f"Bearer {MASTER}"}
+    made = httpx.post(f"{gateway.url}/api/v1/users", headers=admin, json={"id": "ivy", "team_id": "team_data"})
+    assert made.status_code in (200, 201), made.text
+    assert httpx.patch(f"{gateway.url}/api/v1/users/ivy", headers=admin, json={"role": "team_admin"}).status_code == 200
+    assert httpx.patch(f"{gateway.url}/api/v1/users/ivy", headers=admin, json={"budget_usd": 5}).status_code == 200
+    rows = [r for r in audit(gateway, user_id="ivy") if r["event"] == "role_change"]
+    assert [(r["detail"]["previous"], r["detail"]["role"]) for r in rows] == [("user", "team_admin")]
