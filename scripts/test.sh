@@ -19,6 +19,7 @@ command -v wrk >/dev/null || missing="$missing wrk"
 # A Redis Cluster and a Sentinel setup on loopback (tests/redis_ha.py); systemd-analyze checks the unit file.
 command -v redis-sentinel >/dev/null || missing="$missing redis-sentinel"
 command -v systemd-analyze >/dev/null || missing="$missing systemd"
+command -v xmlsec1 >/dev/null || missing="$missing xmlsec1"  # pysaml2 signs and verifies with it (tests/sso/)
 if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi

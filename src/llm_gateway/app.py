@@ -183,8 +183,16 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     router.add_prefix("/v1/", openai.other)
     auth = Auth(config.auth.master_key, accounts.store)  # the cold paths: one key parsing for every route
     routing_api, cache_api = RoutingApi(catalog, cooldowns), CacheAdminApi(cache_stage, catalog)
-    cold = cold_app([health.router(), admin_router(accounts, catalog, auth), routing_api.router(auth),
-                     cache_api.router(auth), dashboard_router(accounts, catalog, routing_api, cache_api, auth)])
+    sign_in: list[tuple[str, str]] = []
+    cold_routers = [health.router(), admin_router(accounts, catalog, auth), routing_api.router(auth),
+                    cache_api.router(auth)]
+    if config.sso.enabled or config.auth.jwt:
+        from llm_gateway.sso.setup import build_sso  # noqa: PLC0415  (the [sso] extra, only when configured)
+        sso = build_sso(config, accounts)
+        cold_routers.append(sso.router)
+        sign_in = sso.buttons
+    cold_routers.append(dashboard_router(accounts, catalog, routing_api, cache_api, auth, sign_in=sign_in))
+    cold = cold_app(cold_routers)
     metrics_router = Router()  # the metrics port serves only cold paths: /metrics (this process' own), /health
 
     srv = config.server

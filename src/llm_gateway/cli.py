@@ -18,6 +18,7 @@ from llm_gateway.keys.commands import run as run_account_command
 from llm_gateway.providers.registry import build_provider
 from llm_gateway.runner import run
 from llm_gateway.settings import ConfigError, GatewayConfig, ProviderConfig, load_config_file
+from llm_gateway.sso import login
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_parser(config_sub)
     add_account_parsers(sub)
     db_commands.add_parsers(sub)
+    login.add_parser(sub)
     return parser
 
 
@@ -241,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     if args.command == "config":
         return run_import(args) if args.config_command == "import" else config_check(args.file, env)
+    if args.command == "login":  # a client of a gateway: no configuration of its own
+        return login.run(args)
     try:
         cfg = build_config(resolve(args, env), env)
         problems = provider_problems(cfg)

@@ -239,6 +239,19 @@ class RoutingConfig(_Section):
     max_attempts: int = Field(10, ge=1, le=50, description="attempts of one request, fallbacks included")
 
 
+class JwtIssuerConfig(_Section):
+    """An identity provider whose access tokens are accepted as API credentials (sso/jwt_auth.py)."""
+
+    issuer: str
+    audience: str | list[str] | None = Field(None, description="required `aud` (null: any)")
+    jwks_url: str | None = Field(None, description="default: the issuer's discovery document's jwks_uri")
+    user_claim: str = "sub"
+    groups_claim: str = "groups"
+    required_claims: list[str] = Field(default_factory=lambda: ["exp", "iat"])
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    leeway_s: int = Field(30, ge=0, le=600)
+
+
 class AuthConfig(_Section):
     master_key: str | None = Field(None, description="env LLM_GATEWAY_MASTER_KEY; when set, every call needs a key")
     user_header: str = "user"
@@ -246,6 +259,7 @@ class AuthConfig(_Section):
     max_keys_per_user: int = Field(10, ge=0, description="self-service keys a user may hold (users.max_keys wins)")
     budget_output_tokens: int = Field(
         1024, ge=1, description="completion tokens a budget reserves when a request sets no max_tokens")
+    jwt: list[JwtIssuerConfig] = Field(default_factory=list, description="IdP access tokens as API credentials")
 
 
 class PriceTierConfig(_Section):
@@ -511,6 +525,49 @@ class MetricsConfig(_Section):
                                                  "with it (env LLM_GATEWAY_METRICS_BEARER_TOKEN via ${...})")
 
 
+class OidcProviderConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    groups_claim: str = "groups"
+    user_claim: str = "sub"
+    label: str | None = Field(None, description="shown as 'Sign in with <label>' (default: name)")
+    end_session: bool = Field(False, description="sign-out also ends the IdP session (end_session_endpoint)")
+
+
+class SamlProviderConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    metadata_url: str | None = None
+    metadata_file: str | None = None
+    entity_id: str = Field(description="the IdP's entity id")
+    sp_entity_id: str | None = Field(None, description="default: <base>/ui/sso/saml/<name>/metadata")
+    groups_attribute: str = "groups"
+    user_attribute: str | None = Field(None, description="default: the NameID")
+    label: str | None = None
+    sp_cert_file: str | None = Field(None, description="signs the SP's requests (optional)")
+    sp_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_metadata(self) -> SamlProviderConfig:
+        if (self.metadata_url is None) == (self.metadata_file is None):
+            raise ValueError("give exactly one of metadata_url and metadata_file")
+        return self
+
+
+class SsoConfig(_Section):
+    oidc: list[OidcProviderConfig] = Field(default_factory=list)
+    saml: list[SamlProviderConfig] = Field(default_factory=list)
+    group_mapping: dict[str, str] = Field(default_factory=dict, description="IdP group -> 'admin' or a team id")
+    public_url: str | None = Field(None, description="the gateway's URL as browsers see it (callbacks)")
+    key_ttl_s: int = Field(12 * 3600, ge=60, description="lifetime of a `llm-gateway login` key")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.oidc or self.saml)
+
+
 class GatewayConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -525,6 +582,7 @@ class GatewayConfig(_Section):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
+    sso: SsoConfig = Field(default_factory=SsoConfig)
 
     @model_validator(mode="after")
     def _cache_services(self) -> GatewayConfig:

@@ -170,3 +170,39 @@ rollups = Table(
     Index("ix_gw_usage_rollup_cost", "dim", "bucket", "cost_usd", postgresql_where=text("period = 'month'"),
           sqlite_where=text("period = 'month'")),
 )
+
+# Sign-ins, sign-outs, refused credentials and role or team changes (sso/audit.py); added by migration 0006_sso.
+audit = Table(
+    "gw_audit", metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False, default="ok"),
+    Column("method", String(16), nullable=False, default=""),
+    Column("provider", String(64), nullable=False, default=""),
+    Column("subject", String(320), nullable=True),
+    Column("user_id", String(64), nullable=True),
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("client_ip", String(64), nullable=True),
+    Index("ix_gw_audit_ts", "ts"),
+    Index("ix_gw_audit_user_ts", "user_id", "ts"),
+)
+
+# SAML assertion ids already used, until they expire: a replayed assertion is refused on every replica (sso/saml.py).
+saml_assertions = Table(
+    "gw_saml_assertions", metadata,
+    Column("id", String(256), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_gw_saml_assertions_expires", "expires_at"),
+)
+
+# `llm-gateway login`: device authorizations waiting for a browser sign-in (sso/device.py); the device code is kept
+# only as its SHA-256, and the key is made when the device collects it (never stored in the clear).
+device_grants = Table(
+    "gw_device_grants", metadata,
+    Column("user_code", String(16), primary_key=True),
+    Column("device_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("user_id", String(64), nullable=True),  # set when a signed-in user approves
+    Column("client_name", String(200), nullable=False, default=""),
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llm_gateway.errors import Forbidden, Unauthorized
@@ -42,6 +43,8 @@ class AuthStage:
         self.prices = prices
         self.default_output_tokens = default_output_tokens
         self.shared: SharedBudgets | None = None  # with redis.url: budgets decided across replicas
+        # with auth.jwt: an IdP access token (a compact JWS: two dots, which no virtual key has) -> its record
+        self.jwt: Callable[[str], Awaitable[KeyRecord]] | None = None
 
     async def identify(self, headers: dict[str, str]) -> KeyRecord | Principal | None:
         """The caller's key (MASTER for the master key); None when the gateway is open. 401 when invalid."""
@@ -52,6 +55,8 @@ class AuthStage:
             raise Unauthorized("missing API key: send it as 'Authorization: Bearer <key>'")
         if hmac.compare_digest(secret.encode(), self.master):
             return MASTER
+        if self.jwt is not None and secret.count(".") == 2:
+            return await self.jwt(secret)
         key_hash = hash_secret(secret)
         found = self.cache.get(key_hash)
         key = await self.cache.fetch(key_hash) if found is MISSING else found

@@ -10,17 +10,22 @@ from llm_gateway.api.cache_admin import CacheAdminApi
 from llm_gateway.api.routing import RoutingApi
 from llm_gateway.keys.accounts import Accounts
 from llm_gateway.routing.catalog import Catalog
+from llm_gateway.sso.audit import AuditLog
 
 from .actions import Actions
+from .audit import AuditPage
 from .dashboard import Dashboard
 from .pages import Pages
 
 
 def dashboard_router(accounts: Accounts, catalog: Catalog, routing: RoutingApi, cache: CacheAdminApi,
-                     auth: Auth) -> APIRouter:
+                     auth: Auth, sign_in: list[tuple[str, str]] | None = None) -> APIRouter:
     ui = Dashboard(accounts, catalog, ResourcesApi(accounts, auth), routing, cache, auth)
+    ui.templates.globals["sign_in_with"] = sign_in or []  # (label, path below /ui): the SSO buttons
+    ui.sessions.observers.append(AuditLog(accounts.engine).session_event)  # every sign-in/out in the audit trail
     router = APIRouter(prefix="/ui", include_in_schema=False)
     router.add_api_route("/static/{name}", ui.static.serve, methods=["GET"])
     Pages(ui).add_to(router)
     Actions(ui).add_to(router)
+    AuditPage(ui).add_to(router)
     return router

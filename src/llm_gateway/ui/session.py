@@ -16,6 +16,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -52,6 +53,8 @@ class Sessions:
         self.signer = URLSafeTimedSerializer(secret, salt="llm-gateway dashboard session")
         self.idle_s = idle_s
         self.absolute_s = absolute_s
+        # told of every sign-in and sign-out ("sign_in" | "sign_out", request, identity, method): the audit trail
+        self.observers: list[Callable[[str, Request, Identity, str], None]] = []
 
     @classmethod
     def for_master_key(cls, master_key: str | None) -> Sessions:
@@ -67,6 +70,8 @@ class Sessions:
         if unknown or not identity.roles:
             raise ValueError(f"unknown roles: {sorted(unknown)}")
         self._write(request, response, Session(identity, secrets.token_urlsafe(24), method, int(time.time())))
+        for observe in self.observers:
+            observe("sign_in", request, identity, method)
 
     def read(self, request: Request) -> Session | None:
         raw = request.cookies.get(COOKIE)
@@ -91,6 +96,10 @@ class Sessions:
         self._write(request, response, session)
 
     def sign_out(self, request: Request, response: Response) -> None:
+        session = self.read(request) if self.observers else None
+        if session is not None:
+            for observe in self.observers:
+                observe("sign_out", request, session.identity, session.method)
         response.delete_cookie(COOKIE, path=base_path(request), secure=request.url.scheme == "https",
                                httponly=True, samesite="lax")
 

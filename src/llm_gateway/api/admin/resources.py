@@ -12,6 +12,7 @@ from llm_gateway.keys.accounts import Accounts
 from llm_gateway.keys.model import KeyRecord
 from llm_gateway.keys.roles import Identity, require_key
 from llm_gateway.keys.store import UserHasKeys
+from llm_gateway.sso.audit import AuditLog
 
 from .schemas import (
     ERRORS,
@@ -56,6 +57,7 @@ class ResourcesApi:
         self.accounts = accounts
         self.store = accounts.store
         self.auth = auth
+        self.audit = AuditLog(accounts.engine)  # role changes (sso/audit.py)
 
     def routers(self) -> list[APIRouter]:
         """The admin routes (master key) and the self-service routes (a user's token)."""
@@ -155,6 +157,8 @@ class ResourcesApi:
             raise _conflict(f"user {fields['id']!r} exists")
         token, user = await asyncio.to_thread(self.store.create_user, fields)
         self.accounts.user_changed(user)
+        if user.role != "user":
+            await self.audit.awrite("role_change", method="admin", user_id=user.id, role=user.role, previous=None)
         return {**user.public(), "token": token}
 
     async def list_users(self, limit: Limit = 100, after: After = None,
@@ -169,10 +173,14 @@ class ResourcesApi:
         return user.public()
 
     async def update_user(self, id: Id, body: UserChange) -> dict[str, Any]:
-        user = await asyncio.to_thread(self.store.update_user, id, body.model_dump(exclude_unset=True))
+        changes = body.model_dump(exclude_unset=True)
+        before = await asyncio.to_thread(self.store.get_user, id) if "role" in changes else None
+        user = await asyncio.to_thread(self.store.update_user, id, changes)
         if user is None:
             raise NotFound(f"no user {id!r}", code="user_not_found")
         self.accounts.user_changed(user)
+        if before is not None and before.role != user.role:
+            await self.audit.awrite("role_change", method="admin", user_id=id, role=user.role, previous=before.role)
         return user.public()
 
     async def delete_user(self, id: Id, cascade: Annotated[bool, Query(
