@@ -171,7 +171,7 @@ rollups = Table(
           sqlite_where=text("period = 'month'")),
 )
 
-# Sign-ins, sign-outs, refused credentials and role or team changes (sso/audit.py); added by migration 0006_sso.
+# Sign-ins, sign-outs, refused credentials and role or team changes (sso/audit.py); added by migration 0008_sso.
 audit = Table(
     "gw_audit", metadata,
     Column("id", _ROW_ID, primary_key=True, autoincrement=True),
