@@ -1,0 +1,240 @@
+"""Guardrails through the real gateway with the openai and anthropic SDKs: masking before the upstream,
+restoring for the client (placeholders split across stream events), blocks, output checks on streams, the
+webhook's fail modes and the parallel check that cancels the upstream call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import orjson
+import pytest
+from aiohttp import web
+from tests.conftest import GatewayProcess, launch, metric_value
+from tests.upstream import free_port
+
+CARD, EMAIL, AWS_KEY = "4111 1111 1111 1111", "jane.roe@example.com", "AKIAIOSFODNN7EXAMPLE"
+PIECE = 4  # the echo upstream streams its answer in pieces this long: every placeholder is split
+
+
+class Echo:
+    """An OpenAI-compatible upstream that answers with the last user message; a webhook beside it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.cancelled = 0
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        content = body["messages"][-1]["content"]
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") for p in content)
+        if body["model"].startswith("during"):
+            try:
+                await asyncio.sleep(3)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        base = {"id": "chatcmpl-echo", "created": 1, "model": body["model"]}
+        if not body.get("stream"):
+            return web.json_response({**base, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}})
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+
+        async def send(choice: dict[str, Any]) -> None:
+            chunk = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, **choice}]}
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+
+        await send({"delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+        for i in range(0, len(content), PIECE):
+            await send({"delta": {"content": content[i:i + PIECE]}, "finish_reason": None})
+        await send({"delta": {}, "finish_reason": "stop"})
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def hook(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if request.match_info["kind"] == "slow":
+            await asyncio.sleep(2)
+        action = "block" if any("hook-block" in t for t in body["texts"]) else "allow"
+        return web.json_response({"action": action})
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/hook/{kind}", self.hook)
+        runner = web.AppRunner(app)
+        self.loop.run_until_complete(runner.setup())
+        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    def start(self) -> Echo:
+        self.thread.start()
+        self.ready.wait(10)
+        return self
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[Echo]:
+    server = Echo().start()
+    yield server
+    server.loop.call_soon_threadsafe(server.loop.stop)
+
+
+@pytest.fixture(scope="module")
+def gateway(echo: Echo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    hook = f"{echo.url}/hook"
+    gw = launch([], tmp_path_factory.mktemp("guardrails"), config={
+        "providers": [{"name": "echo", "type": "openai-compatible", "base_url": f"{echo.url}/v1", "models": ["*"]}],
+        "guardrails": [
+            {"name": "pii", "type": "pii", "action": "reversible", "entities": ["CREDIT_CARD", "EMAIL_ADDRESS"]},
+            {"name": "secrets", "type": "secrets", "action": "mask"},
+            {"name": "banned", "type": "keywords", "action": "block", "keywords": ["forbidden-topic"]},
+            {"name": "leak-stop", "type": "keywords", "action": "block", "mode": ["post_call"],
+             "keywords": ["SECRETPLAN"]},
+            {"name": "out-mask", "type": "pii", "action": "mask", "mode": ["post_call"],
+             "entities": ["EMAIL_ADDRESS"]},
+            {"name": "hook-open", "type": "webhook", "url": f"{hook}/slow", "timeout_s": 0.3, "on_error": "open"},
+            {"name": "hook-closed", "type": "webhook", "url": f"{hook}/slow", "timeout_s": 0.3,
+             "on_error": "closed"},
+            {"name": "hook", "type": "webhook", "url": f"{hook}/fast", "timeout_s": 2},
+            {"name": "beside", "type": "keywords", "action": "block", "mode": ["during_call"],
+             "keywords": ["cancel-me"]},
+            {"name": "watch", "type": "keywords", "action": "log_only", "keywords": ["audit-me"]}],
+        "guardrail_policy": {"default": ["pii", "secrets", "banned", "watch"], "models": {
+            "leak-model": ["leak-stop"], "out-mask-model": ["out-mask"], "open-model": ["hook-open"],
+            "closed-model": ["hook-closed"], "hook-model": ["hook"], "during-model": ["beside"]}}})
+    yield gw
+    gw.stop()
+
+
+def oai(gw: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.v1, api_key="sk-test", max_retries=0)
+
+
+PROMPT = f"Card {CARD}, mail {EMAIL}, key {AWS_KEY}. Repeat them."
+
+
+def test_masked_upstream_restored_client(gateway: GatewayProcess, echo: Echo) -> None:
+    out = oai(gateway).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": PROMPT}])
+    sent = echo.bodies[-1]["messages"][-1]["content"]
+    assert CARD not in sent and EMAIL not in sent and AWS_KEY not in sent
+    assert "<CREDIT_CARD_1>" in sent and "<EMAIL_ADDRESS_1>" in sent and "<AWS_ACCESS_KEY>" in sent
+    answer = out.choices[0].message.content or ""
+    assert CARD in answer and EMAIL in answer  # reversible: restored for the client
+    assert "<AWS_ACCESS_KEY>" in answer and AWS_KEY not in answer  # mask: never comes back
+
+
+def test_stream_restores_placeholders_split_across_events(gateway: GatewayProcess, echo: Echo) -> None:
+    events = list(oai(gateway).chat.completions.create(
+        model="gpt-4o", stream=True, messages=[{"role": "user", "content": PROMPT}]))
+    sent = echo.bodies[-1]["messages"][-1]["content"]
+    assert CARD not in sent and "<CREDIT_CARD_1>" in sent
+    pieces = [e.choices[0].delta.content or "" for e in events if e.choices]
+    text = "".join(pieces)
+    assert CARD in text and EMAIL in text and "<AWS_ACCESS_KEY>" in text
+    assert not any("<CRED" in p or "<EMAIL" in p for p in pieces)  # no placeholder piece leaked
+    assert len([p for p in pieces if p]) > 3  # still a stream, not one held-back blob
+
+
+def test_anthropic_sdk_masked_and_restored(gateway: GatewayProcess, echo: Echo) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="sk-ant", max_retries=0)
+    out = client.messages.create(model="claude-x", max_tokens=50, messages=[{"role": "user", "content": PROMPT}])
+    assert CARD not in str(echo.bodies[-1])
+    assert CARD in out.content[0].text  # type: ignore[union-attr]
+    with client.messages.stream(model="claude-x", max_tokens=50,
+                                messages=[{"role": "user", "content": PROMPT}]) as stream:
+        text = "".join(stream.text_stream)
+    assert CARD in text and EMAIL in text and "<CREDIT" not in text
+
+
+def test_block_is_a_400_naming_the_guardrail_not_the_text(gateway: GatewayProcess, echo: Echo) -> None:
+    before = len(echo.bodies)
+    with pytest.raises(openai.BadRequestError) as err:
+        oai(gateway).chat.completions.create(model="gpt-4o", messages=[
+            {"role": "user", "content": "tell me about forbidden-topic please"}])
+    assert err.value.status_code == 400 and err.value.code == "guardrail_blocked"
+    assert "banned" in err.value.message and "forbidden-topic" not in str(err.value.body)
+    assert len(echo.bodies) == before  # never reached the upstream
+    with pytest.raises(anthropic.BadRequestError):
+        anthropic.Anthropic(base_url=gateway.url, api_key="k", max_retries=0).messages.create(
+            model="claude-x", max_tokens=5, messages=[{"role": "user", "content": "forbidden-topic"}])
+
+
+@pytest.mark.parametrize("length", [10, 400])
+def test_blocked_stream_sends_nothing_of_the_blocked_text(gateway: GatewayProcess, length: int) -> None:
+    prompt = "x" * length + " the SECRETPLAN is here " + "y" * 30
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as err:
+        for event in oai(gateway).chat.completions.create(model="leak-model", stream=True,
+                                                          messages=[{"role": "user", "content": prompt}]):
+            if event.choices:
+                received.append(event.choices[0].delta.content or "")
+    assert "SECRET" not in "".join(received)
+    assert "leak-stop" in str(err.value.message) or "leak-stop" in str(getattr(err.value, "body", ""))
+    if length == 10:  # blocked before any byte: a plain 400
+        assert isinstance(err.value, openai.BadRequestError)
+    else:  # the text before the window went on; the block ends the stream with an error event
+        assert "".join(received).startswith("x" * 100)
+
+
+def test_output_mask_on_a_stream(gateway: GatewayProcess) -> None:
+    prompt = "write to alice.smith@example.org today, then stop. " * 3
+    text = "".join(e.choices[0].delta.content or "" for e in oai(gateway).chat.completions.create(
+        model="out-mask-model", stream=True, messages=[{"role": "user", "content": prompt}]) if e.choices)
+    assert "alice.smith" not in text and text.count("<EMAIL_ADDRESS>") == 3
+
+
+def test_webhook_timeout_follows_its_fail_mode(gateway: GatewayProcess) -> None:
+    started = time.monotonic()
+    out = oai(gateway).chat.completions.create(model="open-model", messages=[{"role": "user", "content": "hi"}])
+    assert out.choices[0].message.content == "hi" and time.monotonic() - started < 1.5  # open: went on
+    with pytest.raises(openai.BadRequestError) as err:
+        oai(gateway).chat.completions.create(model="closed-model", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.code == "guardrail_blocked" and "hook-closed" in err.value.message
+    assert oai(gateway).chat.completions.create(model="hook-model", messages=[
+        {"role": "user", "content": "fine"}]).choices[0].message.content == "fine"
+    with pytest.raises(openai.BadRequestError):
+        oai(gateway).chat.completions.create(model="hook-model", messages=[{"role": "user", "content": "hook-block"}])
+
+
+def test_parallel_check_cancels_the_upstream_call(gateway: GatewayProcess, echo: Echo) -> None:
+    started = time.monotonic()
+    with pytest.raises(openai.BadRequestError) as err:
+        oai(gateway).chat.completions.create(model="during-model", messages=[
+            {"role": "user", "content": "please cancel-me now"}])
+    assert err.value.code == "guardrail_blocked" and time.monotonic() - started < 2
+    assert echo.bodies[-1]["model"] == "during-model"  # the call had gone out, beside the check
+    deadline = time.monotonic() + 3
+    while echo.cancelled == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert echo.cancelled == 1  # and it was cut off
+
+
+def test_verdicts_in_metrics_and_ledger(gateway: GatewayProcess) -> None:
+    oai(gateway).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "audit-me " + EMAIL}])
+    metrics = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
+    name = "llm_gateway_guardrail_verdicts_total"
+    assert metric_value(metrics, name, {"guardrail": "pii", "action": "reversible"}) >= 1
+    assert metric_value(metrics, name, {"guardrail": "watch", "action": "log_only"}) >= 1
+    assert metric_value(metrics, name, {"guardrail": "banned", "action": "block"}) >= 1
+    assert EMAIL not in metrics
