@@ -44,12 +44,12 @@ class Echo:
         content = body["messages"][-1]["content"]
         if isinstance(content, list):
             content = "".join(p.get("text", "") for p in content)
-        if body["model"].startswith("during"):
-            try:
-                await asyncio.sleep(3)
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
+        if body["model"].startswith("during"):  # a slow answer: notes when the gateway hangs up on it
+            for _ in range(60):
+                await asyncio.sleep(0.05)
+                if request.transport is None or request.transport.is_closing():
+                    self.cancelled += 1
+                    return web.Response(status=499)
         base = {"id": "chatcmpl-echo", "created": 1, "model": body["model"]}
         if not body.get("stream"):
             return web.json_response({**base, "object": "chat.completion", "choices": [
@@ -73,6 +73,8 @@ class Echo:
         body = await request.json()
         if request.match_info["kind"] == "slow":
             await asyncio.sleep(2)
+        if request.match_info["kind"] == "delay":
+            await asyncio.sleep(0.3)
         action = "block" if any("hook-block" in t for t in body["texts"]) else "allow"
         return web.json_response({"action": action})
 
@@ -112,13 +114,12 @@ def gateway(echo: Echo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ga
             {"name": "leak-stop", "type": "keywords", "action": "block", "mode": ["post_call"],
              "keywords": ["SECRETPLAN"]},
             {"name": "out-mask", "type": "pii", "action": "mask", "mode": ["post_call"],
-             "entities": ["EMAIL_ADDRESS"]},
+             "entities": ["IP_ADDRESS"]},
             {"name": "hook-open", "type": "webhook", "url": f"{hook}/slow", "timeout_s": 0.3, "on_error": "open"},
             {"name": "hook-closed", "type": "webhook", "url": f"{hook}/slow", "timeout_s": 0.3,
              "on_error": "closed"},
             {"name": "hook", "type": "webhook", "url": f"{hook}/fast", "timeout_s": 2},
-            {"name": "beside", "type": "keywords", "action": "block", "mode": ["during_call"],
-             "keywords": ["cancel-me"]},
+            {"name": "beside", "type": "webhook", "url": f"{hook}/delay", "mode": ["during_call"]},
             {"name": "watch", "type": "keywords", "action": "log_only", "keywords": ["audit-me"]}],
         "guardrail_policy": {"default": ["pii", "secrets", "banned", "watch"], "models": {
             "leak-model": ["leak-stop"], "out-mask-model": ["out-mask"], "open-model": ["hook-open"],
@@ -193,15 +194,20 @@ def test_blocked_stream_sends_nothing_of_the_blocked_text(gateway: GatewayProces
     assert "leak-stop" in str(err.value.message) or "leak-stop" in str(getattr(err.value, "body", ""))
     if length == 10:  # blocked before any byte: a plain 400
         assert isinstance(err.value, openai.BadRequestError)
-    else:  # the text before the window went on; the block ends the stream with an error event
-        assert "".join(received).startswith("x" * 100)
+        return
+    # the text before the look-behind window went on; the block ends the stream with an error event
+    with httpx.stream("POST", f"{gateway.v1}/chat/completions", json={
+            "model": "leak-model", "stream": True, "messages": [{"role": "user", "content": prompt}]}) as resp:
+        wire = resp.read().decode()
+    assert resp.status_code == 200 and "SECRET" not in wire and wire.count("x") >= 250
+    assert wire.rstrip().endswith('"code":"guardrail_blocked","param":null}}')
 
 
 def test_output_mask_on_a_stream(gateway: GatewayProcess) -> None:
-    prompt = "write to alice.smith@example.org today, then stop. " * 3
+    prompt = "the server at 192.168.14.7 is down, then stop. " * 3
     text = "".join(e.choices[0].delta.content or "" for e in oai(gateway).chat.completions.create(
         model="out-mask-model", stream=True, messages=[{"role": "user", "content": prompt}]) if e.choices)
-    assert "alice.smith" not in text and text.count("<EMAIL_ADDRESS>") == 3
+    assert "192.168" not in text and text.count("<IP_ADDRESS>") == 3 and "is down, then stop." in text
 
 
 def test_webhook_timeout_follows_its_fail_mode(gateway: GatewayProcess) -> None:
@@ -221,7 +227,7 @@ def test_parallel_check_cancels_the_upstream_call(gateway: GatewayProcess, echo:
     started = time.monotonic()
     with pytest.raises(openai.BadRequestError) as err:
         oai(gateway).chat.completions.create(model="during-model", messages=[
-            {"role": "user", "content": "please cancel-me now"}])
+            {"role": "user", "content": "please hook-block now"}])
     assert err.value.code == "guardrail_blocked" and time.monotonic() - started < 2
     assert echo.bodies[-1]["model"] == "during-model"  # the call had gone out, beside the check
     deadline = time.monotonic() + 3

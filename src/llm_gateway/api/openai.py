@@ -260,11 +260,15 @@ class OpenAIApi:
         """A guarded stream's events after its guardrails; the answer starts with its first byte that passed
         (a block before then is a plain 400)."""
         out = await shield.feed(out)
-        if last:
+        if last and shield.blocked is None:
             out += await shield.finish()
         if (out or last) and not responder.started:
             responder.start(200, headers)
             ctx.status = 200
+        if shield.blocked is not None:
+            if out:
+                await responder.write(out)
+            raise shield.blocked
         return out
 
     def _prepare_head(self, ctx: RequestContext, responder: Responder) -> None:

@@ -110,6 +110,7 @@ class RequestGuard:
         """Await the upstream call and the `during_call` checks together; a block cancels the call."""
         texts = [c[k] for c, k in request_slots(self.ctx.endpoint, self.ctx.body)]
         sending = asyncio.ensure_future(send)
+        await asyncio.sleep(0)  # the call starts first: a check that decides at once still runs beside it
         try:
             await self._decide(self.during_checks, texts, DURING)
         except BaseException:
@@ -200,6 +201,10 @@ class StreamGuard:
         self.rest = b""
         self.last: dict[str, Any] = {}
         self.chat = True
+        self.blocked: GuardrailBlocked | None = None
+        self.waiting = b""  # events without text, before any text passed
+        self.text_out = False  # some text passed the guardrails
+        self.sent_text = False
 
     async def feed(self, data: bytes) -> bytes:
         data = self.rest + data
@@ -209,9 +214,23 @@ class StreamGuard:
             return b""
         self.rest = data[end + 2:]
         out: list[bytes] = []
-        for event in data[:end].split(b"\n\n"):
-            out.append(await self._event(event))
-        return b"".join(out)
+        try:
+            for event in data[:end].split(b"\n\n"):
+                out.append(await self._event(event))
+        except GuardrailBlocked as blocked:  # what passed before the block still goes; then the block
+            self.blocked = blocked
+        return self._released(b"".join(out))
+
+    def _released(self, out: bytes) -> bytes:
+        """Events without text wait with the first text that passes (a block before it is then a plain 400)."""
+        if self.sent_text:
+            return out
+        if not self.text_out:
+            self.waiting += out
+            return b""
+        self.sent_text = True
+        out, self.waiting = self.waiting + out, b""
+        return out
 
     async def _event(self, event: bytes) -> bytes:
         payload = event[5:].strip() if event.startswith(b"data:") else None
@@ -244,11 +263,13 @@ class StreamGuard:
             out = await filt.feed(text if isinstance(text, str) else "", final)
             if out or isinstance(text, str):
                 delta["content"] = out
+            self.text_out = self.text_out or bool(out)
             others = any(k != "content" and v is not None for k, v in delta.items())
             return final or bool(out) or others
         self.chat = False
         text = choice.get("text")
         choice["text"] = await filt.feed(text if isinstance(text, str) else "", final)
+        self.text_out = self.text_out or bool(choice["text"])
         return final or bool(choice["text"])
 
     async def _flush(self) -> bytes:
@@ -267,4 +288,6 @@ class StreamGuard:
     async def finish(self) -> bytes:
         rest, self.rest = self.rest, b""
         out = await self._event(rest.rstrip(b"\n")) if rest.strip() else b""
-        return out + await self._flush()
+        out += await self._flush()
+        self.text_out = True  # the end: whatever waited goes now
+        return self._released(out)
