@@ -487,7 +487,7 @@ class GuardrailConfig(_Section):
     name: str = Field(min_length=1, max_length=100)
     type: GuardrailType
     action: Literal["mask", "block", "reversible", "log_only"] = "block"
-    mode: list[GuardrailMode] = Field(default_factory=lambda: ["pre_call"],
+    mode: list[GuardrailMode] = Field(default_factory=lambda: list[GuardrailMode](["pre_call"]),
                                       description="pre_call, during_call (beside the upstream call), post_call")
     entities: list[str] | None = Field(None, description="pii: the Presidio entity types (default: a set)")
     score_threshold: float = Field(0.5, ge=0, le=1, description="pii: lowest Presidio score that counts")

@@ -16,7 +16,18 @@ from typing import Any
 import orjson
 
 from llm_gateway.guardrails.base import (
-    BLOCK, DURING, ERROR_OPEN, LOG_ONLY, MASK, PASS, POST, PRE, Check, GuardrailBlocked, Span, Verdict,
+    BLOCK,
+    DURING,
+    ERROR_OPEN,
+    LOG_ONLY,
+    MASK,
+    PASS,
+    POST,
+    PRE,
+    Check,
+    GuardrailBlocked,
+    Span,
+    Verdict,
 )
 from llm_gateway.guardrails.masking import Restorer, Vault, apply, merged
 from llm_gateway.guardrails.texts import answer_slots, request_slots

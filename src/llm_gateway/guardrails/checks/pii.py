@@ -16,8 +16,8 @@ from typing import Any
 
 import spacy
 import tldextract.tldextract
-from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # type: ignore[import-untyped]
-from presidio_analyzer.nlp_engine import SpacyNlpEngine  # type: ignore[import-untyped]
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
 from llm_gateway.guardrails.base import Check, Parts, Span
 from llm_gateway.settings import GuardrailConfig
@@ -34,7 +34,7 @@ tldextract.tldextract.TLD_EXTRACTOR = tldextract.tldextract.TLDExtract(
     suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
 
 
-class OfflineSpacyEngine(SpacyNlpEngine):  # type: ignore[misc]
+class OfflineSpacyEngine(SpacyNlpEngine):
     """Presidio's spaCy engine on a pipeline that is already installed: never downloads one."""
 
     def __init__(self, nlp: Any) -> None:
@@ -42,7 +42,7 @@ class OfflineSpacyEngine(SpacyNlpEngine):  # type: ignore[misc]
         self._pipeline = nlp
 
     def load(self) -> None:
-        self.nlp = {"en": self._pipeline}
+        self.nlp = {"en": self._pipeline}  # type: ignore[assignment]  # Presidio annotates it None
 
 
 def analyzer(ner: bool) -> AnalyzerEngine:

@@ -8,9 +8,10 @@ they flag ordinary words and ids far more often than secrets.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class  # type: ignore[import-untyped]
-from detect_secrets.plugins.base import RegexBasedDetector  # type: ignore[import-untyped]
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.plugins.base import RegexBasedDetector
 
 from llm_gateway.guardrails.base import Check, Parts, Span
 from llm_gateway.settings import GuardrailConfig
@@ -21,8 +22,9 @@ KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\n\s*\n")
 
 def detectors() -> list[tuple[str, re.Pattern[str]]]:
     """Every regex detector detect-secrets ships: (entity name, pattern)."""
-    out = []
-    for secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
+    out: list[tuple[str, re.Pattern[str]]] = []
+    found: dict[str, Any] = get_mapping_from_secret_type_to_class()
+    for secret_type, cls in sorted(found.items()):
         if secret_type in LEFT_OUT or not issubclass(cls, RegexBasedDetector):
             continue
         entity = re.sub(r"[^A-Z0-9]+", "_", secret_type.upper()).strip("_")
