@@ -5,6 +5,7 @@ webhook's fail modes and the parallel check that cancels the upstream call."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -244,3 +245,16 @@ def test_verdicts_in_metrics_and_ledger(gateway: GatewayProcess) -> None:
     assert metric_value(metrics, name, {"guardrail": "watch", "action": "log_only"}) >= 1
     assert metric_value(metrics, name, {"guardrail": "banned", "action": "block"}) >= 1
     assert EMAIL not in metrics
+    # the ledger row and its verdicts (never the matched text)
+    db = next(gateway.log_path.parent.glob("*.db"))
+    deadline = time.monotonic() + 5
+    rows: list[Any] = []
+    while not rows and time.monotonic() < deadline:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT guardrails FROM gw_usage WHERE guardrails LIKE '%log_only%'").fetchall()
+        time.sleep(0.1)
+    assert rows, "no ledger row with the verdicts"
+    verdicts = orjson.loads(rows[-1][0])
+    assert {"guardrail": "watch", "stage": "pre_call", "action": "log_only", "entities": ["KEYWORD"]} in verdicts
+    assert {"guardrail": "pii", "stage": "pre_call", "action": "reversible", "entities": ["EMAIL_ADDRESS"]} in verdicts
+    assert EMAIL not in rows[-1][0]

@@ -108,6 +108,7 @@ usage = Table(
     Column("completion_audio_tokens", Integer, nullable=False, default=0),
     Column("completion_image_tokens", Integer, nullable=False, default=0),
     Column("price_source", String(200), nullable=False, default=""),
+    Column("guardrails", Text, nullable=True),  # migration 0005: the request's guardrail verdicts, JSON
     Index("ix_gw_usage_ts", "ts"),
     Index("ix_gw_usage_key_ts", "key_id", "ts"),
     Index("ix_gw_usage_user_ts", "user_id", "ts"),

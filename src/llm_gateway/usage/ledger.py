@@ -26,6 +26,8 @@ import os
 import random
 import socket
 import time
+
+import orjson
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -337,4 +339,5 @@ class LedgerStage:
             "completion_audio_tokens": usage.completion_audio_tokens if usage else 0,
             "completion_image_tokens": usage.completion_image_tokens if usage else 0,
             "price_source": ctx.price_source,
+            "guardrails": orjson.dumps(verdicts).decode() if (verdicts := ctx.extensions.get("guardrails")) else None,
         })
