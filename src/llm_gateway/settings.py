@@ -490,7 +490,7 @@ class GuardrailConfig(_Section):
     mode: list[GuardrailMode] = Field(default_factory=lambda: list[GuardrailMode](["pre_call"]),
                                       description="pre_call, during_call (beside the upstream call), post_call")
     entities: list[str] | None = Field(None, description="pii: the Presidio entity types (default: a set)")
-    score_threshold: float = Field(0.5, ge=0, le=1, description="pii: lowest Presidio score that counts")
+    score_threshold: float = Field(0.4, ge=0, le=1, description="pii: lowest Presidio score that counts")
     threshold: float = Field(0.9, ge=0, le=1, description="prompt_injection: the score that counts as an attack")
     patterns: list[str] = Field(default_factory=list, description="regex: the patterns")
     keywords: list[str] = Field(default_factory=list, description="keywords: words matched case-insensitively")
