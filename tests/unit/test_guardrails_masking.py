@@ -1,0 +1,110 @@
+"""Placeholders and stream filtering: restored across any split, held back no longer than needed, and masked
+or blocked text never released."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+
+from llm_gateway.guardrails.base import REVERSIBLE, GuardrailBlocked, Parts, Span
+from llm_gateway.guardrails.checks import patterns
+from llm_gateway.guardrails.flow import RequestGuard, StreamGuard
+from llm_gateway.guardrails.masking import Restorer, Vault, apply
+from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.providers.base import CHAT
+from llm_gateway.server.http import Request
+from llm_gateway.settings import GuardrailConfig
+
+ORIGINALS = {"<EMAIL_ADDRESS_1>": "jane@example.com", "<CREDIT_CARD_1>": "4111 1111 1111 1111"}
+
+
+def test_vault_numbers_values_and_reuses_them() -> None:
+    vault = Vault()
+    text = "a@x.io and b@x.io and a@x.io"
+    spans = [(Span(0, 6, "EMAIL"), REVERSIBLE), (Span(11, 17, "EMAIL"), REVERSIBLE), (Span(22, 28, "EMAIL"), "mask")]
+    assert apply(text, spans, vault) == "<EMAIL_1> and <EMAIL_2> and <EMAIL>"
+    assert vault.originals == {"<EMAIL_1>": "a@x.io", "<EMAIL_2>": "b@x.io"}
+
+
+@pytest.mark.parametrize("cut", range(1, len("see <EMAIL_ADDRESS_1> now")))
+def test_restorer_joins_a_placeholder_split_anywhere(cut: int) -> None:
+    text = "see <EMAIL_ADDRESS_1> now"
+    restorer = Restorer(ORIGINALS)
+    first, second = restorer.feed(text[:cut]), restorer.feed(text[cut:])
+    assert first + second + restorer.flush() == "see jane@example.com now"
+    assert "<" not in first and "<" not in second
+
+
+def test_restorer_holds_only_a_possible_beginning() -> None:
+    restorer = Restorer(ORIGINALS)
+    assert restorer.feed("a < b and <CRE") == "a < b and "  # '< b' cannot become a placeholder
+    assert restorer.feed("X") == "<CREX"  # not a placeholder after all: released at once
+    assert restorer.feed("<EMAIL_ADDRESS_1>") == "jane@example.com"
+
+
+def frames(texts: list[str], finish: bool = True) -> bytes:
+    out = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    out += [{"choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]} for t in texts]
+    if finish:
+        out.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return b"".join(b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", **o}) + b"\n\n"
+                    for o in out) + b"data: [DONE]\n\n"
+
+
+def content(data: bytes) -> str:
+    text = ""
+    for event in data.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            for choice in orjson.loads(event[6:])["choices"]:
+                text += choice["delta"].get("content") or ""
+    return text
+
+
+def guard(configs: list[dict[str, Any]]) -> RequestGuard:
+    ctx = RequestContext(Request("POST", "/v1/chat/completions", "", {}, b"{}", "t"), "r", CHAT)
+    checks = tuple(patterns.build(GuardrailConfig.model_validate(c), Parts()) for c in configs)
+    return RequestGuard(ctx, checks)
+
+
+async def run(shield: StreamGuard, data: bytes, piece: int) -> bytes:
+    out = b""
+    for i in range(0, len(data), piece):  # the decoder's output in arbitrary pieces
+        out += await shield.feed(data[i:i + piece])
+    return out + await shield.finish()
+
+
+def test_stream_restores_placeholders_and_keeps_other_events() -> None:
+    g = guard([{"name": "k", "type": "keywords", "keywords": ["zzz"], "action": "mask"}])
+    g.vault = Vault()
+    g.vault.originals.update(ORIGINALS)
+    shield = g.stream()
+    assert shield is not None
+    text = "card <CREDIT_CARD_1>, mail <EMAIL_ADDRESS_1>."
+    out = asyncio.run(run(shield, frames([text[i:i + 3] for i in range(0, len(text), 3)]), 50))
+    assert content(out) == "card 4111 1111 1111 1111, mail jane@example.com."
+    assert out.endswith(b"data: [DONE]\n\n") and b'"finish_reason":"stop"' in out
+
+
+def test_stream_output_mask_and_block_never_release_the_text() -> None:
+    masking = guard([{"name": "k", "type": "keywords", "keywords": ["hunter2"], "action": "mask",
+                      "mode": ["post_call"], "window_chars": 16}])
+    text = "the password is hunter2 and again hunter2 at the end of a long enough answer"
+    shield = masking.stream()
+    assert shield is not None
+    out = asyncio.run(run(shield, frames([text[i:i + 2] for i in range(0, len(text), 2)]), 7))
+    assert content(out) == text.replace("hunter2", "<KEYWORD>")
+
+    blocking = guard([{"name": "stop", "type": "keywords", "keywords": ["hunter2"], "action": "block",
+                       "mode": ["post_call"], "window_chars": 16}])
+    shield = blocking.stream()
+    assert shield is not None
+    sent = b""
+    data = frames([text[i:i + 2] for i in range(0, len(text), 2)])
+    for i in range(0, len(data), 7):
+        sent += asyncio.run(shield.feed(data[i:i + 7]))
+        if shield.blocked is not None:
+            break
+    assert isinstance(shield.blocked, GuardrailBlocked) and "hunter" not in content(sent)
