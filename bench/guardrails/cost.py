@@ -2,7 +2,8 @@
 
 Configurations: no guardrail; `pii` + `secrets` (pre_call, reversible); `prompt_injection` (pre_call); and
 `pii` + `secrets` also on the answer (post_call), where streams keep their look-behind window: the time to the
-first byte of a stream is measured for each. Requests are sent one at a time over one keep-alive connection
+first content byte of a stream is measured for each, on the mock's `paced` model (20 words 1 ms apart, as a
+model's tokens come). Requests are sent one at a time over one keep-alive connection
 (latency without queueing); CPU is the gateway process's user+system time over the measured requests.
 
 Run: PYTHONPATH=src python bench/guardrails/cost.py [--requests 300]
@@ -85,7 +86,7 @@ def run(name: str, guards: list[str], upstream: str, n: int, tmp: Path) -> dict[
             ttfb = []
             for _ in range(max(n // 3, 20)):
                 t = time.perf_counter()
-                with client.stream("POST", url, json={**body, "stream": True}) as resp:
+                with client.stream("POST", url, json={**body, "model": "paced", "stream": True}) as resp:
                     first = None
                     for chunk in resp.iter_bytes():
                         if first is None and b'"content":"' in chunk.replace(b'"content":""', b""):

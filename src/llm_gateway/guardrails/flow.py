@@ -1,8 +1,8 @@
 """One request's guardrails: before the call, beside it, after it, and over its stream.
 
 A stream's text passes through two filters per choice. Output checks (`post_call`) hold a look-behind window of
-`window_chars`: text leaves only once it was scanned with at least that much after it, and never in the middle
-of a finding, so a masked or blocked value never reaches the client (a finding longer than the window is the
+`window_chars`: text leaves only once it was scanned with at least that much after it (scans run every
+RELEASE_STEP characters), and never in the middle of a finding, so a masked or blocked value never reaches the client (a finding longer than the window is the
 limit). Reversible placeholders are then restored, holding back only a tail that could still become one.
 """
 
@@ -36,6 +36,7 @@ from llm_gateway.providers.base import NATIVE_BODY
 
 log = logging.getLogger("llm_gateway.guardrails")
 FAILED = object()  # a check that failed open
+RELEASE_STEP = 16  # a stream's text is scanned (and released) each time this much more arrived past the window
 
 
 class RequestGuard:
@@ -186,7 +187,7 @@ class ChoiceText:
         if guard.post_checks:
             pending = self.pending + text
             window = guard.window
-            if not final and len(pending) < 2 * window:
+            if not final and len(pending) < window + RELEASE_STEP:
                 self.pending = pending
                 return ""
             spans = merged(await guard.scan_window(pending)) if pending else []
