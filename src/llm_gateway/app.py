@@ -142,7 +142,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     cache_stage = build_cache(config, registry, catalog, client)
     if cache_stage is not None:
         stages.append(cache_stage)  # admits after limits: an answer from the cache still counts against them
-    guardrail_stage = build_guardrails(config, registry, catalog, client)  # None: none configured, none run
+    # None: none configured, none run
+    guardrail_stage = build_guardrails(config, registry, catalog, client, accounts.team_guardrails)
     if guardrail_stage is not None:
         stages.append(guardrail_stage)  # after the cache: its key is the client's own text, not the masked one
     stages.append(accounts.ledger_stage)  # records what the stages before it decided

@@ -21,6 +21,7 @@ from tests.conftest import GatewayProcess, launch, metric_value
 from tests.upstream import free_port
 
 CARD, EMAIL, AWS_KEY = "4111 1111 1111 1111", "jane.roe@example.com", "AKIAIOSFODNN7EXAMPLE"
+MASTER = "sk-master-guardrails"
 PIECE = 4  # the echo upstream streams its answer in pieces this long: every placeholder is split
 
 
@@ -107,6 +108,7 @@ def echo() -> Iterator[Echo]:
 def gateway(echo: Echo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     hook = f"{echo.url}/hook"
     gw = launch([], tmp_path_factory.mktemp("guardrails"), config={
+        "auth": {"master_key": MASTER},
         "providers": [{"name": "echo", "type": "openai-compatible", "base_url": f"{echo.url}/v1", "models": ["*"]}],
         "guardrails": [
             {"name": "pii", "type": "pii", "action": "reversible", "entities": ["CREDIT_CARD", "EMAIL_ADDRESS"]},
@@ -121,7 +123,9 @@ def gateway(echo: Echo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ga
              "on_error": "closed"},
             {"name": "hook", "type": "webhook", "url": f"{hook}/fast", "timeout_s": 2},
             {"name": "beside", "type": "webhook", "url": f"{hook}/delay", "mode": ["during_call"]},
-            {"name": "watch", "type": "keywords", "action": "log_only", "keywords": ["audit-me"]}],
+            {"name": "watch", "type": "keywords", "action": "log_only", "keywords": ["audit-me"]},
+            {"name": "team-words", "type": "keywords", "keywords": ["teamword"]},
+            {"name": "key-words", "type": "keywords", "keywords": ["keyword9"]}],
         "guardrail_policy": {"default": ["pii", "secrets", "banned", "watch"], "models": {
             "leak-model": ["leak-stop"], "out-mask-model": ["out-mask"], "open-model": ["hook-open"],
             "closed-model": ["hook-closed"], "hook-model": ["hook"], "during-model": ["beside"]}}})
@@ -129,8 +133,8 @@ def gateway(echo: Echo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ga
     gw.stop()
 
 
-def oai(gw: GatewayProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.v1, api_key="sk-test", max_retries=0)
+def oai(gw: GatewayProcess, key: str | None = None) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.v1, api_key=key or MASTER, max_retries=0)
 
 
 PROMPT = f"Card {CARD}, mail {EMAIL}, key {AWS_KEY}. Repeat them."
@@ -159,7 +163,7 @@ def test_stream_restores_placeholders_split_across_events(gateway: GatewayProces
 
 
 def test_anthropic_sdk_masked_and_restored(gateway: GatewayProcess, echo: Echo) -> None:
-    client = anthropic.Anthropic(base_url=gateway.url, api_key="sk-ant", max_retries=0)
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0)
     out = client.messages.create(model="claude-x", max_tokens=50, messages=[{"role": "user", "content": PROMPT}])
     assert CARD not in str(echo.bodies[-1])
     assert CARD in out.content[0].text  # type: ignore[union-attr]
@@ -178,7 +182,7 @@ def test_block_is_a_400_naming_the_guardrail_not_the_text(gateway: GatewayProces
     assert "banned" in err.value.message and "forbidden-topic" not in str(err.value.body)
     assert len(echo.bodies) == before  # never reached the upstream
     with pytest.raises(anthropic.BadRequestError):
-        anthropic.Anthropic(base_url=gateway.url, api_key="k", max_retries=0).messages.create(
+        anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0).messages.create(
             model="claude-x", max_tokens=5, messages=[{"role": "user", "content": "forbidden-topic"}])
 
 
@@ -197,7 +201,7 @@ def test_blocked_stream_sends_nothing_of_the_blocked_text(gateway: GatewayProces
         assert isinstance(err.value, openai.BadRequestError)
         return
     # the text before the look-behind window went on; the block ends the stream with an error event
-    with httpx.stream("POST", f"{gateway.v1}/chat/completions", json={
+    with httpx.stream("POST", f"{gateway.v1}/chat/completions", headers={"authorization": f"Bearer {MASTER}"}, json={
             "model": "leak-model", "stream": True, "messages": [{"role": "user", "content": prompt}]}) as resp:
         wire = resp.read().decode()
     assert resp.status_code == 200 and "SECRET" not in wire and wire.count("x") >= 250
@@ -258,3 +262,27 @@ def test_verdicts_in_metrics_and_ledger(gateway: GatewayProcess) -> None:
     assert {"guardrail": "watch", "stage": "pre_call", "action": "log_only", "entities": ["KEYWORD"]} in verdicts
     assert {"guardrail": "pii", "stage": "pre_call", "action": "reversible", "entities": ["EMAIL_ADDRESS"]} in verdicts
     assert EMAIL not in rows[-1][0]
+
+
+def test_teams_and_keys_name_guardrails_in_the_admin_api(gateway: GatewayProcess) -> None:
+    admin = httpx.Client(base_url=f"{gateway.url}/api/v1", headers={"authorization": f"Bearer {MASTER}"})
+    team = admin.post("/teams", json={"id": "t-guarded", "guardrails": ["team-words"]})
+    assert team.status_code == 201 and team.json()["guardrails"] == ["team-words"]
+    in_team = admin.post("/keys", json={"team_id": "t-guarded"}).json()["key"]
+    own = admin.post("/keys", json={"guardrails": ["key-words"]}).json()
+    assert own["guardrails"] == ["key-words"]
+    assert admin.post("/keys", json={"guardrails": "key-words"}).status_code in (400, 422)
+
+    def ask(key: str, text: str) -> str:
+        try:
+            oai(gateway, key).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}])
+        except openai.BadRequestError as err:
+            return err.message
+        return "ok"
+
+    assert "team-words" in ask(in_team, "a teamword here") and ask(in_team, "keyword9") == "ok"
+    assert "key-words" in ask(own["key"], "keyword9") and ask(own["key"], "a teamword here") == "ok"
+    assert ask(MASTER, "teamword keyword9") == "ok"
+    # the team's list changes: its keys get the new one at once
+    assert admin.patch("/teams/t-guarded", json={"guardrails": None}).json()["guardrails"] is None
+    assert ask(in_team, "a teamword here") == "ok"

@@ -35,6 +35,7 @@ teams = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=False, default=False),
     Column("allow_passthrough", Boolean, nullable=False, default=False),
+    Column("guardrails", Text, nullable=True),  # migration 0005: JSON list of guardrail names, null: none
 )
 
 users = Table(
@@ -72,6 +73,7 @@ keys = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=True),  # null: as the key's team allows
     Column("allow_passthrough", Boolean, nullable=True),
+    Column("guardrails", Text, nullable=True),  # migration 0005: JSON list of guardrail names, null: none
     Index("ix_gw_keys_user", "user_id", "id"),
     Index("ix_gw_keys_team", "team_id", "id"),
 )

@@ -2,8 +2,9 @@
 
 A stream's text passes through two filters per choice. Output checks (`post_call`) hold a look-behind window of
 `window_chars`: text leaves only once it was scanned with at least that much after it (scans run every
-RELEASE_STEP characters), and never in the middle of a finding, so a masked or blocked value never reaches the client (a finding longer than the window is the
-limit). Reversible placeholders are then restored, holding back only a tail that could still become one.
+RELEASE_STEP characters), and never in the middle of a finding, so a masked or blocked value never reaches the
+client (a finding longer than the window is the limit). Reversible placeholders are then restored, holding back
+only a tail that could still become one.
 """
 
 from __future__ import annotations

@@ -24,44 +24,47 @@ MODULES = {"pii": "pii", "secrets": "secrets", "prompt_injection": "injection", 
            "llm_judge": "remote", "regex": "patterns", "keywords": "patterns"}
 GUARDED = (CHAT, COMPLETIONS, EMBEDDINGS)
 EXTENSION = "guardrails"  # ctx.extensions: the verdicts, for the ledger and the trace
-KEY_FIELD = "guardrails"  # a key's metadata field naming more guardrails for it
 MAX_POLICIES = 10_000
 
 
 class Policy:
-    """The guardrails of a request: gateway default, then its team's, its key's, its model's (in that order)."""
+    """The guardrails of a request: gateway default, then its team's, its key's, its model's (in that order).
 
-    def __init__(self, config: GuardrailPolicyConfig, checks: dict[str, Check]) -> None:
+    Teams and keys name theirs in the config (`guardrail_policy.teams` / `keys`) or through the admin API (their
+    `guardrails` field; `teams` here is the accounts' copy of the teams' lists, kept current off the request path).
+    """
+
+    def __init__(self, config: GuardrailPolicyConfig, checks: dict[str, Check],
+                 teams: dict[str, tuple[str, ...]] | None = None) -> None:
         self.config = config
         self.checks = checks
+        self.teams = teams if teams is not None else {}
         self._known: dict[tuple[Any, ...], tuple[Check, ...]] = {}
 
     def of(self, ctx: RequestContext) -> tuple[Check, ...]:
         key = ctx.key
         key_id = getattr(key, "id", None)
         alias = getattr(key, "alias", None)
-        extra = getattr(key, "metadata", None)
-        extra = extra.get(KEY_FIELD) if isinstance(extra, dict) else None
-        listed = tuple(extra) if isinstance(extra, list) else ()
-        index = (ctx.team, key_id, alias, ctx.model, listed)
+        own = getattr(key, "guardrails", None) or ()
+        team = self.teams.get(ctx.team, ()) if ctx.team else ()
+        index = (ctx.team, team, key_id, alias, own, ctx.model)
         found = self._known.get(index)
         if found is None:
-            found = self._resolve(ctx.team, key_id, alias, ctx.model, listed)
+            c = self.config
+            names = [*c.default, *c.teams.get(ctx.team or "", ()), *team, *c.keys.get(key_id or "", ()),
+                     *(c.keys.get(alias, ()) if alias else ()), *own, *c.models.get(ctx.model, ())]
+            found = self._resolve(names, key_id)
             if len(self._known) >= MAX_POLICIES:
                 self._known.clear()
             self._known[index] = found
         return found
 
-    def _resolve(self, team: str, key_id: str | None, alias: str | None, model: str,
-                 listed: tuple[Any, ...]) -> tuple[Check, ...]:
-        c = self.config
-        names = [*c.default, *c.teams.get(team or "", ()), *c.keys.get(key_id or "", ()),
-                 *(c.keys.get(alias, ()) if alias else ()), *listed, *c.models.get(model, ())]
+    def _resolve(self, names: list[str], key_id: str | None) -> tuple[Check, ...]:
         out: list[Check] = []
         for name in names:
-            check = self.checks.get(name) if isinstance(name, str) else None
-            if check is None:
-                log.warning("guardrail policy: unknown guardrail %r on key %s", name, key_id)
+            check = self.checks.get(name)
+            if check is None:  # named by a key or team through the admin API, but not configured
+                log.warning("guardrail policy: unknown guardrail %r (key %s): not run", name, key_id)
             elif check not in out:
                 out.append(check)
         return tuple(out)
@@ -98,7 +101,8 @@ class GuardrailStage:
             await check.close()
 
 
-def build_guardrails(config: GatewayConfig, registry: Registry, catalog: Any, client: Any) -> GuardrailStage | None:
+def build_guardrails(config: GatewayConfig, registry: Registry, catalog: Any, client: Any,
+                     teams: dict[str, tuple[str, ...]] | None = None) -> GuardrailStage | None:
     if not config.guardrails:
         return None
     parts = Parts(catalog, client)
@@ -107,4 +111,4 @@ def build_guardrails(config: GatewayConfig, registry: Registry, catalog: Any, cl
         module = importlib.import_module(f"llm_gateway.guardrails.checks.{MODULES[guardrail.type]}")
         checks[guardrail.name] = module.build(guardrail, parts)
     log.info("guardrails: %s", ", ".join(f"{g.name} ({g.type}, {g.action})" for g in config.guardrails))
-    return GuardrailStage(Policy(config.guardrail_policy, checks), registry)
+    return GuardrailStage(Policy(config.guardrail_policy, checks, teams), registry)

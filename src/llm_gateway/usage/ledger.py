@@ -26,14 +26,13 @@ import os
 import random
 import socket
 import time
-
-import orjson
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, insert
 
 from llm_gateway.db.tables import ledger_batches, usage

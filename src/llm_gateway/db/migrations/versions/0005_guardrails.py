@@ -1,4 +1,5 @@
-"""The ledger keeps each request's guardrail verdicts (JSON: guardrail, stage, action, entity types; never text).
+"""Guardrails: keys and teams name theirs (JSON lists); the ledger keeps each request's verdicts (JSON: guardrail,
+stage, action, entity types; never text).
 
 Revision ID: guardrails
 Revises: prices
@@ -16,9 +17,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("gw_usage", sa.Column("guardrails", sa.Text, nullable=True))
+    for table in ("gw_usage", "gw_keys", "gw_teams"):
+        op.add_column(table, sa.Column("guardrails", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("gw_usage") as batch:  # SQLite drops columns by copying the table
-        batch.drop_column("guardrails")
+    for table in ("gw_usage", "gw_keys", "gw_teams"):
+        with op.batch_alter_table(table) as batch:  # SQLite drops columns by copying the table
+            batch.drop_column("guardrails")
