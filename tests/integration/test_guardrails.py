@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -17,8 +18,10 @@ import openai
 import orjson
 import pytest
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 from tests.conftest import GatewayProcess, launch, metric_value
-from tests.upstream import free_port
+from tests.integration.test_observability_inprocess import traced_gateway
+from tests.upstream import Upstream, free_port
 
 CARD, EMAIL, AWS_KEY = "4111 1111 1111 1111", "jane.roe@example.com", "AKIAIOSFODNN7EXAMPLE"
 MASTER = "sk-master-guardrails"
@@ -305,3 +308,14 @@ def test_llm_judge_is_a_model_the_gateway_serves(gateway: GatewayProcess, echo: 
     assert judged["messages"][0] == {"role": "system", "content": "Answer ALLOW or BLOCK."}
     assert "guardrail 'judge'" in ask("BLOCK this one")
     assert "guardrail 'judge'" in ask("neither word")  # an answer that is neither: fail-closed
+
+
+async def test_verdicts_on_the_trace(upstream: Upstream, tmp_path: Path) -> None:
+    guard = {"guardrails": [{"name": "words", "type": "keywords", "keywords": ["hush"], "action": "mask"}],
+             "guardrail_policy": {"default": ["words"]}}
+    async with traced_gateway(upstream, tmp_path, **guard) as (client, memory):
+        await client.chat.completions.create(model="trace-guard", messages=[{"role": "user", "content": "say hush"}])
+    sent = [r.body for r in upstream.requests if isinstance(r.body, dict) and r.body.get("model") == "trace-guard"]
+    assert sent[-1]["messages"][0]["content"] == "say <KEYWORD>"
+    (root,) = [s for s in memory.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert root.attributes is not None and root.attributes["llm_gateway.guardrails"] == ("words:pre_call:mask",)
