@@ -49,6 +49,8 @@ class OfflineSpacyEngine(SpacyNlpEngine):
 
 
 def analyzer(ner: bool) -> AnalyzerEngine:
+    # Presidio logs every recognizer it loads, and warns about each one of another language it leaves out
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     nlp = spacy.load(NER_PACKAGE, exclude=["parser"]) if ner else spacy.blank("en")
     engine = OfflineSpacyEngine(nlp)
     engine.load()
