@@ -19,7 +19,7 @@ import orjson
 import pytest
 from aiohttp import web
 from opentelemetry.trace import SpanKind
-from tests.conftest import GatewayProcess, launch, metric_value
+from tests.conftest import GatewayProcess, launch, metric_value, wait_until_answering
 from tests.integration.test_observability_inprocess import traced_gateway
 from tests.upstream import Upstream, free_port
 
@@ -134,7 +134,8 @@ def gateway(echo: Echo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ga
         "guardrail_policy": {"default": ["pii", "secrets", "banned", "watch"], "models": {
             "leak-model": ["leak-stop"], "out-mask-model": ["out-mask"], "open-model": ["hook-open"],
             "closed-model": ["hook-closed"], "hook-model": ["hook"], "during-model": ["beside"],
-            "judged-model": ["judge"]}}})
+            "judged-model": ["judge"]}}}, wait=False)
+    wait_until_answering(gw.proc, f"{gw.url}/health", gw.log_path, 120, "gateway")  # Presidio loads for seconds
     yield gw
     gw.stop()
 
