@@ -18,7 +18,8 @@ from llm_gateway.providers.base import CHAT
 from llm_gateway.server.http import Request
 from llm_gateway.settings import GuardrailConfig
 
-ORIGINALS = {"<EMAIL_ADDRESS_1>": "jane@example.com", "<CREDIT_CARD_1>": "4111 1111 1111 1111"}
+ORIGINALS = {"<EMAIL_ADDRESS_1>": "jane@example.com", "<CREDIT_CARD_1>": "4111 1111 1111 1111",
+             "<PERSON_1>": 'Jo "JJ" Doe'}
 
 
 def test_vault_numbers_values_and_reuses_them() -> None:
@@ -108,3 +109,18 @@ def test_stream_output_mask_and_block_never_release_the_text() -> None:
         if shield.blocked is not None:
             break
     assert isinstance(shield.blocked, GuardrailBlocked) and "hunter" not in content(sent)
+
+
+def test_whole_answer_restores_text_and_tool_arguments() -> None:
+    g = guard([{"name": "k", "type": "keywords", "keywords": ["zzz"], "action": "mask"}])
+    g.vault = Vault()
+    g.vault.originals.update(ORIGINALS)
+    arguments = '{"to": "<EMAIL_ADDRESS_1>", "name": "<PERSON_1>"}'
+    call = {"id": "c", "type": "function", "function": {"name": "send", "arguments": arguments}}
+    message = {"role": "assistant", "content": "mail <EMAIL_ADDRESS_1>", "tool_calls": [call]}
+    answer = {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+    out = orjson.loads(asyncio.run(g.answer(orjson.dumps(answer))))
+    message = out["choices"][0]["message"]
+    assert message["content"] == "mail jane@example.com"
+    arguments = orjson.loads(message["tool_calls"][0]["function"]["arguments"])
+    assert arguments == {"to": "jane@example.com", "name": 'Jo "JJ" Doe'}  # escaped inside the JSON string

@@ -157,8 +157,8 @@ class RequestGuard:
         if self.post_checks and texts:
             masks = await self._decide(self.post_checks, texts, POST)
             texts = [apply(t, m, None) if m else t for t, m in zip(texts, masks, strict=True)]
-        if restorer is not None:
-            texts = [restorer.whole(t) for t in texts]
+        if restorer is not None:  # tool-call arguments are JSON text: what goes back in is escaped
+            texts = [restorer.whole(t, key == "arguments") for t, (_, key) in zip(texts, slots, strict=True)]
         for (container, key), text in zip(slots, texts, strict=True):
             container[key] = text
         return orjson.dumps(data)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 from llm_gateway.guardrails.base import REVERSIBLE, Span
 
 
@@ -68,7 +70,10 @@ class Restorer:
         self.longest = max(len(n) for n in names)
         self.held = ""
 
-    def whole(self, text: str) -> str:
+    def whole(self, text: str, in_json: bool = False) -> str:
+        """`text` with every placeholder restored; `in_json`: inside a JSON string, so the value is escaped."""
+        if in_json:
+            return self.pattern.sub(lambda m: orjson.dumps(self.originals[m.group(0)]).decode()[1:-1], text)
         return self.pattern.sub(self._original, text)
 
     def feed(self, text: str) -> str:

@@ -24,7 +24,8 @@ def request_slots(endpoint: str, body: dict[str, Any]) -> list[Slot]:
 
 
 def answer_slots(body: dict[str, Any]) -> list[Slot]:
-    """The texts of a whole answer: each choice's message content (chat) or text (completions)."""
+    """The texts of a whole answer: each choice's message content and tool-call arguments (chat), or its text
+    (completions)."""
     slots: list[Slot] = []
     for choice in body.get("choices") or ():
         if not isinstance(choice, dict):
@@ -32,6 +33,10 @@ def answer_slots(body: dict[str, Any]) -> list[Slot]:
         message = choice.get("message")
         if isinstance(message, dict):
             _content(message, "content", slots)
+            for call in message.get("tool_calls") or ():  # arguments: a JSON string the model wrote
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    slots.append((function, "arguments"))
         if isinstance(choice.get("text"), str):
             slots.append((choice, "text"))
     return slots
