@@ -124,3 +124,21 @@ def test_whole_answer_restores_text_and_tool_arguments() -> None:
     assert message["content"] == "mail jane@example.com"
     arguments = orjson.loads(message["tool_calls"][0]["function"]["arguments"])
     assert arguments == {"to": "jane@example.com", "name": 'Jo "JJ" Doe'}  # escaped inside the JSON string
+
+
+def test_a_guarded_stream_holds_back_at_most_the_window() -> None:
+    """The delay to the first byte is bounded: text goes out once window_chars + RELEASE_STEP characters came."""
+    from llm_gateway.guardrails.flow import RELEASE_STEP  # noqa: PLC0415
+
+    g = guard([{"name": "k", "type": "keywords", "keywords": ["never-there"], "action": "block",
+                "mode": ["post_call"], "window_chars": 16}])
+    shield = g.stream()
+    assert shield is not None
+    released_at = None
+    for n in range(1, 100):
+        out = asyncio.run(shield.feed(frames(["a"], finish=False).split(b"data: [DONE]")[0].split(b"\n\n", 1)[1]))
+        if content(out):
+            released_at = n
+            break
+    assert released_at == 16 + RELEASE_STEP
+    assert content(out) == "a" * RELEASE_STEP  # the window's 16 stay behind until more comes or the end
