@@ -128,7 +128,7 @@ def test_whole_answer_restores_text_and_tool_arguments() -> None:
 
 def test_a_guarded_stream_holds_back_at_most_the_window() -> None:
     """The delay to the first byte is bounded: text goes out once window_chars + RELEASE_STEP characters came."""
-    from llm_gateway.guardrails.flow import RELEASE_STEP  # noqa: PLC0415
+    from llm_gateway.guardrails.flow import RELEASE_STEP
 
     g = guard([{"name": "k", "type": "keywords", "keywords": ["never-there"], "action": "block",
                 "mode": ["post_call"], "window_chars": 16}])
@@ -142,3 +142,27 @@ def test_a_guarded_stream_holds_back_at_most_the_window() -> None:
             break
     assert released_at == 16 + RELEASE_STEP
     assert content(out) == "a" * RELEASE_STEP  # the window's 16 stay behind until more comes or the end
+
+
+def test_stream_restores_tool_call_arguments_split_across_events() -> None:
+    g = guard([{"name": "k", "type": "keywords", "keywords": ["zzz"], "action": "mask"}])
+    g.vault = Vault()
+    g.vault.originals.update(ORIGINALS)
+    shield = g.stream()
+    assert shield is not None
+    arguments = '{"to": "<EMAIL_ADDRESS_1>", "name": "<PERSON_1>"}'
+    events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+        {"index": 0, "id": "c1", "type": "function", "function": {"name": "send", "arguments": ""}}]},
+        "finish_reason": None}]}]
+    events += [{"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "function": {"arguments": arguments[i:i + 5]}}]}, "finish_reason": None}]}
+        for i in range(0, len(arguments), 5)]
+    events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    out = asyncio.run(run(shield, data, 9))
+    joined = ""
+    for event in out.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            for call in orjson.loads(event[6:])["choices"][0]["delta"].get("tool_calls") or ():
+                joined += call["function"].get("arguments") or ""
+    assert orjson.loads(joined) == {"to": "jane@example.com", "name": 'Jo "JJ" Doe'}

@@ -218,6 +218,11 @@ class StreamGuard:
         self.waiting = b""  # events without text, before any text passed
         self.text_out = False  # some text passed the guardrails
         self.sent_text = False
+        vault = guard.vault
+        # tool-call arguments are JSON text written in pieces: restored (values escaped), not checked
+        self.json_originals = {k: orjson.dumps(v).decode()[1:-1] for k, v in vault.originals.items()} if (
+            vault is not None and vault.originals) else None
+        self.tools: dict[tuple[int, int], Restorer] = {}
 
     async def feed(self, data: bytes) -> bytes:
         data = self.rest + data
@@ -277,6 +282,8 @@ class StreamGuard:
             if out or isinstance(text, str):
                 delta["content"] = out
             self.text_out = self.text_out or bool(out)
+            if self.json_originals is not None:
+                self._tool_arguments(index, delta, final)
             others = any(k != "content" and v is not None for k, v in delta.items())
             return final or bool(out) or others
         self.chat = False
@@ -284,6 +291,28 @@ class StreamGuard:
         choice["text"] = await filt.feed(text if isinstance(text, str) else "", final)
         self.text_out = self.text_out or bool(choice["text"])
         return final or bool(choice["text"])
+
+    def _tool_arguments(self, index: int, delta: dict[str, Any], final: bool) -> None:
+        """Restore placeholders in streamed tool-call arguments; on the choice's last event, what was held."""
+        assert self.json_originals is not None
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                key = (index, call.get("index", 0))
+                restorer = self.tools.get(key)
+                if restorer is None:
+                    restorer = self.tools[key] = Restorer(self.json_originals)
+                function["arguments"] = restorer.feed(arguments)
+                self.text_out = True
+        if final:
+            held = [{"index": tool, "function": {"arguments": r.flush()}}
+                    for (choice, tool), r in self.tools.items() if choice == index and r.held]
+            if held:
+                delta["tool_calls"] = [*(calls if isinstance(calls, list) else ()), *held]
 
     async def _flush(self) -> bytes:
         """What the choices still hold, as one last event (a stream that ended without finish_reason)."""
