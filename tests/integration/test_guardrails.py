@@ -74,6 +74,31 @@ class Echo:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        prompt = body["prompt"]
+        base = {"id": "cmpl-echo", "object": "text_completion", "created": 1, "model": body["model"]}
+        if not body.get("stream"):
+            return web.json_response({**base, "choices": [
+                {"index": 0, "text": prompt, "logprobs": None, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}})
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(0, len(prompt), PIECE):
+            choice = {"index": 0, "text": prompt[i:i + PIECE], "logprobs": None, "finish_reason": None}
+            await resp.write(b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
+        last = {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}
+        await resp.write(b"data: " + orjson.dumps({**base, "choices": [last]}) + b"\n\ndata: [DONE]\n\n")
+        return resp
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.bodies.append(body)
+        return web.json_response({"object": "list", "model": body["model"], "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+            "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+
     async def hook(self, request: web.Request) -> web.Response:
         body = await request.json()
         if request.match_info["kind"] == "slow":
@@ -87,6 +112,8 @@ class Echo:
         asyncio.set_event_loop(self.loop)
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/hook/{kind}", self.hook)
         runner = web.AppRunner(app)
         self.loop.run_until_complete(runner.setup())
@@ -334,3 +361,14 @@ def test_prompt_injection_is_blocked_and_ordinary_text_passes(gateway: GatewayPr
     out = client.chat.completions.create(model="guarded-model", messages=[
         {"role": "user", "content": "Can you help me change the billing date of my card to the 15th?"}])
     assert out.choices[0].message.content == "Can you help me change the billing date of my card to the 15th?"
+
+
+def test_completions_and_embeddings_are_guarded_too(gateway: GatewayProcess, echo: Echo) -> None:
+    client = oai(gateway)
+    text = "".join(c.choices[0].text for c in client.completions.create(model="gpt-4o", prompt=PROMPT, stream=True))
+    assert CARD not in echo.bodies[-1]["prompt"] and "<CREDIT_CARD_1>" in echo.bodies[-1]["prompt"]
+    assert CARD in text and EMAIL in text and "<CRED" not in text
+    assert CARD in (client.completions.create(model="gpt-4o", prompt=PROMPT).choices[0].text or "")
+    client.embeddings.create(model="gpt-4o", input=[PROMPT, "plain"])
+    assert echo.bodies[-1]["input"][0].startswith("Card <CREDIT_CARD_1>, mail <EMAIL_ADDRESS_1>")
+    assert echo.bodies[-1]["input"][1] == "plain"
