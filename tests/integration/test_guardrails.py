@@ -21,6 +21,7 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 from tests.conftest import GatewayProcess, launch, metric_value, wait_until_answering
 from tests.integration.test_observability_inprocess import traced_gateway
+from tests.providers.replay import ReplayServer, Reply
 from tests.upstream import Upstream, free_port
 
 CARD, EMAIL, AWS_KEY = "4111 1111 1111 1111", "jane.roe@example.com", "AKIAIOSFODNN7EXAMPLE"
@@ -135,11 +136,21 @@ def echo() -> Iterator[Echo]:
 
 
 @pytest.fixture(scope="module")
-def gateway(echo: Echo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def replay() -> Iterator[ReplayServer]:
+    server = ReplayServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(echo: Echo, replay: ReplayServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     hook = f"{echo.url}/hook"
     gw = launch([], tmp_path_factory.mktemp("guardrails"), config={
         "auth": {"master_key": MASTER},
-        "providers": [{"name": "echo", "type": "openai-compatible", "base_url": f"{echo.url}/v1", "models": ["*"]}],
+        "providers": [
+            {"name": "claude-direct", "type": "anthropic", "base_url": f"{replay.url}/anthropic", "api_key": "sk-up",
+             "models": [{"name": "claude-native", "model": "claude-sonnet-4-5"}]},
+            {"name": "echo", "type": "openai-compatible", "base_url": f"{echo.url}/v1", "models": ["*"]}],
         "guardrails": [
             {"name": "pii", "type": "pii", "action": "reversible", "entities": ["CREDIT_CARD", "EMAIL_ADDRESS"]},
             {"name": "secrets", "type": "secrets", "action": "mask"},
@@ -372,3 +383,39 @@ def test_completions_and_embeddings_are_guarded_too(gateway: GatewayProcess, ech
     client.embeddings.create(model="gpt-4o", input=[PROMPT, "plain"])
     assert echo.bodies[-1]["input"][0].startswith("Card <CREDIT_CARD_1>, mail <EMAIL_ADDRESS_1>")
     assert echo.bodies[-1]["input"][1] == "plain"
+
+
+def anthropic_events(text: str, piece: int) -> bytes:
+    def event(name: str, data: dict[str, Any]) -> bytes:
+        return f"event: {name}\ndata: ".encode() + orjson.dumps({"type": name, **data}) + b"\n\n"
+
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
+               "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 1}}
+    out = event("message_start", {"message": message})
+    out += event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+    for i in range(0, len(text), piece):
+        out += event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text[i:i + piece]}})
+    out += event("content_block_stop", {"index": 0})
+    out += event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                   "usage": {"output_tokens": 9}})
+    return out + event("message_stop", {})
+
+
+def test_anthropic_client_to_anthropic_provider_is_masked_and_restored(gateway: GatewayProcess,
+                                                                       replay: ReplayServer) -> None:
+    """Same wire format on both sides: the client's bytes are not relayed as they are once a guardrail applies."""
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0)
+    answer = "Noted: card <CREDIT_CARD_1> and mail <EMAIL_ADDRESS_1>."
+    replay.reply = Reply(200, orjson.dumps({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": answer}], "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 9}}))
+    out = client.messages.create(model="claude-native", max_tokens=50, messages=[{"role": "user", "content": PROMPT}])
+    sent = replay.received[-1].body.decode()
+    assert CARD not in sent and EMAIL not in sent and "<CREDIT_CARD_1>" in sent and "<AWS_ACCESS_KEY>" in sent
+    assert out.content[0].text == f"Noted: card {CARD} and mail {EMAIL}."  # type: ignore[union-attr]
+    replay.reply = Reply(200, anthropic_events(answer, 3), content_type="text/event-stream", chunk_size=40)
+    with client.messages.stream(model="claude-native", max_tokens=50,
+                                messages=[{"role": "user", "content": PROMPT}]) as stream:
+        text = "".join(stream.text_stream)
+    assert text == f"Noted: card {CARD} and mail {EMAIL}."
