@@ -166,3 +166,20 @@ def test_stream_restores_tool_call_arguments_split_across_events() -> None:
             for call in orjson.loads(event[6:])["choices"][0]["delta"].get("tool_calls") or ():
                 joined += call["function"].get("arguments") or ""
     assert orjson.loads(joined) == {"to": "jane@example.com", "name": 'Jo "JJ" Doe'}
+
+
+def test_a_whole_text_check_on_a_stream_holds_the_answer_until_its_end() -> None:
+    config = GuardrailConfig(name="hook", type="webhook", url="http://127.0.0.1:9/x", mode=["post_call"])
+    calls: list[list[str]] = []
+
+    class Counting(patterns.Check):
+        async def scan(self, texts: list[str], stage: str) -> list[list[Span]]:
+            calls.append(texts)
+            return [[] for _ in texts]
+
+    ctx = RequestContext(Request("POST", "/v1/chat/completions", "", {}, b"{}", "t"), "r", CHAT)
+    shield = RequestGuard(ctx, (Counting(config),)).stream()
+    assert shield is not None
+    text = "a fairly long answer " * 20
+    out = asyncio.run(run(shield, frames([text[i:i + 4] for i in range(0, len(text), 4)]), 30))
+    assert content(out) == text and calls == [[text]]  # one check, of the whole answer

@@ -37,6 +37,8 @@ from llm_gateway.providers.base import NATIVE_BODY
 
 log = logging.getLogger("llm_gateway.guardrails")
 FAILED = object()  # a check that failed open
+WHOLE_TEXT = ("webhook", "llm_judge", "prompt_injection")  # checks of a whole text, not of spans within it
+HOLD_ALL = 1 << 40
 RELEASE_STEP = 16  # a stream's text is scanned (and released) each time this much more arrived past the window
 
 
@@ -49,6 +51,8 @@ class RequestGuard:
         self.during_checks = [c for c in checks if DURING in c.modes]
         self.post_checks = [c for c in checks if POST in c.modes]
         self.window = max((c.config.window_chars for c in self.post_checks), default=0)
+        if any(c.config.type in WHOLE_TEXT for c in self.post_checks):
+            self.window = HOLD_ALL  # they judge a whole answer: a stream is checked once, when it is complete
         self.vault: Vault | None = None
         self.verdicts: dict[tuple[str, str, str], Verdict] = {}
 
