@@ -228,10 +228,11 @@ def make_app(state: Upstream) -> web.Application:
 class UpstreamThread:
     """Runs the upstream on its own event loop in a thread, so sync and async tests can both use it."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.state = Upstream()
+        self.host = host
         self.port = port or free_port()
-        self.state.url = f"http://127.0.0.1:{self.port}"
+        self.state.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -248,7 +249,7 @@ class UpstreamThread:
         # hanging handlers (`hang`, `stall-stream`) must not hold the test session's end for a minute
         self._runner = web.AppRunner(make_app(self.state), access_log=None, shutdown_timeout=0.5)
         loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        loop.run_until_complete(web.TCPSite(self._runner, self.host, self.port).start())
         self._ready.set()
         loop.run_forever()
         loop.run_until_complete(self._runner.cleanup())

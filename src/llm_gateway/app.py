@@ -20,6 +20,7 @@ from llm_gateway.api.cache_admin import CacheAdminApi
 from llm_gateway.api.cold import cold_app
 from llm_gateway.api.health import HealthApi
 from llm_gateway.api.openai import ENDPOINTS, OpenAIApi
+from llm_gateway.api.responses import ResponsesApi
 from llm_gateway.api.routing import RoutingApi
 from llm_gateway.cache.setup import build_cache
 from llm_gateway.guardrails.stage import build_guardrails
@@ -28,9 +29,11 @@ from llm_gateway.limits.stage import build_limit_stage
 from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline, Stage
 from llm_gateway.providers.base import Provider
+from llm_gateway.providers.credentials import Keeper
 from llm_gateway.providers.egress import transport_for
 from llm_gateway.providers.http import HttpClient, Origin
 from llm_gateway.providers.registry import build_provider
+from llm_gateway.responses.store import ResponseStore
 from llm_gateway.routing.access import Policy
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.cooldown import Cooldowns, build_cooldown_sync
@@ -169,6 +172,13 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     router.add("POST", "/v1/messages", messages.create)
     router.add("POST", "/v1/messages/count_tokens", messages.count_tokens)
     router.add("GET", "/v1/models", openai.models)
+    responses = ResponsesApi(openai, ResponseStore(accounts.engine), accounts.auth_stage.identify,
+                             config.responses.builtin_tools == "reject", config.responses.retention_days * 86400,
+                             config.responses.default_max_output_tokens)
+    router.add("POST", "/v1/responses", responses.create)
+    router.add("GET", "/v1/responses/{response_id}", responses.retrieve)
+    router.add("DELETE", "/v1/responses/{response_id}", responses.delete)
+    router.add("GET", "/v1/responses/{response_id}/input_items", responses.input_items)
     router.add_prefix("/v1/", openai.other)
     auth = Auth(config.auth.master_key, accounts.store)  # the cold paths: one key parsing for every route
     cold = cold_app([health.router(), admin_router(accounts, catalog, auth), RoutingApi(catalog, cooldowns).router(
@@ -188,9 +198,16 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     telemetry.metrics.watch_ledger_backlog(accounts.ledger.backlog)
     gateway.idle_work = accounts.ledger.writing_at_idle
     gateway.on_startup.append(accounts.start)
+    gateway.on_startup.append(responses.start)  # after accounts.start: the schema is up to date
     gateway.on_shutdown.append(accounts.stop)  # flushes the ledger after the server drained its requests
+    gateway.on_shutdown.append(responses.stop)  # hooks run in reverse: before the database closes
     gateway.on_shutdown.extend(p.transport.aclose for p in providers.values() if p.transport is not None)
     gateway.on_shutdown.insert(0, telemetry.close)  # hooks run in reverse: telemetry flushes last
+    refreshers = [p.refresher for p in providers.values() if p.refresher is not None]
+    if refreshers:  # cloud credentials: fetched at start-up, then refreshed in the background
+        keeper = Keeper(refreshers)
+        gateway.on_startup.append(keeper.start)
+        gateway.on_shutdown.append(keeper.stop)
     cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown)
     if cooldown_sync is not None:
         gateway.on_startup.append(cooldown_sync.start)

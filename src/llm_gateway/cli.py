@@ -13,6 +13,7 @@ from llm_gateway import __version__
 from llm_gateway.keys.commands import COMMANDS as ACCOUNT_COMMANDS
 from llm_gateway.keys.commands import add_parsers as add_account_parsers
 from llm_gateway.keys.commands import run as run_account_command
+from llm_gateway.providers.registry import build_provider
 from llm_gateway.runner import run
 from llm_gateway.settings import ConfigError, GatewayConfig, ProviderConfig, load_config_file
 
@@ -135,6 +136,11 @@ def resolve(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+def url_host(host: str) -> str:
+    """A host as it is written in a URL: an IPv6 address in brackets (`--openai-domain ::1`)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def build_config(values: dict[str, Any], env: dict[str, str]) -> GatewayConfig:
     path = values["config"]
     cfg = load_config_file(path, env) if path else GatewayConfig()
@@ -188,12 +194,23 @@ def build_config(values: dict[str, Any], env: dict[str, str]) -> GatewayConfig:
     upstream_given = any(given(n) is not None for n in ("openai_domain", "openai_port", "openai_tls"))
     if upstream_given or not cfg.providers:
         tls = bool(pick("openai_tls"))
-        base_url = f"{'https' if tls else 'http'}://{pick('openai_domain')}:{pick('openai_port')}/v1"
+        base_url = f"{'https' if tls else 'http'}://{url_host(pick('openai_domain'))}:{pick('openai_port')}/v1"
         name = "upstream" if any(p.name == "openai" for p in cfg.providers) else "openai"
         cfg.providers.append(ProviderConfig(name=name, type="openai-compatible", base_url=base_url,
                                             models=["*"], options={"passthrough": True}))
     # Re-validate the merged result so flag values meet the same rules as file values.
     return GatewayConfig.model_validate(cfg.model_dump())
+
+
+def provider_problems(cfg: GatewayConfig) -> list[str]:
+    """What only each provider type knows is wrong (e.g. a `vertex` provider without a project)."""
+    problems = []
+    for provider in cfg.providers:
+        try:
+            build_provider(provider)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def config_check(path: str, env: dict[str, str]) -> int:
@@ -202,6 +219,12 @@ def config_check(path: str, env: dict[str, str]) -> int:
     except ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    problems = provider_problems(cfg)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(f"{path}: OK ({len(cfg.providers)} provider(s), {len(cfg.models)} model alias(es))")
@@ -216,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config_check(args.file, env)
     try:
         cfg = build_config(resolve(args, env), env)
+        problems = provider_problems(cfg)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         print("llm-gateway: invalid configuration:", file=sys.stderr)
         for problem in exc.problems:

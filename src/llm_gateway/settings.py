@@ -12,7 +12,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from llm_gateway.providers.openai_compat.presets import PRESET_NAMES
 
-PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini", "bedrock", "openai-compatible")
+PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini", "bedrock", "vertex", "openai-compatible")
 _BREAKS = re.compile(r"[\r\n\x00]")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 
@@ -79,9 +79,11 @@ class ModelEntry(_Section):
 
 class ProviderConfig(_Section):
     name: str
-    type: Literal["openai", "azure", "anthropic", "gemini", "bedrock", "openai-compatible"]
+    type: Literal["openai", "azure", "anthropic", "gemini", "bedrock", "vertex", "openai-compatible"]
     base_url: str | None = None
     api_key: str | None = None
+    auth: Literal["api_key", "entra"] | None = Field(
+        None, description="how the provider authenticates: `entra` gets Microsoft Entra ID tokens (Azure)")
     models: list[str | ModelEntry] = Field(
         default_factory=list,
         description='models served by this provider; "*" passes any model name through')
@@ -427,6 +429,18 @@ class SemanticCacheConfig(_Section):
     max_text_chars: int = Field(4000, ge=1, description="prompt text embedded (its end is kept)")
 
 
+class ResponsesConfig(_Section):
+    """/v1/responses: what becomes of built-in tools a provider cannot run, and how long responses are kept."""
+
+    builtin_tools: Literal["drop", "reject"] = Field(
+        "drop", description="web_search, file_search, ... for a translated provider: dropped (named in "
+                            "x-gateway-dropped-tools) or a 400")
+    retention_days: float = Field(30.0, ge=0, description="stored responses older than this are deleted (0: kept)")
+    default_max_output_tokens: int | None = Field(
+        None, ge=1, description="max_output_tokens of a translated request that sets none (agents such as Codex "
+                                "CLI set none; a model that does not stop then writes until its context is full)")
+
+
 class CacheConfig(_Section):
     enabled: bool = False
     backend: Literal["memory", "redis"] = Field("memory", description="redis uses redis.url")
@@ -547,6 +561,7 @@ class GatewayConfig(_Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     guardrails: list[GuardrailConfig] = Field(default_factory=list)
     guardrail_policy: GuardrailPolicyConfig = Field(default_factory=GuardrailPolicyConfig)
 

@@ -255,17 +255,17 @@ def test_messages_count_tokens_and_embeddings_obey_the_key(gw: Gw) -> None:
 
 def test_pass_through_needs_allow_passthrough_and_checks_its_model(gw: Gw) -> None:
     before = len(gw.upstream.requests)
-    r, rid = gw.post("responses", gw.keys["cheap-only"], {"model": "gpt-4o-mini", "input": "hi"})
+    r, rid = gw.post("moderations", gw.keys["cheap-only"], {"model": "gpt-4o-mini", "input": "hi"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "passthrough_not_allowed"
     files = httpx.get(f"{gw.proc.v1}/files", headers={"authorization": f"Bearer {gw.keys['cheap-only']}"})
     assert files.status_code == 403
     assert gw.upstream.requests[before:] == []
     assert gw.row(rid)["status"] == 403
     key = gw.keys["cheap-passthrough"]
-    r, rid = gw.post("responses", key, {"model": "gpt-4o", "input": "hi"})
+    r, rid = gw.post("moderations", key, {"model": "gpt-4o", "input": "hi"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
-    r, rid = gw.post("responses", key, {"model": "gpt-4o-mini", "input": "hi"})
-    assert r.status_code == 200 and r.json()["echo"] == "/v1/responses"
+    r, rid = gw.post("moderations", key, {"model": "gpt-4o-mini", "input": "hi"})
+    assert r.status_code == 200 and r.json()["echo"] == "/v1/moderations"
     row = gw.row(rid)
     assert (row["model"], row["provider"], row["upstream_model"]) == ("gpt-4o-mini", "up", "gpt-4o-mini")
     files = httpx.get(f"{gw.proc.v1}/files", headers={"authorization": f"Bearer {key}"})
@@ -320,4 +320,4 @@ def test_the_cli_creates_keys_with_the_permissions(gw: Gw) -> None:
     assert plain["allow_overrides"] is None and plain["allow_passthrough"] is None
     assert gw.chat(steering["key"], "cheap", {"x-gateway-retries": "0"})[0].status_code == 200
     assert gw.chat(plain["key"], "cheap", {"x-gateway-retries": "0"})[0].status_code == 400
-    assert gw.post("responses", steering["key"], {"model": "cheap", "input": "x"})[0].status_code == 403
+    assert gw.post("moderations", steering["key"], {"model": "cheap", "input": "x"})[0].status_code == 403

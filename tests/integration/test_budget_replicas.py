@@ -52,8 +52,10 @@ def services() -> Iterator[tuple[str, str, Callable[[str], Any]]]:
 
 
 async def test_three_replicas_admit_at_most_the_budget_plus_one_request_each(
-        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream,
-        services: tuple[str, str, Callable[[str], Any]]) -> None:
+        services: tuple[str, str, Callable[[str], Any]], gateway_factory: Callable[..., GatewayProcess],
+        upstream: Upstream) -> None:
+    # `services` first: set up before the gateways, torn down after they stopped (dropping the schema under a
+    # gateway's ledger writes deadlocks)
     prefix, db_url, sql = services
     config = {"providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
                              "models": ["*"]}],

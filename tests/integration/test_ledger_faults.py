@@ -113,8 +113,8 @@ async def wait_for(check: Callable[[], bool], timeout: float, step: float = 0.05
 
 
 async def test_a_blackholed_database_loses_and_duplicates_no_row_and_recovers_in_seconds(
-        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream,
-        pg_schema: tuple[str, Callable[[str], Any]]) -> None:
+        pg_schema: tuple[str, Callable[[str], Any]], gateway_factory: Callable[..., GatewayProcess],
+        upstream: Upstream) -> None:  # the database first: torn down after the gateways stopped
     schema, sql = pg_schema
     proxy = Blackhole().start()
     try:

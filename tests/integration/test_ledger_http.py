@@ -58,8 +58,8 @@ def start(factory: Callable[..., GatewayProcess], upstream: Upstream, db_url: st
 
 
 async def test_every_answered_request_has_its_row_across_sigterm(
-        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream,
-        db: tuple[str, Callable[[str], Any]]) -> None:
+        db: tuple[str, Callable[[str], Any]], gateway_factory: Callable[..., GatewayProcess],
+        upstream: Upstream) -> None:  # the database first: torn down after the gateways stopped
     db_url, sql = db
     # A large batch size: rows pile up in memory, so only the shutdown flush can write most of them.
     gw = start(gateway_factory, upstream, db_url, ledger_batch_size=100_000, ledger_flush_interval_s=30)
@@ -97,8 +97,8 @@ async def test_every_answered_request_has_its_row_across_sigterm(
 
 
 def test_failed_writes_are_retried_and_the_backlog_is_visible(
-        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream,
-        db: tuple[str, Callable[[str], Any]]) -> None:
+        db: tuple[str, Callable[[str], Any]], gateway_factory: Callable[..., GatewayProcess],
+        upstream: Upstream) -> None:  # the database first: torn down after the gateways stopped
     db_url, sql = db
     gw = start(gateway_factory, upstream, db_url, ledger_flush_interval_s=0.05)
     headers = {"authorization": f"Bearer {MASTER}"}

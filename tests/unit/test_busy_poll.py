@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from tests.serving import served
 
@@ -26,16 +27,34 @@ async def cpu_over(seconds: float) -> float:
     return time.process_time() - before
 
 
+class CountingPoll(BusyPoll):
+    """Counts the poll callback's runs: each is one turn of the event loop that did not sleep."""
+
+    __slots__ = ("turns",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.turns = 0
+
+    def _poll(self) -> None:
+        self.turns += 1
+        super()._poll()
+
+
 async def test_the_loop_polls_for_the_window_after_a_wake_then_sleeps() -> None:
     assert await cpu_over(0.15) < 0.05  # no polling: the loop sleeps
-    poll = BusyPoll(asyncio.get_running_loop(), 0.15)
+    poll = CountingPoll(asyncio.get_running_loop(), 0.15)
     poll.wake()
     assert poll.polling
-    spent = await cpu_over(0.1)
-    assert poll.polling and spent > 0.05  # inside the window the loop keeps the CPU
+    await asyncio.sleep(0.1)
+    # Inside the window the loop keeps turning instead of sleeping until the timer: many turns, not one. (Counted
+    # in turns, not CPU seconds, which a busy machine would not give this process.)
+    assert poll.polling and poll.turns > 100
     await asyncio.sleep(0.1)
     assert not poll.polling
+    turns = poll.turns
     assert await cpu_over(0.15) < 0.05  # the window has closed: asleep again
+    assert poll.turns == turns
     assert poll.started == 1
 
 

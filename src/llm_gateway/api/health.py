@@ -122,6 +122,9 @@ class HealthApi:
         return {"status": "ready" if ok else "not ready", "config": "loaded", "providers": self._report}
 
     async def _probe(self, provider: Provider) -> str:
+        problem = provider.credentials_problem()
+        if problem is not None:
+            return f"credentials {problem}"
         origin = provider.transport.reach(provider.origin) if provider.transport else provider.origin
         try:
             async with asyncio.timeout(2.0):

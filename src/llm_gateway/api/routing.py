@@ -35,9 +35,11 @@ class RoutingApi:
         for dep in self.catalog.deployments.values():
             state, left = self.cooldowns.state(dep)
             p95 = dep.p95_ttft(min_samples=1)
+            problem = dep.provider.credentials_problem()
             deployments.append({
                 "id": dep.id, "provider": dep.provider.name, "model": dep.model, "state": state,
-                "healthy": state == "healthy", "cooldown_remaining_s": round(left, 3),
+                "healthy": state == "healthy" and problem is None, "credentials": problem or "ok",
+                "cooldown_remaining_s": round(left, 3),
                 "consecutive_failures": dep.fails_in_row, "in_flight": dep.in_flight,
                 "requests": dep.requests, "failures": dep.failures,
                 "ewma_ttft_ms": round(dep.ewma_ttft * 1000, 3),

@@ -35,7 +35,7 @@ teams = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=False, default=False),
     Column("allow_passthrough", Boolean, nullable=False, default=False),
-    Column("guardrails", Text, nullable=True),  # migration 0005: JSON list of guardrail names, null: none
+    Column("guardrails", Text, nullable=True),  # migration 0006: JSON list of guardrail names, null: none
 )
 
 users = Table(
@@ -73,7 +73,7 @@ keys = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=True),  # null: as the key's team allows
     Column("allow_passthrough", Boolean, nullable=True),
-    Column("guardrails", Text, nullable=True),  # migration 0005: JSON list of guardrail names, null: none
+    Column("guardrails", Text, nullable=True),  # migration 0006: JSON list of guardrail names, null: none
     Index("ix_gw_keys_user", "user_id", "id"),
     Index("ix_gw_keys_team", "team_id", "id"),
 )
@@ -110,7 +110,7 @@ usage = Table(
     Column("completion_audio_tokens", Integer, nullable=False, default=0),
     Column("completion_image_tokens", Integer, nullable=False, default=0),
     Column("price_source", String(200), nullable=False, default=""),
-    Column("guardrails", Text, nullable=True),  # migration 0005: the request's guardrail verdicts, JSON
+    Column("guardrails", Text, nullable=True),  # migration 0006: the request's guardrail verdicts, JSON
     Index("ix_gw_usage_ts", "ts"),
     Index("ix_gw_usage_key_ts", "key_id", "ts"),
     Index("ix_gw_usage_user_ts", "user_id", "ts"),
@@ -126,4 +126,18 @@ ledger_batches = Table(
     Column("ts", BigInteger, nullable=False),
     Column("row_count", Integer, nullable=False),
     Index("ix_gw_ledger_batches_ts", "ts"),
+)
+
+# Stored Responses API answers (api/responses.py): the request's own input items and the whole Response object,
+# as JSON; `owner` is who may read them ("team:<id>", "key:<id>", "master", "" for an open gateway).
+responses = Table(
+    "gw_responses", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("previous_response_id", String(64), nullable=True),
+    Column("model", String(200), nullable=False, default=""),
+    Column("input", Text, nullable=False, default="[]"),
+    Column("response", Text, nullable=False, default="{}"),
+    Index("ix_gw_responses_created", "created_at"),
 )

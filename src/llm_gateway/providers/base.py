@@ -13,6 +13,7 @@ from typing import Any
 
 from llm_gateway.errors import GatewayError, UpstreamHTTPError, upstream_error_body
 from llm_gateway.pipeline.context import Usage
+from llm_gateway.providers.credentials import Refresher
 from llm_gateway.providers.transport import Transport
 from llm_gateway.providers.wire import Origin, PreparedRequest, Timeouts
 from llm_gateway.settings import ProviderConfig
@@ -59,6 +60,7 @@ class NativeBody:
 
 
 NATIVE_BODY = "native_body"  # RequestContext.extensions key of the request's NativeBody
+RESPONSES_WIRE = "openai-responses"  # the native wire of /v1/responses (OpenAI's Responses API)
 
 
 class StreamDecoder(ABC):
@@ -98,8 +100,14 @@ class Provider(ABC):
     # use for it are then tried as model names too.
     prices_by_public_name = False
     native_wire = ""  # a client wire format other than OpenAI's that this provider speaks (see NativeBody)
+    # Credentials that expire (cloud identities), kept fresh off the request path; None: static ones.
+    refresher: Refresher[Any] | None = None
+    auth_modes: tuple[str, ...] = ("api_key",)  # the `auth` values this provider type takes
 
     def __init__(self, config: ProviderConfig) -> None:
+        if config.auth is not None and config.auth not in self.auth_modes:
+            raise ValueError(f"providers.{config.name}: auth {config.auth!r} is not available for type "
+                             f"{config.type!r} (available: {', '.join(self.auth_modes)})")
         self.config = config
         self.name = config.name
         base = config.base_url or self.default_base_url()
@@ -109,6 +117,10 @@ class Provider(ABC):
         self.timeouts = Timeouts(connect=t.connect, first_byte=t.first_token, idle=t.idle, total=t.total)
         # How requests reach it; None: the gateway's shared fast client (set by create_app, see providers/egress.py)
         self.transport: Transport | None = None
+
+    def credentials_problem(self) -> str | None:
+        """Why this provider's credentials cannot be used now (for /ready and the providers status); None: fine."""
+        return self.refresher.status() if self.refresher is not None else None
 
     def default_base_url(self) -> str:
         raise GatewayError(f"provider {self.name!r} needs a base_url")

@@ -9,6 +9,7 @@ from llm_gateway.providers.bedrock.adapter import BedrockProvider
 from llm_gateway.providers.gemini.adapter import GeminiProvider
 from llm_gateway.providers.openai_compat.adapter import OpenAICompatibleProvider
 from llm_gateway.providers.openai_compat.preset_provider import PresetProvider
+from llm_gateway.providers.vertex.adapter import VertexProvider
 from llm_gateway.settings import ProviderConfig
 
 PROVIDER_TYPES: dict[str, type[Provider]] = {
@@ -18,6 +19,7 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     "azure": AzureProvider,
     "gemini": GeminiProvider,
     "bedrock": BedrockProvider,
+    "vertex": VertexProvider,
 }
 
 

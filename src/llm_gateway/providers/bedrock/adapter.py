@@ -1,11 +1,14 @@
 """The `bedrock` provider type: Converse / ConverseStream for chat, InvokeModel for embeddings, SigV4-signed.
 
-Credentials come from `options` (`access_key_id`, `secret_access_key`, optional `session_token`) or, for a
-Bedrock API key, from `api_key` (sent as a bearer token, unsigned). `options.region` picks the endpoint.
+Credentials come from `options` (`access_key_id`, `secret_access_key`, optional `session_token`), for a
+Bedrock API key from `api_key` (sent as a bearer token, unsigned), and otherwise from AWS's standard credential
+chain (providers/bedrock/aws_chain.py; `options.profile`, `options.role_arn`), refreshed in the background.
+`options.region` picks the endpoint.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +31,7 @@ from llm_gateway.providers.base import (
 from llm_gateway.providers.bedrock.request import SUPPORTED, to_converse_request, to_embedding_request
 from llm_gateway.providers.bedrock.response import ERROR_KINDS, ConverseStreamDecoder, to_chat_completion
 from llm_gateway.providers.bedrock.sigv4 import Credentials, Signer, canonical_path
+from llm_gateway.providers.credentials import Refresher
 from llm_gateway.providers.error_map import kind_of_status, mapped_error
 from llm_gateway.providers.params import ParamPolicy
 from llm_gateway.providers.usage_map import usage_from
@@ -57,24 +61,39 @@ class BedrockProvider(Provider):
                                 str(options["session_token"]) if options.get("session_token") else None)
             self.signer = Signer(creds, self.region, SERVICE)
         elif not config.api_key:
-            raise ValueError(f"providers.{config.name}: bedrock needs options.access_key_id and "
-                             "options.secret_access_key, or api_key (a Bedrock API key)")
+            self.refresher = self._credential_chain(config)
         self._extra = [(k.lower(), v) for k, v in config.headers.items()]
+
+    def _credential_chain(self, config: ProviderConfig) -> Refresher[Signer]:
+        try:
+            chain = importlib.import_module("llm_gateway.providers.bedrock.aws_chain")
+        except ModuleNotFoundError as exc:
+            raise ValueError(f"providers.{config.name}: bedrock without keys uses AWS's credential chain, which "
+                             f"needs botocore ({exc.name} is missing): pip install 'llm-gateway[cloud]'") from None
+        options = config.options
+        fetch = chain.AwsChain(self.region, SERVICE, profile=options.get("profile"), role_arn=options.get("role_arn"),
+                               session_name=str(options.get("role_session_name") or "llm-gateway"),
+                               external_id=options.get("external_id"))
+        what = f"AWS credentials (role {options['role_arn']})" if options.get("role_arn") else "AWS credentials"
+        return Refresher(self.name, what, fetch, margin=chain.MARGIN_S)
 
     def default_base_url(self) -> str:
         return f"https://bedrock-runtime.{self.region}.amazonaws.com"
 
     def _request(self, path: str, body: bytes, accept: str) -> PreparedRequest:
         headers = [("content-type", "application/json"), ("accept", accept), *self._extra]
-        if self.signer is None:
-            headers.append(("authorization", f"Bearer {self.config.api_key}"))
-            return PreparedRequest("POST", path, headers, body)
+        signer = self.signer
+        if signer is None:
+            if self.refresher is None:
+                headers.append(("authorization", f"Bearer {self.config.api_key}"))
+                return PreparedRequest("POST", path, headers, body)
+            signer = self.refresher.current()
         amz_date = self.clock()
         signed = {"host": self.origin.host_header, "x-amz-date": amz_date, "content-type": "application/json"}
-        token = self.signer.credentials.session_token
+        token = signer.credentials.session_token
         if token:
             signed["x-amz-security-token"] = token
-        auth = self.signer.authorization("POST", canonical_path(path), "", signed, body, amz_date)
+        auth = signer.authorization("POST", canonical_path(path), "", signed, body, amz_date)
         headers.append(("x-amz-date", amz_date))
         if token:
             headers.append(("x-amz-security-token", token))

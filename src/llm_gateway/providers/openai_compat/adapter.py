@@ -11,6 +11,7 @@ from llm_gateway.providers.base import (
     CHAT,
     COMPLETIONS,
     EMBEDDINGS,
+    RESPONSES_WIRE,
     ParsedResponse,
     PreparedRequest,
     Provider,
@@ -18,6 +19,7 @@ from llm_gateway.providers.base import (
     UpstreamCall,
 )
 from llm_gateway.providers.model_swap import with_model
+from llm_gateway.providers.openai_compat.responses_native import NativeResponsesDecoder, usage_of_body
 from llm_gateway.providers.sse import EventTranslator
 
 # Client headers that carry meaning for an OpenAI-compatible upstream and are forwarded as they are.
@@ -117,6 +119,12 @@ class OpenAICompatibleProvider(Provider):
         static.extend((k.lower(), v) for k, v in config.headers.items())
         self._static_headers = static
         self._auth = f"Bearer {config.api_key}" if config.api_key else None
+        # /v1/responses requests go through as they are to an upstream that has the Responses API: OpenAI's,
+        # Azure's, a single pass-through upstream (as before /v1/responses was served), or one that says so
+        native = config.options.get("responses_api", config.type in ("openai", "azure") or self.passthrough)
+        if not isinstance(native, bool):
+            raise ValueError(f"providers.{config.name}.options.responses_api must be true or false")
+        self.native_wire = RESPONSES_WIRE if native else ""
 
     def default_base_url(self) -> str:
         if self.config.type == "openai":
@@ -139,6 +147,9 @@ class OpenAICompatibleProvider(Provider):
         return headers
 
     def prepare(self, call: UpstreamCall) -> PreparedRequest:
+        if call.native_body is not None:
+            return PreparedRequest("POST", self.responses_path(), self._headers(call),
+                                   with_model(call.native_body, call.model))
         target = f"{self.base_path}/{call.endpoint}" + (f"?{call.query}" if call.query else "")
         if call.endpoint not in CANONICAL:
             content_type = call.client_headers.get("content-type")
@@ -169,7 +180,12 @@ class OpenAICompatibleProvider(Provider):
             data = call.raw_body if call.raw_body is not None else orjson.dumps(body)
         return PreparedRequest("POST", target, self._headers(call), data)
 
+    def responses_path(self) -> str:
+        return f"{self.base_path}/responses"
+
     def parse(self, call: UpstreamCall, body: bytes) -> ParsedResponse:
+        if call.native_body is not None:
+            return ParsedResponse(body, usage_of_body(body))
         if call.endpoint not in CANONICAL:
             return ParsedResponse(body, None)
         try:
@@ -185,4 +201,6 @@ class OpenAICompatibleProvider(Provider):
         return ParsedResponse(body, None, texts)
 
     def stream_decoder(self, call: UpstreamCall) -> StreamDecoder:
+        if call.native_body is not None:
+            return NativeResponsesDecoder()
         return PassthroughDecoder(strip_usage_chunk=not call.client_wants_usage)

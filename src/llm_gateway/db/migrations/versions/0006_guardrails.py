@@ -2,7 +2,7 @@
 stage, action, entity types; never text).
 
 Revision ID: guardrails
-Revises: prices
+Revises: responses
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "guardrails"
-down_revision = "prices"
+down_revision = "responses"
 branch_labels = None
 depends_on = None
 

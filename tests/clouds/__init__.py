@@ -1,0 +1,1 @@
+"""Local servers speaking the clouds' documented wire formats: identity endpoints and model endpoints."""

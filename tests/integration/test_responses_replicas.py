@@ -1,0 +1,51 @@
+"""Stored responses on PostgreSQL: two replicas, each turn of a chain on the other one, with no waiting."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import openai
+import pytest
+from sqlalchemy import create_engine, text
+from tests.conftest import GatewayProcess
+from tests.upstream import Upstream
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    schema = f"test_responses_{uuid.uuid4().hex[:8]}"
+    try:
+        engine = create_engine(PG, connect_args={"connect_timeout": 3})
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL is not available: {exc}")
+    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+def test_a_chain_alternates_between_replicas(gateway_factory: Callable[..., GatewayProcess], upstream: Upstream,
+                                            pg_url: str) -> None:
+    config = {"providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                             "models": ["*"]}], "database": {"url": pg_url}}
+    replicas = [gateway_factory(config=config) for _ in range(2)]
+    clients = [openai.OpenAI(base_url=gw.v1, api_key="k", max_retries=0) for gw in replicas]
+    previous = None
+    for turn in range(4):
+        client = clients[turn % 2]
+        if turn % 2:
+            with client.responses.stream(model="m", input=f"q{turn}", previous_response_id=previous) as stream:
+                previous = stream.get_final_response().id
+        else:
+            previous = client.responses.create(model="m", input=f"q{turn}", previous_response_id=previous).id
+    assert [m["content"] for m in upstream.requests[-1].body["messages"] if m["role"] == "user"] == [
+        "q0", "q1", "q2", "q3"]
+    assert clients[0].responses.retrieve(previous).previous_response_id is not None
+    clients[1].responses.delete(previous)
+    with pytest.raises(openai.NotFoundError):
+        clients[0].responses.retrieve(previous)
