@@ -419,3 +419,14 @@ def test_anthropic_client_to_anthropic_provider_is_masked_and_restored(gateway: 
                                 messages=[{"role": "user", "content": PROMPT}]) as stream:
         text = "".join(stream.text_stream)
     assert text == f"Noted: card {CARD} and mail {EMAIL}."
+
+
+def test_responses_api_is_masked_and_restored(gateway: GatewayProcess, echo: Echo) -> None:
+    client = oai(gateway)
+    out = client.responses.create(model="gpt-4o", input=PROMPT)
+    sent = str(echo.bodies[-1]["messages"])
+    assert CARD not in sent and "<CREDIT_CARD_1>" in sent
+    assert CARD in out.output_text and EMAIL in out.output_text
+    with client.responses.stream(model="gpt-4o", input=PROMPT) as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    assert CARD in text and EMAIL in text and "<CRED" not in text
