@@ -18,6 +18,7 @@ from llm_gateway.api.admin.wire import Auth
 from llm_gateway.api.anthropic import MessagesApi
 from llm_gateway.api.cache_admin import CacheAdminApi
 from llm_gateway.api.cold import cold_app
+from llm_gateway.api.compat_paths import CompatPaths
 from llm_gateway.api.health import HealthApi
 from llm_gateway.api.openai import ENDPOINTS, OpenAIApi
 from llm_gateway.api.responses import ResponsesApi
@@ -179,6 +180,9 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     router.add("GET", "/v1/responses/{response_id}", responses.retrieve)
     router.add("DELETE", "/v1/responses/{response_id}", responses.delete)
     router.add("GET", "/v1/responses/{response_id}/input_items", responses.input_items)
+    compat = CompatPaths(openai, counter, config.server.model_path_routes)
+    router.add_prefix("/v1/models/", compat.model)
+    router.add("POST", "/extras/tokenize/count", compat.tokenize_count)
     router.add_prefix("/v1/", openai.other)
     auth = Auth(config.auth.master_key, accounts.store)  # the cold paths: one key parsing for every route
     cold = cold_app([health.router(), admin_router(accounts, catalog, auth), RoutingApi(catalog, cooldowns).router(
@@ -188,6 +192,7 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     srv = config.server
     edge = Edge(router, srv.limits, int(srv.max_body_mb * 1024 * 1024), cold=cold)
     edge.shutdown_grace_s = srv.shutdown_grace_s
+    edge.also_hot = compat.hot  # Azure's and LLMGateway's paths
     metrics_edge = Edge(metrics_router, srv.limits, 1024 * 1024, watch_prefix="/-",
                         cold=cold_app([health.router(whole=False)], documented=False))
     gateway = Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_gateway import __version__
+from llm_gateway.config.commands import add_import_parser, run_import
 from llm_gateway.keys.commands import COMMANDS as ACCOUNT_COMMANDS
 from llm_gateway.keys.commands import add_parsers as add_account_parsers
 from llm_gateway.keys.commands import run as run_account_command
@@ -115,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 help=f"{f.help} [{f.env}]{default_text}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     config = sub.add_parser("config", help="configuration tools")
-    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="check")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="{check,import}")
     check = config_sub.add_parser("check", help="validate a config file and print each error with its path")
     check.add_argument("file")
+    add_import_parser(config_sub)
     add_account_parsers(sub)
     return parser
 
@@ -236,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     env = dict(os.environ)
     if args.command == "config":
-        return config_check(args.file, env)
+        return run_import(args) if args.config_command == "import" else config_check(args.file, env)
     try:
         cfg = build_config(resolve(args, env), env)
         problems = provider_problems(cfg)

@@ -10,6 +10,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llm_gateway.config import go_seed, litellm
+from llm_gateway.config.durations import parse_duration as parse_duration  # also its older home
+from llm_gateway.config.names import normalize
 from llm_gateway.providers.openai_compat.presets import PRESET_NAMES
 
 PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini", "bedrock", "vertex", "openai-compatible")
@@ -59,6 +62,8 @@ class ServerConfig(_Section):
     tls: TlsConfig = Field(default_factory=TlsConfig)
     http2: bool = Field(False, description="also speak HTTP/2 (over TLS by ALPN, or prior knowledge in clear)")
     cors: CorsConfig = Field(default_factory=CorsConfig)
+    model_path_routes: bool = Field(False, description="also serve /<model>/v1/<endpoint> as /v1/<endpoint> with "
+                                    "that model (LLMGateway's layout)")
 
 
 class TimeoutsConfig(_Section):
@@ -96,6 +101,8 @@ class ProviderConfig(_Section):
                                 "system's)")
     client_cert: str | None = Field(None, description="PEM client certificate (mutual TLS)")
     client_key: str | None = Field(None, description="PEM key of client_cert, when not in the same file")
+    max_retries: int | None = Field(None, ge=0, le=10, description="retries of the routes to this provider's "
+                                    "models (default: routing.retries.max_retries)")
 
     @field_validator("api_key", "base_url")
     @classmethod
@@ -224,6 +231,8 @@ class RoutingConfig(_Section):
         description="model name -> provider -> the name that provider knows")
     fallback_chain: list[str] = Field(default_factory=list, alias="fallbackChain",
                                       description="providers tried in order when one fails")
+    model_targets: dict[str, str] = Field(default_factory=dict, description="model name -> the provider that "
+                                          "serves it (the seeds' modelMappings `{provider, model}` form)")
     retries: RetryConfig = Field(default_factory=RetryConfig)
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     hedge: HedgeConfig = Field(default_factory=HedgeConfig)
@@ -295,20 +304,6 @@ class GenaiRateLimitConfig(_Section):
     window_minutes: float = Field(60, gt=0)
     max_tokens: int = Field(1000, ge=0)
     count: Literal["prompt", "completion", "total"] = "total"
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: float | str) -> float:
-    """Seconds of `30`, `"30s"`, `"1m"`, `"1h"`, `"1d"`, `"250ms"`."""
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 1m, 1h, 1d)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 class LimitRuleConfig(_Section):
@@ -446,6 +441,8 @@ class CacheConfig(_Section):
     backend: Literal["memory", "redis"] = Field("memory", description="redis uses redis.url")
     max_size_mb: float = Field(256.0, gt=0, description="memory backend: total size of cached answers")
     ttl_s: float = Field(3600.0, gt=0)
+    max_entries: int | None = Field(None, ge=1, description="memory backend: most answers kept (the Go seed's "
+                                    "maxSize)")
     max_ttl_s: float = Field(86400.0, gt=0, description="upper bound of a per-request TTL")
     max_entry_kb: float = Field(1024.0, gt=0, description="larger answers are not cached")
     max_temperature: float | None = Field(None, ge=0, description="requests above it are not cached")
@@ -596,7 +593,8 @@ class GatewayConfig(_Section):
         routing = self.routing
         for where, name in [("defaultProvider", routing.default_provider), *(
                 ("fallbackChain", p) for p in routing.fallback_chain), *(
-                ("modelMappings", p) for m in routing.model_mappings.values() for p in m)]:
+                ("modelMappings", p) for m in routing.model_mappings.values() for p in m), *(
+                ("modelMappings", p) for p in routing.model_targets.values())]:
             if name is not None and name not in names:
                 raise ValueError(f"routing.{where}: unknown provider {name!r} (known: {', '.join(names) or 'none'})")
         return self
@@ -634,6 +632,11 @@ def substitute_env(node: Any, env: dict[str, str], path: str, problems: list[str
         return {k: substitute_env(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
     if isinstance(node, list):
         return [substitute_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith("os.environ/"):
+        name = node.removeprefix("os.environ/")
+        problems.append(f"{path}: {node!r} is LiteLLM's way to name a variable: write ${{{name}}} instead (or "
+                        "convert the whole file with `llm-gateway config import litellm FILE`)")
+        return node
     if isinstance(node, str) and "${" in node:
         def repl(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -662,8 +665,16 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 def parse_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> GatewayConfig:
     problems: list[str] = []
+    if litellm.is_litellm(raw):  # a LiteLLM proxy config, taken as `config import litellm` would write it
+        raw = litellm.convert(raw).config
+        problems.append("(a LiteLLM config: the paths below are those of `llm-gateway config import litellm FILE`)")
+    preface = len(problems)
     data = substitute_env(raw, dict(os.environ) if env is None else env, "", problems)
-    if problems:
+    if len(problems) > preface:
+        raise ConfigError(problems)
+    hints: dict[str, str] = {}
+    data = normalize(go_seed.translate(data, problems), GatewayConfig, "", hints)
+    if len(problems) > preface:
         raise ConfigError(problems)
     try:
         return GatewayConfig.model_validate(data)
@@ -672,7 +683,10 @@ def parse_config(raw: dict[str, Any], env: dict[str, str] | None = None) -> Gate
             where = _loc(err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown option"
+                msg = f"unknown option; {hints[where]}" if where in hints else "unknown option"
+            elif where.endswith(".type") and err["type"] == "missing" and where.startswith("providers["):
+                msg = ("Field required: the type cannot be told from the provider's name; one of "
+                       + ", ".join(PROVIDER_TYPES))
             problems.append(msg if msg.startswith(("providers:", "models.", "routing.")) else f"{where}: {msg}")
         raise ConfigError(problems) from None
 

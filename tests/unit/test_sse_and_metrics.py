@@ -27,10 +27,18 @@ def test_decoder_strips_unrequested_usage_chunk_byte_for_byte() -> None:
     d = PassthroughDecoder(strip_usage_chunk=True)
     stream = a + u + b"data: [DONE]\n\n"
     out = d.feed(stream[:7]) + d.feed(stream[7:]) + d.finish()
-    assert out == a + b"data: [DONE]\n\n"
+    # the `"usage": null` the gateway's include_usage made the upstream add goes too (issue 20)
+    assert out == chunk(choices=[{"index": 0, "delta": {"content": "hi"}}]) + b"data: [DONE]\n\n"
     assert d.usage is not None and d.usage.total_tokens == 4
     keep = PassthroughDecoder(strip_usage_chunk=False)
     assert keep.feed(stream) == stream
+
+
+def test_decoder_strips_null_usage_in_any_spacing() -> None:
+    spaced = b'data: {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": null}\n\n'
+    d = PassthroughDecoder(strip_usage_chunk=True)
+    assert d.feed(spaced) == b'data: {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+    assert PassthroughDecoder(strip_usage_chunk=False).feed(spaced) == spaced  # the client asked: kept
 
 
 def test_decoder_collects_text_for_local_counting() -> None:

@@ -138,7 +138,7 @@ class MessagesApi:
         self.counter = counter
 
     def _canonical(self, request: Request, counting: bool = False) -> dict[str, Any]:
-        return to_openai_request(parse_body(request), counting)
+        return to_openai_request(parse_body(request, self.openai.forward_client_auth), counting)
 
     @staticmethod
     def _reject(request: Request, responder: Responder, err: GatewayError) -> None:

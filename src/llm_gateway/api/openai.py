@@ -58,10 +58,11 @@ def request_id_of(request: Request) -> str:
     return new_request_id()
 
 
-def parse_body(request: Request) -> dict[str, Any]:
-    """The JSON object of a request, or a 4xx naming what is wrong with it."""
+def parse_body(request: Request, any_type: bool = False) -> dict[str, Any]:
+    """The JSON object of a request, or a 4xx naming what is wrong with it. `any_type`: whatever the content type
+    says (genai-gateway read every body as JSON; so does keyless mode)."""
     ctype = request.headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
-    if ctype not in JSON_TYPES:
+    if ctype not in JSON_TYPES and not any_type:
         raise GatewayError(f"unsupported content type {ctype!r}: send the request body as application/json",
                            status=415, type="invalid_request_error", code="unsupported_media_type")
     if not request.body:
@@ -92,18 +93,25 @@ class OpenAIApi:
     async def endpoint(self, request: Request, responder: Responder) -> None:
         await self.proxy(request, responder, ENDPOINTS[request.path.rstrip("/")])
 
-    async def models(self, request: Request, responder: Responder) -> None:
+    async def model_list(self, request: Request) -> list[tuple[str, str]] | None:
+        """(name, owner) of the models the caller may use; None when the pass-through upstream's list is theirs."""
         # The caller's key first: no answer, not even the pass-through upstream's list, without a valid one.
         access = await self.access_of(request.headers) if self.access_of is not None else None
         passthrough = self.catalog.passthrough
         listed = self.catalog.listed()
         if passthrough is not None and not listed:
             if access is None or access.names is None or "*" in access.names:
-                await self.proxy(request, responder, "models")
-                return
+                return None
             listed = [(name, passthrough.name) for name in sorted(access.names)]  # the key's own list
         if access is not None:
             listed = access.listed(listed)
+        return listed
+
+    async def models(self, request: Request, responder: Responder) -> None:
+        listed = await self.model_list(request)
+        if listed is None:
+            await self.proxy(request, responder, "models")
+            return
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": owner} for name, owner in listed]
         responder.send(200, orjson.dumps({"object": "list", "data": data}),
@@ -159,7 +167,7 @@ class OpenAIApi:
         canonical = ctx.endpoint in ENDPOINTS.values()
         if canonical or (request.method == "POST" and request.body and
                          "json" in request.headers.get("content-type", "")):
-            ctx.body = parse_body(request)
+            ctx.body = parse_body(request, self.forward_client_auth)
         body = ctx.body
         ctx.options = parse_options(request.headers, body)  # the `x-gateway` extension, never forwarded
         model = body.get("model")

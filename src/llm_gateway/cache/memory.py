@@ -12,8 +12,9 @@ ENTRY_OVERHEAD = 200
 class MemoryBackend:
     name = "memory"
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_entries: int | None = None) -> None:
         self.max_bytes = max_bytes
+        self.max_entries = max_entries or 1 << 62
         self.size = 0
         self.evictions = 0
         self._entries: OrderedDict[str, tuple[float, str, bytes]] = OrderedDict()
@@ -42,7 +43,7 @@ class MemoryBackend:
             self._drop(key)
         self._entries[key] = (time.monotonic() + ttl, model, value)
         self.size += cost
-        while self.size > self.max_bytes:
+        while self.size > self.max_bytes or len(self._entries) > self.max_entries:
             oldest = next(iter(self._entries))
             self._drop(oldest)
             self.evictions += 1

@@ -24,7 +24,7 @@ def build_backend(config: GatewayConfig) -> CacheBackend:
         if not config.redis.url:
             raise ValueError("cache.backend: redis needs redis.url")
         return RedisBackend(config.redis.url, cache.redis_prefix, cache.redis_timeout_s, config.redis.pool_size)
-    return MemoryBackend(int(cache.max_size_mb * 1024 * 1024))
+    return MemoryBackend(int(cache.max_size_mb * 1024 * 1024), cache.max_entries)
 
 
 def build_semantic(config: GatewayConfig, catalog: Catalog, client: HttpClient) -> SemanticCache | None:

@@ -35,7 +35,7 @@ teams = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=False, default=False),
     Column("allow_passthrough", Boolean, nullable=False, default=False),
-    Column("guardrails", Text, nullable=True),  # migration 0006: JSON list of guardrail names, null: none
+    Column("guardrails", Text, nullable=True),  # migration 0007: JSON list of guardrail names, null: none
 )
 
 users = Table(
@@ -73,7 +73,7 @@ keys = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=True),  # null: as the key's team allows
     Column("allow_passthrough", Boolean, nullable=True),
-    Column("guardrails", Text, nullable=True),  # migration 0006: JSON list of guardrail names, null: none
+    Column("guardrails", Text, nullable=True),  # migration 0007: JSON list of guardrail names, null: none
     Index("ix_gw_keys_user", "user_id", "id"),
     Index("ix_gw_keys_team", "team_id", "id"),
 )
@@ -110,7 +110,9 @@ usage = Table(
     Column("completion_audio_tokens", Integer, nullable=False, default=0),
     Column("completion_image_tokens", Integer, nullable=False, default=0),
     Column("price_source", String(200), nullable=False, default=""),
-    Column("guardrails", Text, nullable=True),  # migration 0006: the request's guardrail verdicts, JSON
+    # added by migration 0005_metadata: the request's `x-gateway.metadata`, as JSON text (or NULL)
+    Column("request_metadata", Text, nullable=True),
+    Column("guardrails", Text, nullable=True),  # migration 0007: the request's guardrail verdicts, JSON
     Index("ix_gw_usage_ts", "ts"),
     Index("ix_gw_usage_key_ts", "key_id", "ts"),
     Index("ix_gw_usage_user_ts", "user_id", "ts"),

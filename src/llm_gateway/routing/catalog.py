@@ -94,6 +94,12 @@ def _timeouts(config: TimeoutsConfig | None) -> Timeouts | None:
     return Timeouts(connect=config.connect, first_byte=config.first_token, idle=config.idle, total=config.total)
 
 
+def _provider_retries(deployments: list[Deployment]) -> int | None:
+    """Providers' own `max_retries` (the Go seed's maxRetries): the most any of the route's providers allows."""
+    given = [d.provider.config.max_retries for d in deployments if d.provider.config.max_retries is not None]
+    return max(given) if given else None
+
+
 class Catalog:
     """Resolves model names: aliases from `models:`, each provider's listed models, then the default provider
     (or wildcards). Deployments are shared between the routes that name the same one, so their state is too."""
@@ -115,6 +121,7 @@ class Catalog:
                 route.deployments.append(self.deployment(provider, upstream))
         for route in self.routes.values():
             route.chain = self._chain(route.name, {d.provider.name for d in route.deployments})
+            route.retries = _provider_retries(route.deployments)
         for alias, group in groups.items():
             deps = [self.deployment(providers[d.provider], d.model, d.weight, d.name, d.cost, d.max_in_flight,
                                     _timeouts(d.timeouts)) for d in group.deployments]
@@ -158,10 +165,9 @@ class Catalog:
         prefix, sep, rest = model.partition("/")
         if sep and rest and prefix in self.providers:
             route = Route(model, [self.deployment(self.providers[prefix], rest)])
-        elif self.routing.default_provider is not None:
-            name = self.routing.default_provider
+        elif (name := self.routing.model_targets.get(model) or self.routing.default_provider) is not None:
             route = Route(model, [self.deployment(self.providers[name], self.mapped(model, name))],
-                          chain=self._chain(model, {name}))
+                          chain=self._chain(model, {name}), retries=self.providers[name].config.max_retries)
         elif self.wildcards:
             provider = self.wildcards[0]
             route = Route(model, [self.deployment(provider, self.mapped(model, provider.name))],

@@ -42,6 +42,8 @@ class Edge:
         self.max_body_bytes = max_body_bytes
         self.watch_prefix = watch_prefix
         self.on_request = on_request  # busy polling's wake-up: a request is network I/O
+        # Paths outside `watch_prefix` that `handler` serves too (rewritten to theirs): asked only about those
+        self.also_hot: Callable[[Request], bool] | None = None
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
         self.in_flight = 0
@@ -87,7 +89,7 @@ class Edge:
         if task is not None:
             self._tasks.add(task)
         watcher = None
-        hot = request.path.startswith(self.watch_prefix)
+        hot = request.path.startswith(self.watch_prefix) or (self.also_hot is not None and self.also_hot(request))
         if task is not None and hot:
             watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(receive, task))
         try:

@@ -338,5 +338,18 @@ class LedgerStage:
             "completion_audio_tokens": usage.completion_audio_tokens if usage else 0,
             "completion_image_tokens": usage.completion_image_tokens if usage else 0,
             "price_source": ctx.price_source,
+            "request_metadata": _metadata_text(ctx),
             "guardrails": orjson.dumps(verdicts).decode() if (verdicts := ctx.extensions.get("guardrails")) else None,
         })
+
+
+MAX_METADATA_CHARS = 8192
+
+
+def _metadata_text(ctx: RequestContext) -> str | None:
+    """The request's `x-gateway.metadata` as JSON text; None without one (or past the size kept)."""
+    options = ctx.options
+    if options is None or not options.metadata:
+        return None
+    text = orjson.dumps(options.metadata).decode()
+    return text if len(text) <= MAX_METADATA_CHARS else None

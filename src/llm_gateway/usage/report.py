@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Integer, and_, case, cast, func, select
+from sqlalchemy import ColumnElement, Engine, Integer, String, and_, case, cast, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from llm_gateway.db.tables import usage
 from llm_gateway.errors import BadRequest
@@ -20,6 +22,21 @@ GROUPS: dict[str, ColumnElement[Any]] = {
 DETAILS = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
 FILTERS = {"key_id": usage.c.key_id, "user_id": usage.c.user_id, "team_id": usage.c.team_id,
            "model": usage.c.model, "provider": usage.c.provider}
+
+
+# the Go seed's users read these at the top level; they are also under `totals`
+TOP_LEVEL = ("total_requests", "total_tokens", "total_cost", "cache_hits", "cache_misses")
+METADATA_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def metadata_value(engine: Engine, key: str) -> ColumnElement[Any]:
+    """The value of one key of the rows' `x-gateway.metadata`, as text (NULL where it is absent)."""
+    if not METADATA_KEY.match(key):
+        raise BadRequest("a metadata key is 1-64 letters, digits, '_' or '-'", param="group_by")
+    column = usage.c.request_metadata
+    if engine.dialect.name == "postgresql":
+        return func.jsonb_extract_path_text(cast(column, JSONB), key)
+    return cast(func.json_extract(column, f'$."{key}"'), String)
 
 
 def _aggregates() -> list[ColumnElement[Any]]:
@@ -49,15 +66,25 @@ def _shape(m: Any) -> dict[str, Any]:
 
 
 def usage_report(engine: Engine, start_ms: int, end_ms: int, group_by: str | None = None,
-                 filters: dict[str, str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
-    """`{start, end, totals, groups?}`; groups are ordered by cost (by day for `day`) and paginated."""
-    where = and_(usage.c.ts >= start_ms, usage.c.ts < end_ms,
-                 *(FILTERS[name] == value for name, value in (filters or {}).items()))
+                 filters: dict[str, str] | None = None, limit: int = 100, offset: int = 0,
+                 metadata: tuple[str, str] | None = None) -> dict[str, Any]:
+    """`{start, end, totals, groups?}`; groups are ordered by cost (by day for `day`) and paginated. `group_by`
+    may also be `metadata.KEY`; `metadata` keeps the rows whose metadata has KEY equal to the value."""
+    conditions = [usage.c.ts >= start_ms, usage.c.ts < end_ms,
+                  *(FILTERS[name] == value for name, value in (filters or {}).items())]
+    if metadata is not None:
+        conditions.append(metadata_value(engine, metadata[0]) == metadata[1])
+    where = and_(*conditions)
     out: dict[str, Any] = {"start": start_ms, "end": end_ms}
     with engine.connect() as conn:
-        out["totals"] = _shape(conn.execute(select(*_aggregates()).where(where)).one()._mapping)
+        totals = _shape(conn.execute(select(*_aggregates()).where(where)).one()._mapping)
+        out.update({name: totals[name] for name in TOP_LEVEL})
+        out["totals"] = totals
         if group_by is not None:
-            column = GROUPS[group_by].label("group")
+            if group_by.startswith("metadata."):
+                column = metadata_value(engine, group_by.removeprefix("metadata.")).label("group")
+            else:
+                column = GROUPS[group_by].label("group")
             order = column if group_by == "day" else func.sum(usage.c.cost_usd).desc()
             query = (select(column, *_aggregates()).where(where).group_by(column)
                      .order_by(order, column).limit(limit).offset(offset))

@@ -225,6 +225,11 @@ class Totals(BaseModel):
 class UsageReport(BaseModel):
     start: int
     end: int
+    total_requests: int = Field(description="as totals.total_requests (the Go seed's shape)")
+    total_tokens: int
+    total_cost: float
+    cache_hits: int
+    cache_misses: int
     totals: Totals
     group_by: str | None = None
     groups: list[dict[str, Any]] | None = Field(None, description="totals per group, with the group's value")

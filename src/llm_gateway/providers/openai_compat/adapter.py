@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -27,13 +28,13 @@ FORWARDED_HEADERS = ("openai-organization", "openai-project", "openai-beta")
 CANONICAL = (CHAT, COMPLETIONS, EMBEDDINGS)
 
 
-def _usage_is_set(payload: bytes) -> bool:
-    """Cheap test for a non-null `"usage"` member, so that most chunks are not parsed at all."""
-    at = payload.find(b'"usage"')
-    if at < 0:
-        return False
-    rest = payload[at + 7:at + 24].lstrip(b" :\t")
-    return not rest.startswith(b"null")
+_NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null|"usage"\s*:\s*null\s*,?')
+
+
+def _without_null_usage(event: bytes) -> bytes:
+    """OpenAI's compact `,"usage":null` by a plain replace (~0.1 us); other spacings by the regex (~4 us)."""
+    out = event.replace(b',"usage":null', b"", 1)
+    return out if len(out) != len(event) else _NULL_USAGE.sub(b"", event, count=1)
 
 
 def completion_texts_of_chunk(chunk: Any, out: list[str]) -> None:
@@ -65,29 +66,31 @@ class PassthroughDecoder(EventTranslator, StreamDecoder):
         self.usage: Usage | None = None
 
     def _event(self, event: bytes) -> bytes:
-        return event + b"\n\n" if self._keep(event) else b""
+        if not event.startswith(b"data:"):
+            return event + b"\n\n" if event.strip() else b""  # comments and named events pass as they are
+        payload = event[6:] if event[5:6] == b" " else event[5:]
+        if payload == b"[DONE]":
+            return event + b"\n\n"
+        self._payloads += payload
+        self._payloads += b"\n\n"  # never inside an event's payload
+        at = payload.find(b'"usage"')
+        if at < 0:
+            return event + b"\n\n"
+        if payload[at + 7:at + 24].lstrip(b" :\t").startswith(b"null"):
+            # `"usage": null` on every chunk answers the include_usage the gateway added: not the client's to see
+            return (_without_null_usage(event) if self._strip else event) + b"\n\n"
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return event + b"\n\n"
+        if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+            self.usage = Usage.from_openai(chunk["usage"])
+            if self._strip and not chunk.get("choices"):
+                return b""
+        return event + b"\n\n"
 
     def _close(self) -> bytes:
         return b""
-
-    def _keep(self, event: bytes) -> bool:
-        if not event.startswith(b"data:"):
-            return bool(event.strip())  # comments and named events pass as they are
-        payload = event[6:] if event[5:6] == b" " else event[5:]
-        if payload == b"[DONE]":
-            return True
-        self._payloads += payload
-        self._payloads += b"\n\n"  # never inside an event's payload
-        if _usage_is_set(payload):
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                return True
-            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                self.usage = Usage.from_openai(chunk["usage"])
-                if self._strip and not chunk.get("choices"):
-                    return False
-        return True
 
     def payloads(self) -> list[bytes]:
         """The `data:` payloads of the stream so far, in order ([DONE] aside)."""
