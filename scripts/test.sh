@@ -10,12 +10,15 @@ PYTHON=${PYTHON:-python3}
 export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AMX_TILE=OFF \
 -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 -DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,e2e]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,test,e2e]'
 bash scripts/services.sh
 # wrk for the bench smoke test; Debian's chromium for the browser test (tests/security/test_edge_browser.py).
 missing=""
 command -v wrk >/dev/null || missing="$missing wrk"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+# A Redis Cluster and a Sentinel setup on loopback (tests/redis_ha.py); systemd-analyze checks the unit file.
+command -v redis-sentinel >/dev/null || missing="$missing redis-sentinel"
+command -v systemd-analyze >/dev/null || missing="$missing systemd"
 if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi

@@ -46,6 +46,7 @@ from llm_gateway.server.trim import IdleTrimmer, freeze_start_up
 from llm_gateway.settings import CorsConfig, GatewayConfig, ServerConfig
 from llm_gateway.telemetry.metrics import Registry
 from llm_gateway.telemetry.setup import Telemetry
+from llm_gateway.ui import dashboard_router
 
 Hook = Callable[[], Awaitable[None]]
 log = logging.getLogger("llm_gateway")
@@ -158,6 +159,7 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     dispatcher.on_attempt = telemetry.attempts.on_attempt
     if telemetry.tracing is not None:
         dispatcher.trace_headers = telemetry.tracing.upstream_headers
+        accounts.ledger_stage.trace_of = telemetry.tracing.trace_id_of
     openai = OpenAIApi(catalog, pipeline, dispatcher, config.auth.user_header,
                        forward_client_auth=config.auth.master_key is None)
     openai.access_of = accounts.auth_stage.access_of
@@ -185,8 +187,9 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     router.add("POST", "/extras/tokenize/count", compat.tokenize_count)
     router.add_prefix("/v1/", openai.other)
     auth = Auth(config.auth.master_key, accounts.store)  # the cold paths: one key parsing for every route
-    cold = cold_app([health.router(), admin_router(accounts, catalog, auth), RoutingApi(catalog, cooldowns).router(
-        auth), CacheAdminApi(cache_stage, catalog).router(auth)])
+    routing_api, cache_api = RoutingApi(catalog, cooldowns), CacheAdminApi(cache_stage, catalog)
+    cold = cold_app([health.router(), admin_router(accounts, catalog, auth), routing_api.router(auth),
+                     cache_api.router(auth), dashboard_router(accounts, catalog, routing_api, cache_api, auth)])
     metrics_router = Router()  # the metrics port serves only cold paths: /metrics (this process' own), /health
 
     srv = config.server
@@ -213,7 +216,8 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
         keeper = Keeper(refreshers)
         gateway.on_startup.append(keeper.start)
         gateway.on_shutdown.append(keeper.stop)
-    cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown)
+    cooldown_sync = build_cooldown_sync(config.redis.url, cooldowns, catalog, config.routing.cooldown,
+                                        config.redis)
     if cooldown_sync is not None:
         gateway.on_startup.append(cooldown_sync.start)
         gateway.on_shutdown.append(cooldown_sync.stop)

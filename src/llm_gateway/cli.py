@@ -11,6 +11,7 @@ from typing import Any
 
 from llm_gateway import __version__
 from llm_gateway.config.commands import add_import_parser, run_import
+from llm_gateway.db import commands as db_commands
 from llm_gateway.keys.commands import COMMANDS as ACCOUNT_COMMANDS
 from llm_gateway.keys.commands import add_parsers as add_account_parsers
 from llm_gateway.keys.commands import run as run_account_command
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     add_import_parser(config_sub)
     add_account_parsers(sub)
+    db_commands.add_parsers(sub)
     return parser
 
 
@@ -251,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command in ACCOUNT_COMMANDS:
         return run_account_command(args, cfg.database.url)
+    if args.command in db_commands.COMMANDS:
+        return db_commands.run(args, cfg.database.url)
     return run(cfg)
 
 

@@ -28,6 +28,10 @@ class RedisReplyError(Exception):
     """Redis answered with an error (e.g. NOSCRIPT, a script error)."""
 
 
+# Replies that say this node cannot take writes any more: the connection is dropped and opened again.
+STALE_NODE = ("READONLY", "MASTERDOWN")
+
+
 def pack(args: tuple[Arg, ...]) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -66,11 +70,17 @@ class _Connection(asyncio.Protocol):
                 self._fail(RedisUnavailable("unexpected reply"))
                 return
             fut = pending.popleft()[0]
-            if not fut.done():
-                if isinstance(reply, hiredis.ReplyError):
-                    fut.set_exception(RedisReplyError(str(reply)))
-                else:
-                    fut.set_result(reply)
+            if isinstance(reply, hiredis.ReplyError):
+                text = str(reply)
+                if not fut.done():
+                    fut.set_exception(RedisReplyError(text))
+                if text.startswith(STALE_NODE):
+                    # A primary that became a replica (Sentinel failover): drop the connection so that the next
+                    # call connects to the current primary.
+                    self._fail(RedisUnavailable(f"the node is no longer the primary: {text}"))
+                    return
+            elif not fut.done():
+                fut.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisUnavailable(f"connection lost: {exc}" if exc else "connection closed"))
@@ -181,10 +191,14 @@ class RespClient:
         fut.set_result(conn)
         return conn
 
+    async def _address(self) -> tuple[str, int]:
+        """Where to connect (a Sentinel client asks its sentinels)."""
+        return self.host, self.port
+
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: _Connection(self.timeout), self.host, self.port,
-                                               ssl=self.ssl)
+        host, port = await self._address()
+        _, conn = await loop.create_connection(lambda: _Connection(self.timeout), host, port, ssl=self.ssl)
         setup: list[asyncio.Future[Any]] = []
         if self.password is not None:
             auth: tuple[Arg, ...] = ("AUTH", self.password)
@@ -196,10 +210,18 @@ class RespClient:
         try:
             for step in setup:
                 await step
+            await self._verify(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    async def _verify(self, conn: _Connection) -> None:
+        """A hook run on every new connection before it is used (a Sentinel client checks the node's role)."""
+
+    def live(self) -> bool:
+        """Whether a connection is up (a call now would be sent at once)."""
+        return any(c is not None and not c.closed for c in self._conns)
 
     async def close(self) -> None:
         for conn in self._conns:

@@ -23,6 +23,7 @@ from granian.server.embed import Server as EmbeddedServer
 from granian.server.mp import MPServer
 
 from llm_gateway.app import Gateway, create_app
+from llm_gateway.db.engine import SchemaBehind, check_schema, make_engine
 from llm_gateway.server.trim import one_malloc_arena
 from llm_gateway.settings import GatewayConfig, ServerConfig
 from llm_gateway.telemetry.logs import setup_logging
@@ -150,6 +151,20 @@ class _Supervisor(MPServer):
 
 def run(config: GatewayConfig) -> int:
     setup_logging(config.telemetry)
+    if not config.database.migrate_on_start:
+        # Checked once here, before any worker starts: an old schema is one clear line, not a crash per worker.
+        try:
+            engine = make_engine(config.database.url)
+        except ValueError as exc:  # e.g. a PostgreSQL URL without the [postgres] extra
+            log.error("cannot start: %s", exc)
+            return 1
+        try:
+            check_schema(engine)
+        except SchemaBehind as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        finally:
+            engine.dispose()
     one_malloc_arena()
     srv = config.server
     if srv.workers > 1:
@@ -176,7 +191,7 @@ def _run_one(config: GatewayConfig) -> int:
 
     try:
         uvloop.run(main())
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a setting that cannot be built (e.g. a missing extra)
         log.error("cannot start: %s", exc)
         return 1
     return 0

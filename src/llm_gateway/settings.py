@@ -387,11 +387,34 @@ class DatabaseConfig(_Section):
                                        "idle-in-transaction timeout, and the TCP user timeout (0: none)")
     ledger_write_timeout_s: float = Field(10.0, gt=0, description="a ledger batch write unanswered this long is "
                                           "abandoned (its connection closed) and retried with backoff")
+    migrate_on_start: bool = Field(True, description="upgrade the schema when the gateway starts; false: refuse to "
+                                   "start on an old schema (replicas: run `llm-gateway db upgrade` as its own step)")
+
+
+class SentinelConfig(_Section):
+    master_name: str = Field(min_length=1)
+    nodes: list[str] = Field(min_length=1, description="the sentinels, host:port")
+    password: str | None = Field(None, description="the sentinels' own password (the URL's is the primary's)")
 
 
 class RedisConfig(_Section):
     url: str | None = None
     pool_size: int = Field(5, ge=1)
+    sentinel: SentinelConfig | None = None
+    cluster: bool = Field(False, description="Redis Cluster: url (and nodes) are the nodes first asked for the map")
+    nodes: list[str] = Field(default_factory=list, description="Cluster: more nodes to ask, host:port")
+
+    @model_validator(mode="after")
+    def _topology(self) -> RedisConfig:
+        if self.sentinel is not None and self.cluster:
+            raise ValueError("choose sentinel or cluster, not both")
+        if self.sentinel is not None and self.url is None:
+            self.url = "redis://"  # credentials, db and TLS come from the URL; the sentinels name the host
+        if self.cluster and self.url is None:
+            if not self.nodes:
+                raise ValueError("cluster: set url or nodes")
+            self.url = f"redis://{self.nodes[0]}"
+        return self
 
     @field_validator("url")
     @classmethod

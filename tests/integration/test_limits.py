@@ -65,7 +65,7 @@ def test_genai_flags_limit_user_tokens_in_redis(gateway_factory: Callable[..., G
     assert err.response.headers["x-ratelimit-remaining-tokens"] == "52"
     # The counter really lives in Redis under the configured prefix, one hash per user.
     admin = redis.Redis.from_url(REDIS_URL)
-    fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}per_user_tokens|alice")  # type: ignore[assignment]
+    fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}per_user_tokens|{{alice}}")  # type: ignore[assignment]
     admin.close()
     buckets = sum(int(v) for k, v in fields.items() if k.startswith(b"t") and k[1:].isdigit())
     assert buckets == 3 * REAL
@@ -89,7 +89,7 @@ def test_redis_leases_serve_from_the_gateway_and_go_back_at_shutdown(
     admin = redis.Redis.from_url(REDIS_URL)
 
     def charged() -> tuple[int, int]:
-        fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}rpm|alice")  # type: ignore[assignment]
+        fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}rpm|{{alice}}")  # type: ignore[assignment]
         return (sum(int(v) for k, v in fields.items() if k.startswith(b"r") and k[1:].isdigit()),
                 sum(int(v) for k, v in fields.items() if k.startswith(b"t") and k[1:].isdigit()))
 

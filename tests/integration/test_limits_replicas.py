@@ -75,7 +75,7 @@ async def test_token_limit_across_three_replicas_never_overshoots(
     admin = redis.Redis.from_url(REDIS_URL)
     deadline = time.monotonic() + 5
     while True:  # settles run just after each response: wait until the last ones landed
-        fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}global-tpm|")  # type: ignore[assignment]
+        fields: dict[bytes, bytes] = admin.hgetall(f"{redis_prefix}global-tpm|{{}}")  # type: ignore[assignment]
         used = sum(int(v) for k, v in fields.items() if k.startswith(b"t") and k[1:].isdigit())  # buckets
         if used == admitted * real or time.monotonic() > deadline:
             break

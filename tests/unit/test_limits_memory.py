@@ -114,11 +114,13 @@ def test_rule_selection_by_scope_model_and_key() -> None:
     assert genai.cost(7, 5) == 7 and rules[0].cost(7, 5) == 12
     ruleset = RuleSet(rules)
     no_key = ruleset.checks("", "gpt-3.5", None)
-    assert no_key.keys == ["global/86400s|", "user_model/30s|anonymous|gpt-3.5", "per_user_tokens|anonymous"]
+    assert no_key.keys == ["global/86400s|{}", "user_model/30s|{anonymous}|gpt-3.5", "per_user_tokens|{anonymous}"]
     key = SimpleNamespace(id="key_1", rpm_limit=2, tpm_limit=None)
     with_key = ruleset.checks("bob", "gpt-4", key)
-    assert with_key.keys == ["global/86400s|", "gpt4-only|gpt-4", "key/60s|key_1", "key_model/3600s|key_1|gpt-4",
-                             "user_model/30s|bob|gpt-4", "per_user_tokens|bob", f"{KEY_RULE_ID}|key_1"]
+    # Each key carries its principal as a Redis Cluster hash tag: one slot per principal.
+    assert with_key.keys == ["global/86400s|{}", "gpt4-only|{gpt-4}", "key/60s|{key_1}",
+                             "key_model/3600s|{key_1}|gpt-4", "user_model/30s|{bob}|gpt-4", "per_user_tokens|{bob}",
+                             f"{KEY_RULE_ID}|{{key_1}}"]
     key_rule = with_key.rules[-1]
     assert (key_rule.requests, key_rule.tokens, key_rule.window_s) == (2, None, 60.0)
     assert ruleset.checks("bob", "gpt-4", key).rules[-1] is key_rule  # built once per distinct limit pair

@@ -149,3 +149,17 @@ def test_sampling_follows_the_parent_and_the_ratio() -> None:
     del no_parent.request.headers["traceparent"]
     assert run(TracingConfig(enabled=True, exporter="none", sample_ratio=0.0), no_parent) == []
     assert len(run(TracingConfig(enabled=True, exporter="none", sample_ratio=1.0), no_parent)) == 3
+
+
+def test_the_ledger_gets_the_trace_id_of_the_request_span() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(TracingConfig(enabled=True, exporter="none"), Redactor([]), env={}, exporter=exporter)
+    ctx = streamed_ctx_with_retry()
+    assert tracing.trace_id_of(ctx) == ""  # not decided yet
+    tracing.admit(ctx)
+    trace_id = tracing.trace_id_of(ctx)
+    tracing.settle(ctx)
+    tracing.force_flush()
+    root = next(s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER)
+    tracing.processor.shutdown()
+    assert root.context is not None and trace_id == f"{root.context.trace_id:032x}"

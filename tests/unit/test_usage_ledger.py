@@ -29,7 +29,7 @@ def row(i: int) -> dict[str, Any]:
             "cache_write_1h_tokens": 0, "prompt_audio_tokens": 0, "prompt_image_tokens": 0,
             "completion_audio_tokens": 0, "completion_image_tokens": 0, "price_source": "genai-prices 0: p/m",
             "request_metadata": None, "guardrails": None,
-            "upstream_model": "m", "end_user": None}
+            "upstream_model": "m", "end_user": None, "trace_id": "", "error": "", "attempts": 1, "attempt_log": ""}
 
 
 def ledger(tmp_path: Path, batch_size: int = 10) -> Ledger:

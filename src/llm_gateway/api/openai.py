@@ -17,7 +17,7 @@ from llm_gateway.accounting.usage import cut_short
 from llm_gateway.api.passthrough_path import passthrough_endpoint
 from llm_gateway.cache.replay import replay
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
-from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.pipeline.context import GATEWAY_ERROR, RequestContext
 from llm_gateway.pipeline.dispatch import Dispatcher
 from llm_gateway.pipeline.stack import Pipeline
 from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, NATIVE_BODY, NativeBody
@@ -145,6 +145,7 @@ class OpenAIApi:
         except GatewayError as err:
             ctx.status = err.status
             ctx.error_type = err.type
+            ctx.extensions[GATEWAY_ERROR] = err
             if ctx.deferred:  # e.g. limit headers, when the request failed before it went upstream
                 ctx.run_deferred()
             if responder.started:

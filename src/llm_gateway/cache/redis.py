@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.redis_client import RedisReplyError, RedisUnavailable, RespClient
+from llm_gateway.redis_cluster import ClusterClient
+from llm_gateway.redis_topology import open_client
+from llm_gateway.settings import RedisConfig
 
 log = logging.getLogger("llm_gateway.cache")
 
@@ -26,9 +30,10 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, url: str, prefix: str, timeout: float, pool_size: int) -> None:
+    def __init__(self, url: str, prefix: str, timeout: float, pool_size: int, redis: RedisConfig | None = None) -> None:
         self.prefix = prefix
-        self.client = RespClient(url, max(pool_size, 1), timeout)  # pipelined: a few connections carry everything
+        # pipelined: a few connections carry everything
+        self.client = open_client(url, max(pool_size, 1), timeout, redis)
         self._quiet_until = 0.0
         self._down_until = 0.0  # after a failure Redis is skipped briefly: no request waits on a dead server
 
@@ -66,23 +71,35 @@ class RedisBackend:
     async def clear(self, model: str | None = None) -> int:
         pattern = _glob_escape(self.prefix) + ("*" if model is None else "?" * KEY_HEX + ":" + _glob_escape(model))
         removed = 0
-        batch: list[bytes] = []
-        cursor: bytes = b"0"
         try:
-            while True:
-                cursor, names = await self.client.call("SCAN", cursor, "MATCH", pattern, "COUNT", CLEAR_BATCH)
-                batch.extend(names)
-                if len(batch) >= CLEAR_BATCH:
-                    removed += int(await self.client.call("UNLINK", *batch))
-                    batch = []
-                if cursor == b"0":
-                    break
-            if batch:
-                removed += int(await self.client.call("UNLINK", *batch))
+            if isinstance(self.client, ClusterClient):  # SCAN walks one node: walk each primary
+                await self.client.refresh()
+                for node in self.client.primaries():
+                    removed += await self._clear_node(node, pattern, True)
+            else:
+                removed = await self._clear_node(self.client, pattern, False)
         except (RedisUnavailable, RedisReplyError) as exc:
             raise ServiceUnavailable(f"the cache's Redis is unavailable ({type(exc).__name__}); nothing or only "
                                      f"part was cleared ({removed} answers)") from None
         return removed
+
+    @staticmethod
+    async def _clear_node(client: RespClient, pattern: str, by_key: bool) -> int:
+        """UNLINK what SCAN finds; on a Cluster node one key per call (a batch would span slots)."""
+        removed = 0
+        batch: list[bytes] = []
+        cursor: bytes = b"0"
+        while True:
+            cursor, names = await client.call("SCAN", cursor, "MATCH", pattern, "COUNT", CLEAR_BATCH)
+            batch.extend(names)
+            if len(batch) >= CLEAR_BATCH or (batch and cursor == b"0"):
+                if by_key:
+                    removed += sum(int(n) for n in await asyncio.gather(*(client.call("UNLINK", k) for k in batch)))
+                else:
+                    removed += int(await client.call("UNLINK", *batch))
+                batch = []
+            if cursor == b"0":
+                return removed
 
     async def close(self) -> None:
         await self.client.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llm_gateway.cache.backend import CacheBackend
 from llm_gateway.cache.memory import MemoryBackend
@@ -23,8 +23,16 @@ def build_backend(config: GatewayConfig) -> CacheBackend:
     if cache.backend == "redis":
         if not config.redis.url:
             raise ValueError("cache.backend: redis needs redis.url")
-        return RedisBackend(config.redis.url, cache.redis_prefix, cache.redis_timeout_s, config.redis.pool_size)
+        return RedisBackend(config.redis.url, cache.redis_prefix, cache.redis_timeout_s, config.redis.pool_size,
+                            config.redis)
     return MemoryBackend(int(cache.max_size_mb * 1024 * 1024), cache.max_entries)
+
+
+def _extra(module: str, extra: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"the semantic cache needs {exc.name}: pip install 'llm-gateway[{extra}]'") from None
 
 
 def build_semantic(config: GatewayConfig, catalog: Catalog, client: HttpClient) -> SemanticCache | None:
@@ -33,16 +41,16 @@ def build_semantic(config: GatewayConfig, catalog: Catalog, client: HttpClient) 
         return None
     # Imported only when configured: numpy costs every process ~10 MiB, and onnxruntime with the model file
     # is the optional `semantic` extra.
-    sem = importlib.import_module("llm_gateway.cache.semantic")
+    sem = _extra("llm_gateway.cache.semantic", "semantic")
     embedder: Embedder
     if semantic.embedding == "local":
-        local = importlib.import_module("llm_gateway.cache.local_embed")
+        local = _extra("llm_gateway.cache.local_embed", "semantic")
         embedder = sem.ThreadedEmbedder(local.LocalEmbedder())
     else:
         embedder = sem.ProviderEmbedder(catalog, client, semantic.embedding)
     index: VectorIndex
     if semantic.backend == "pgvector":
-        pg = importlib.import_module("llm_gateway.cache.pgvector")
+        pg = _extra("llm_gateway.cache.pgvector", "postgres")
         index = pg.PgVectorIndex(semantic.pg_url or config.database.url, semantic.pg_table, config.cache.max_ttl_s)
     else:
         index = sem.MemoryIndex(semantic.max_entries)

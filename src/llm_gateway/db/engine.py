@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import logging
 import math
 import os
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,6 +23,12 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # it, Alembic is not imported at all: it would cost every gateway process ~11 MiB for nothing.
 HEAD_REVISION = "guardrails"
 _LOCK_ID = 0x6C6C6D67  # "llmg": serialises migrations of replicas starting together on one PostgreSQL
+UPGRADE_COMMAND = "llm-gateway db upgrade"
+log = logging.getLogger("llm_gateway.db")
+
+
+class SchemaBehind(RuntimeError):
+    """The database's schema is older than this gateway's, and the gateway is not to migrate it."""
 
 
 def normalise_url(url: str) -> str:
@@ -62,6 +69,8 @@ def pg_connect_args(url_options: str | None, timeouts: Timeouts) -> dict[str, An
 def make_engine(url: str, timeouts: Timeouts | None = None, *, pre_ping: bool = True, pool_size: int = 5) -> Engine:
     """`pre_ping=False`, for a caller that handles a failed connection itself: no round trip per checkout."""
     parsed = make_url(normalise_url(url))
+    if parsed.get_driver_name() == "psycopg" and importlib.util.find_spec("psycopg") is None:
+        raise ValueError("a postgresql:// database needs psycopg: pip install 'llm-gateway[postgres]'")
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -107,10 +116,33 @@ def current_revision(engine: Engine) -> str | None:
         return None
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent; run at start-up and by the CLI)."""
+def _revision_in(conn: Connection) -> str | None:
+    # Asked within the migration's transaction: a failing SELECT would abort it on PostgreSQL.
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaBehind, naming the command that upgrades it, unless the schema is at this gateway's head."""
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        raise SchemaBehind(f"cannot reach the database to check its schema: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    current = current_revision(engine)
+    if current != HEAD_REVISION:
+        raise SchemaBehind(f"the database schema is at revision {current or 'none (empty database)'}, this gateway "
+                           f"needs {HEAD_REVISION}: run `{UPGRADE_COMMAND}` first (or set "
+                           "database.migrate_on_start: true)")
+
+
+def upgrade(engine: Engine) -> bool:
+    """Bring the schema to the newest Alembic revision (idempotent; run at start-up and by the CLI). True when
+    this call migrated; False when the schema was at head already (another process may have just migrated it)."""
     if current_revision(engine) == HEAD_REVISION:
-        return
+        return False
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its import-time info lines say nothing to operators
     from alembic import command  # noqa: PLC0415  (only when the schema needs work; see HEAD_REVISION)
     from alembic.config import Config  # noqa: PLC0415
@@ -120,8 +152,13 @@ def upgrade(engine: Engine) -> None:
     with _file_lock(engine), engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        before = _revision_in(conn)  # again, under the lock: replicas that started together migrate once
+        if before == HEAD_REVISION:
+            return False
+        log.warning("database: upgrading the schema from %s to %s", before or "an empty database", HEAD_REVISION)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    return True
 
 
 def upgrade_in_child(engine: Engine) -> None:

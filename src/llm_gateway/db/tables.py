@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -35,7 +36,7 @@ teams = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=False, default=False),
     Column("allow_passthrough", Boolean, nullable=False, default=False),
-    Column("guardrails", Text, nullable=True),  # migration 0007: JSON list of guardrail names, null: none
+    Column("guardrails", Text, nullable=True),  # migration 0008: JSON list of guardrail names, null: none
 )
 
 users = Table(
@@ -47,6 +48,7 @@ users = Table(
     Column("budget_period", String(16), nullable=False, default="total"),
     Column("max_keys", Integer, nullable=True),
     Column("token_hash", String(64), nullable=True, unique=True),
+    Column("role", String(16), nullable=False, default="user"),  # user | team_admin (of its team)
     Column("metadata", Text, nullable=False, default="{}"),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
@@ -73,7 +75,7 @@ keys = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=True),  # null: as the key's team allows
     Column("allow_passthrough", Boolean, nullable=True),
-    Column("guardrails", Text, nullable=True),  # migration 0007: JSON list of guardrail names, null: none
+    Column("guardrails", Text, nullable=True),  # migration 0008: JSON list of guardrail names, null: none
     Index("ix_gw_keys_user", "user_id", "id"),
     Index("ix_gw_keys_team", "team_id", "id"),
 )
@@ -110,10 +112,16 @@ usage = Table(
     Column("completion_audio_tokens", Integer, nullable=False, default=0),
     Column("completion_image_tokens", Integer, nullable=False, default=0),
     Column("price_source", String(200), nullable=False, default=""),
-    # added by migration 0005_metadata: the request's `x-gateway.metadata`, as JSON text (or NULL)
+    # added by migration 0006_metadata: the request's `x-gateway.metadata`, as JSON text (or NULL)
     Column("request_metadata", Text, nullable=True),
-    Column("guardrails", Text, nullable=True),  # migration 0007: the request's guardrail verdicts, JSON
+    # added by migration 0007_dashboard: what the request log's detail shows
+    Column("trace_id", String(32), nullable=False, default=""),
+    Column("error", String(300), nullable=False, default=""),  # why a request failed (429, 403, ...): code: text
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("attempt_log", String(1000), nullable=False, default=""),  # "kind provider/model status error; ..."
+    Column("guardrails", Text, nullable=True),  # migration 0008: the request's guardrail verdicts, JSON
     Index("ix_gw_usage_ts", "ts"),
+    Index("ix_gw_usage_status_ts", "status", "ts"),
     Index("ix_gw_usage_key_ts", "key_id", "ts"),
     Index("ix_gw_usage_user_ts", "user_id", "ts"),
     Index("ix_gw_usage_team_ts", "team_id", "ts"),
@@ -142,4 +150,26 @@ responses = Table(
     Column("input", Text, nullable=False, default="[]"),
     Column("response", Text, nullable=False, default="{}"),
     Index("ix_gw_responses_created", "created_at"),
+)
+
+# Sums of the ledger by period (hour, day, month: `bucket` is its start, epoch ms UTC) and one dimension (`all`,
+# key, user, team, model, provider, status: `value` is "" for none), kept by the ledger writer (usage/rollup.py).
+rollups = Table(
+    "gw_usage_rollup", metadata,
+    Column("period", String(5), primary_key=True),  # key order (period, dim, value, bucket): one value's series
+    Column("dim", String(8), primary_key=True),
+    Column("value", String(300), primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),
+    Column("requests", BigInteger, nullable=False, default=0),
+    Column("prompt_tokens", BigInteger, nullable=False, default=0),
+    Column("completion_tokens", BigInteger, nullable=False, default=0),
+    Column("cached_tokens", BigInteger, nullable=False, default=0),
+    Column("reasoning_tokens", BigInteger, nullable=False, default=0),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("errors", BigInteger, nullable=False, default=0),
+    Column("cache_hits", BigInteger, nullable=False, default=0),
+    Column("latency_ms", Float, nullable=False, default=0.0),  # summed: divide by requests
+    # The month's top spenders. Partial: the hour and day rows, most of the upserts, do not maintain it.
+    Index("ix_gw_usage_rollup_cost", "dim", "bucket", "cost_usd", postgresql_where=text("period = 'month'"),
+          sqlite_where=text("period = 'month'")),
 )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from llm_gateway.db.engine import Timeouts, make_engine, upgrade_in_child
+from llm_gateway.db.engine import Timeouts, check_schema, make_engine, upgrade_in_child
 from llm_gateway.keys.auth import AuthStage
 from llm_gateway.keys.budget import BudgetTracker, window
 from llm_gateway.keys.cache import KeyCache
@@ -47,7 +47,10 @@ class Accounts:
     team_guardrails: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     async def start(self) -> None:
-        await asyncio.to_thread(upgrade_in_child, self.engine)
+        if self.config.database.migrate_on_start:
+            await asyncio.to_thread(upgrade_in_child, self.engine)
+        else:
+            await asyncio.to_thread(check_schema, self.engine)
         self.cache.on_change.append(self.key_changed)
         await self.cache.start()
         await self.reload_budgets(load_spend=True)
@@ -162,6 +165,7 @@ def build_accounts(config: GatewayConfig, registry: Registry, policy: Policy) ->
     if config.redis.url:
         auth_stage.shared = SharedBudgets(config.redis.url, config.redis.pool_size,
                                           config.limits.redis_prefix + "budget:", uuid.uuid4().hex[:12],
-                                          config.limits.redis_timeout_s, config.limits.retry_backend_after_s)
+                                          config.limits.redis_timeout_s, config.limits.retry_backend_after_s,
+                                          redis=config.redis)
     return Accounts(config, engine, store, cache, budgets, prices, ledger, auth_stage, CostStage(prices),
                     LedgerStage(ledger), policy)

@@ -103,11 +103,12 @@ class UserRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: int = 0
     updated_at: int = 0
+    role: str = "user"  # or "team_admin": manages its team's keys and sees its members (keys/roles.py)
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "email": self.email, "team_id": self.team_id, "budget_usd": self.budget_usd,
                 "budget_period": self.budget_period, "max_keys": self.max_keys, "metadata": self.metadata,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+                "role": self.role, "created_at": self.created_at, "updated_at": self.updated_at}
 
 
 @dataclass(slots=True)

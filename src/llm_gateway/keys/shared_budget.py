@@ -19,7 +19,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from llm_gateway.keys.budget import Budget
-from llm_gateway.redis_client import RedisReplyError, RespClient
+from llm_gateway.redis_client import RedisReplyError
+from llm_gateway.redis_cluster import ClusterClient, slot_of
+from llm_gateway.redis_topology import open_client
+from llm_gateway.settings import RedisConfig
 
 log = logging.getLogger("llm_gateway.keys")
 
@@ -84,8 +87,9 @@ return 0
 
 class SharedBudgets:
     def __init__(self, url: str, pool_size: int, prefix: str, replica: str, timeout_s: float = 0.5,
-                 retry_after_s: float = 1.0) -> None:
-        self.client = RespClient(url, pool_size, timeout_s)
+                 retry_after_s: float = 1.0, redis: RedisConfig | None = None) -> None:
+        self.client = open_client(url, pool_size, timeout_s, redis)
+        self._cluster = isinstance(self.client, ClusterClient)
         self.retry_after_s = retry_after_s
         self.prefix = prefix
         self.replica = replica
@@ -119,13 +123,40 @@ class SharedBudgets:
         for budget in budgets:
             budget.roll(now)
             args += [repr(budget.limit), self._ttl(budget, now)]
+        keys = [self._key(b) for b in budgets]
         try:
-            spent = await self._eval(RESERVE, [self._key(b) for b in budgets], args)
+            if self._cluster and len({slot_of(k) for k in keys}) > 1:
+                spent = await self._reserve_by_slot(keys, args)
+            else:
+                spent = await self._eval(RESERVE, keys, args)
         except FAILURES as exc:
             self._failed(exc)
             return False
         self._recovered()
         return True if spent == 0 else budgets[int(spent) - 1]
+
+    async def _reserve_by_slot(self, keys: list[str], args: list[Any]) -> int:
+        """Redis Cluster: one call per slot; when one budget is spent (or a call fails) the holds the other slots
+        took are given back, so the estimate is held on every budget or on none."""
+        groups: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(slot_of(key), []).append(i)
+        parts = list(groups.values())
+        head = args[:4]
+        replies = await asyncio.gather(*(self._eval(RESERVE, [keys[i] for i in part],
+                                                    [*head, *(a for i in part for a in args[4 + 2 * i:6 + 2 * i])])
+                                         for part in parts), return_exceptions=True)
+        failure = next((r for r in replies if isinstance(r, BaseException)), None)
+        spent = next((part[int(r) - 1] + 1 for part, r in zip(parts, replies, strict=True)
+                      if not isinstance(r, BaseException) and int(r) != 0), 0)
+        if failure is not None or spent:
+            held = [keys[i] for part, r in zip(parts, replies, strict=True) if not isinstance(r, BaseException)
+                    and int(r) == 0 for i in part]
+            if held:
+                self._send_settle(held, [args[0], self.replica, args[3], "0"])
+        if failure is not None:
+            raise failure
+        return spent
 
     def settle(self, budgets: list[Budget], estimate: float, cost: float) -> None:
         """Give back the hold and add the real cost; sent off the request path."""
@@ -133,13 +164,19 @@ class SharedBudgets:
             return
         keys = [self._key(b) for b in budgets]
         args = [int(time.time() * 1000), self.replica, repr(estimate), repr(cost)]
+        self._send_settle(keys, args)
+
+    def _send_settle(self, keys: list[str], args: list[Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._settle(keys, args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _settle(self, keys: list[str], args: list[Any]) -> None:
         try:
-            await self._eval(SETTLE, keys, args)
+            if self._cluster:  # each key's own call: the same hold and cost on each, in any slot
+                await asyncio.gather(*(self._eval(SETTLE, [key], args) for key in keys))
+            else:
+                await self._eval(SETTLE, keys, args)
         except FAILURES as exc:
             self._failed(exc)  # the hold stays until this replica is stale; the spend comes back from the ledger
 
@@ -155,7 +192,10 @@ class SharedBudgets:
         if not keys:
             return
         try:
-            await self._eval(SEED, keys, args)
+            if self._cluster:
+                await asyncio.gather(*(self._eval(SEED, [key], args[2 * i:2 * i + 2]) for i, key in enumerate(keys)))
+            else:
+                await self._eval(SEED, keys, args)
         except FAILURES as exc:
             self._failed(exc)
 

@@ -64,7 +64,7 @@ def key_from_row(row: Row[Any]) -> KeyRecord:
 def user_from_row(row: Row[Any]) -> UserRecord:
     m = row._mapping
     return UserRecord(id=m["id"], email=m["email"], team_id=m["team_id"], budget_usd=m["budget_usd"],
-                      budget_period=m["budget_period"], max_keys=m["max_keys"],
+                      budget_period=m["budget_period"], max_keys=m["max_keys"], role=m["role"],
                       metadata=orjson.loads(m["metadata"] or "{}"), created_at=m["created_at"],
                       updated_at=m["updated_at"])
 

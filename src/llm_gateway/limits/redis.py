@@ -24,7 +24,9 @@ from typing import Any
 from llm_gateway.limits.backend import BackendUnavailable, Outcome
 from llm_gateway.limits.lua import RESERVE, SETTLE
 from llm_gateway.limits.rules import Rule
-from llm_gateway.redis_client import Arg, RedisReplyError, RespClient
+from llm_gateway.redis_client import Arg, RedisReplyError
+from llm_gateway.redis_topology import RedisClient, open_client
+from llm_gateway.settings import RedisConfig
 from llm_gateway.telemetry.metrics import Counter
 
 log = logging.getLogger("llm_gateway.limits")
@@ -40,7 +42,7 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, client: RespClient, keys: list[str], args: list[int]) -> Any:
+    async def __call__(self, client: RedisClient, keys: list[str], args: list[int]) -> Any:
         try:
             return await client.call("EVALSHA", self.sha, len(keys), *keys, *args)
         except RedisReplyError as exc:
@@ -75,10 +77,10 @@ class _Lease:
 
 class RedisBackend:
     def __init__(self, url: str, pool_size: int, prefix: str, timeout_s: float, retry_after_s: float,
-                 errors: Counter, lease: int = 0, lease_s: float = 2.0) -> None:
+                 errors: Counter, lease: int = 0, lease_s: float = 2.0, redis: RedisConfig | None = None) -> None:
         # No retries: a reservation that timed out may have been applied, and running it again would charge
         # twice. A failure trips a short breaker instead, so an outage costs one timeout, not one per request.
-        self.client = RespClient(url, pool_size, timeout_s)
+        self.client: RedisClient = open_client(url, pool_size, timeout_s, redis)
         self.prefix = prefix
         self.retry_after_s = retry_after_s
         self.errors = errors
@@ -109,7 +111,19 @@ class RedisBackend:
     async def reserve(self, keys: list[str], rules: list[Rule], costs: list[int]) -> Outcome:
         if self._down and time.monotonic() < self._down_until:
             raise BackendUnavailable("redis unavailable")
-        prefix = self.prefix
+        sent_at = time.monotonic()
+        # One node (or Sentinel's primary): one script call, awaited here rather than in a helper coroutine.
+        try:
+            reply: list[int] = await self._reserve(self.client, [self.prefix + k for k in keys],
+                                                   self._args(keys, rules, costs))
+        except FAILURES as exc:
+            raise self._reserve_failed(exc) from None
+        if self._down:
+            self._recovered()
+        return self._outcome(keys, rules, reply, sent_at)
+
+    def _args(self, keys: list[str], rules: list[Rule], costs: list[int]) -> list[int]:
+        """The script's ARGV, handing back the leases this process holds for these checks."""
         lease = self.lease
         leases = self._leases
         args: list[int] = []
@@ -123,22 +137,21 @@ class RedisBackend:
                 args.extend(_NOTHING_BACK)
             else:
                 args.extend((held.stamp_ms, held.requests, held.tokens))
-        sent_at = time.monotonic()
-        try:
-            reply: list[int] = await self._reserve(self.client, [prefix + k for k in keys], args)
-        except FAILURES as exc:
-            # The leases handed back are dropped: if the call timed out after Redis ran it, they are no longer
-            # charged, and handing them out would admit beyond the limit; if it did not run, they stay charged
-            # until they leave the window (the cautious side, as for a settlement that cannot be sent).
-            self._failed("reserve", exc)
-            raise BackendUnavailable(str(exc)) from None
-        if self._down:
-            self._recovered()
+        return args
+
+    def _reserve_failed(self, exc: BaseException) -> BackendUnavailable:
+        # The leases handed back are dropped: if the call timed out after Redis ran it, they are no longer
+        # charged, and handing them out would admit beyond the limit; if it did not run, they stay charged
+        # until they leave the window (the cautious side, as for a settlement that cannot be sent).
+        self._failed("reserve", exc)
+        return BackendUnavailable(str(exc))
+
+    def _outcome(self, keys: list[str], rules: list[Rule], reply: list[int], sent_at: float) -> Outcome:
         n = len(keys)
         used_r = reply[4:4 + 5 * n:5]
         used_t = reply[5:5 + 5 * n:5]
         resets = [ms / 1000 for ms in reply[6:6 + 5 * n:5]]
-        if reply[0] == 1 and lease:
+        if reply[0] == 1 and self.lease:
             now_ms = reply[3]
             for i in range(n):
                 got_r, got_t = reply[7 + 5 * i], reply[8 + 5 * i]
@@ -201,9 +214,10 @@ class RedisBackend:
             if not self._add_pending(self.prefix + key, rule, stamp_ms, 0, delta):
                 return
 
-    def _add_pending(self, key: str, rule: Rule, stamp_ms: int, requests: int, tokens: int) -> bool:
+    def _add_pending(self, key: str, rule: Rule, stamp_ms: int, requests: int, tokens: int,
+                     force: bool = False) -> bool:
         """Queue a correction for the next settle call; False (and dropped) while Redis is known to be down."""
-        if self._down and time.monotonic() < self._down_until:
+        if not force and self._down and time.monotonic() < self._down_until:
             self.errors.inc(("settle",))  # dropped: the reservation stays charged until it leaves the window
             return False
         pending = self._pending
@@ -236,6 +250,9 @@ class RedisBackend:
                 args.extend((stamp_ms, bucket_ms, buckets, requests, tokens))
         if not keys:
             return
+        self._send_settle(keys, args)
+
+    def _send_settle(self, keys: list[str], args: list[int]) -> None:
         sent = self.client.call_nowait("EVALSHA", self._settle.sha, len(keys), *keys, *args)
         if sent is None:
             self._settle_in_task(keys, args)
@@ -304,8 +321,9 @@ class RedisBackend:
         exc = None if sent.cancelled() else sent.exception()
         if exc is None:
             return
-        if isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT"):
-            self._settle_in_task(keys, args)  # Redis lost its scripts: the task sends the source
+        if isinstance(exc, RedisReplyError) and str(exc).startswith(("NOSCRIPT", "MOVED ")):
+            # Redis lost its scripts, or (Cluster) the slot moved: the script did not run, the task sends it again
+            self._settle_in_task(keys, args)
         elif isinstance(exc, FAILURES):
             self._failed("settle", exc)
 

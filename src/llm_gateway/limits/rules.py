@@ -109,24 +109,26 @@ class RuleSet:
             scope = rule.scope
             if scope in user_scopes:
                 continue
+            # The subject's principal is the key's hash tag: a Redis Cluster keeps each principal's counters in
+            # one slot, so a request's checks take one script call per principal at most.
             if scope == "end_user":
                 if not end_user:
                     continue
-                subject = f"{key_id or ''}|{end_user}"
+                subject = f"{{{key_id or ''}}}|{end_user}"
             elif scope == "user":
-                subject = user
+                subject = f"{{{user}}}"
             elif scope == "global":
-                subject = ""
+                subject = "{}"
             elif scope == "model":
-                subject = model
+                subject = f"{{{model}}}"
             elif scope == "user_model":
-                subject = f"{user}|{model}"
+                subject = f"{{{user}}}|{model}"
             elif key_id is None:
                 continue  # key scopes apply only to requests made with a virtual key
             elif scope == "key":
-                subject = key_id
+                subject = f"{{{key_id}}}"
             else:
-                subject = f"{key_id}|{model}"
+                subject = f"{{{key_id}}}|{model}"
             out.rules.append(rule)
             out.keys.append(f"{rule.id}|{subject}")
         if key_id is not None:
@@ -134,5 +136,5 @@ class RuleSet:
             if rpm is not None or tpm is not None:
                 rule = self.key_rule(rpm, tpm)
                 out.rules.append(rule)
-                out.keys.append(f"{KEY_RULE_ID}|{key_id}")
+                out.keys.append(f"{KEY_RULE_ID}|{{{key_id}}}")
         return out

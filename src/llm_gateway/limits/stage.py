@@ -9,6 +9,7 @@ from functools import partial
 from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.errors import RateLimited, ServiceUnavailable
 from llm_gateway.limits.backend import BackendUnavailable, LimitBackend, Outcome
+from llm_gateway.limits.cluster import ClusterRedisBackend
 from llm_gateway.limits.memory import MemoryBackend
 from llm_gateway.limits.redis import RedisBackend
 from llm_gateway.limits.rules import Rule, RuleSet, compile_rules
@@ -53,7 +54,7 @@ class LimitStage:
         self._mode = ("closed",) if fail_closed else ("open",)
         # In memory, and from the leases a Redis backend holds, there is nothing to wait for: no coroutine.
         self._reserve_now: Callable[[list[str], list[Rule], list[int]], Outcome | None] | None = None
-        if type(backend) is MemoryBackend or (type(backend) is RedisBackend and backend.lease):
+        if type(backend) is MemoryBackend or (isinstance(backend, RedisBackend) and backend.lease):
             self._reserve_now = backend.reserve_now
 
     async def start(self) -> None:
@@ -199,9 +200,10 @@ def build_limit_stage(config: GatewayConfig, registry: Registry, counter: TokenC
     backend: LimitBackend
     if use_redis:
         url = config.redis.url or "redis://127.0.0.1:6379/0"
-        backend = RedisBackend(url, config.redis.pool_size, limits.redis_prefix, limits.redis_timeout_s,
+        backend_type = ClusterRedisBackend if config.redis.cluster else RedisBackend
+        backend = backend_type(url, config.redis.pool_size, limits.redis_prefix, limits.redis_timeout_s,
                                limits.retry_backend_after_s, metrics.backend_errors, limits.redis_lease,
-                               limits.redis_lease_s)
+                               limits.redis_lease_s, redis=config.redis)
     else:
         backend = MemoryBackend()
     return LimitStage(RuleSet(rules, limits.buckets), backend, counter, limits.completion_estimate,

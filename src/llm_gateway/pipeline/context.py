@@ -15,6 +15,9 @@ __all__ = ["RequestContext", "Usage"]
 log = logging.getLogger("llm_gateway.pipeline")
 
 
+GATEWAY_ERROR = "gateway_error"  # ctx.extensions: the GatewayError the request ended with (the ledger's `error`)
+
+
 class RequestContext:
     """Everything known about one request, filled in as it moves through the pipeline."""
 

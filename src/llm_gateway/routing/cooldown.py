@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from llm_gateway.redis_client import RespClient
-from llm_gateway.settings import CooldownConfig
+from llm_gateway.redis_topology import RedisClient, open_client
+from llm_gateway.settings import CooldownConfig, RedisConfig
 
 if TYPE_CHECKING:
     from llm_gateway.routing.catalog import Catalog, Deployment
@@ -96,7 +96,7 @@ class Cooldowns:
 class RedisCooldownSync:
     """Shares cooldowns between replicas: a hash of deployment id -> cooldown end (epoch seconds)."""
 
-    def __init__(self, cooldowns: Cooldowns, catalog: Catalog, redis: RespClient, prefix: str,
+    def __init__(self, cooldowns: Cooldowns, catalog: Catalog, redis: RedisClient, prefix: str,
                  interval: float) -> None:
         self.cooldowns = cooldowns
         self.catalog = catalog
@@ -178,9 +178,9 @@ class RedisCooldownSync:
 
 
 def build_cooldown_sync(redis_url: str | None, cooldowns: Cooldowns, catalog: Catalog,
-                        config: CooldownConfig) -> RedisCooldownSync | None:
+                        config: CooldownConfig, redis: RedisConfig | None = None) -> RedisCooldownSync | None:
     """Shared cooldowns when Redis is configured; None keeps them in this process."""
     if not redis_url:
         return None
-    client = RespClient(redis_url, 1, 0.5)
+    client = open_client(redis_url, 1, 0.5, redis)
     return RedisCooldownSync(cooldowns, catalog, client, config.redis_prefix, config.sync_interval_s)

@@ -152,6 +152,11 @@ class Tracing:
         trace_id = random.getrandbits(128) or 1
         return _Trace(trace_id, None, (trace_id & 0xFFFFFFFFFFFFFFFF) < self.keep_below, None)
 
+    def trace_id_of(self, ctx: RequestContext) -> str:
+        """The request's trace id (32 hex digits), for the ledger: the dashboard links a request to its trace."""
+        trace = ctx.extensions.get(_TRACE)
+        return f"{trace.trace_id:032x}" if trace is not None else ""
+
     def upstream_headers(self, ctx: RequestContext, started: float) -> list[tuple[str, str]]:
         """`traceparent` (and the client's `tracestate`) for the attempt that starts at `started`."""
         trace: _Trace | None = ctx.extensions.get(_TRACE)

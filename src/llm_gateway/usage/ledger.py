@@ -28,6 +28,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any
@@ -36,9 +37,11 @@ import orjson
 from sqlalchemy import Engine, insert
 
 from llm_gateway.db.tables import ledger_batches, usage
+from llm_gateway.errors import UpstreamHTTPError
 from llm_gateway.keys.model import KeyRecord
-from llm_gateway.pipeline.context import RequestContext
+from llm_gateway.pipeline.context import GATEWAY_ERROR, RequestContext
 from llm_gateway.telemetry.metrics import Registry
+from llm_gateway.usage.rollup import fold_cursor
 
 log = logging.getLogger("llm_gateway.ledger")
 
@@ -49,6 +52,7 @@ IDLE_BATCH = 100
 FIRST_BACKOFF = 0.25  # seconds after the first failed write; doubles up to `max_backoff`
 MARKER_KEEP_MS = 86_400_000  # batch markers older than a day are deleted: a retry comes within minutes
 MARKER_CLEANUP_EVERY = 1000  # batches
+STAGING = "gw_usage_batch"
 
 
 def _idle_priority() -> None:
@@ -131,8 +135,15 @@ class Ledger:
         # Python per row, and so holds the GIL that the requests need for no longer than the driver call.
         self._as_tuple = operator.itemgetter(*self._columns)
         names = ", ".join(self._columns)
-        self._copy = f"COPY {usage.name} ({names}) FROM STDIN"
-        self._sqlite_insert = f"INSERT INTO {usage.name} ({names}) VALUES ({', '.join('?' * len(self._columns))})"
+        # Rows go to a per-connection staging table first: the batch's rollups are summed from it by the database,
+        # and it is emptied when the transaction ends (PostgreSQL: ON COMMIT DELETE ROWS; SQLite: a DELETE).
+        # (No `id` column there: the rows take theirs from the ledger's sequence once, when they are moved.)
+        self._stage_pg = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} ON COMMIT DELETE ROWS AS "
+                          f"SELECT {names} FROM {usage.name} WITH NO DATA")
+        self._stage_sqlite = f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} AS SELECT {names} FROM {usage.name} WHERE 0"
+        self._copy = f"COPY {STAGING} ({names}) FROM STDIN"
+        self._sqlite_insert = f"INSERT INTO {STAGING} ({names}) VALUES ({', '.join('?' * len(self._columns))})"
+        self._move = f"INSERT INTO {usage.name} ({names}) SELECT {names} FROM {STAGING}"
         mark = "?" if engine.dialect.name == "sqlite" else "%s"
         self._marker = (f"INSERT INTO {ledger_batches.name} (id, ts, row_count) VALUES ({mark}, {mark}, {mark}) "
                         "ON CONFLICT (id) DO NOTHING")
@@ -279,11 +290,18 @@ class Ledger:
             if self._batches % MARKER_CLEANUP_EVERY == 0:
                 cursor.execute(self._marker_cleanup, (now_ms - MARKER_KEEP_MS,))
             if dialect == "postgresql":
+                cursor.execute(self._stage_pg)
                 with cursor.copy(self._copy) as copy:
                     for row in rows:
                         copy.write_row(row)
             else:
+                cursor.execute(self._stage_sqlite)
+                cursor.execute(f"DELETE FROM {STAGING}")
                 cursor.executemany(self._sqlite_insert, rows)
+            cursor.execute(self._move)
+            fold_cursor(cursor, dialect, STAGING)
+            if dialect == "sqlite":
+                cursor.execute(f"DELETE FROM {STAGING}")
             raw.commit()
         except BaseException:
             raw.invalidate()  # a connection in an unknown state (cut mid-write, shut down) is not used again
@@ -298,6 +316,7 @@ class LedgerStage:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        self.trace_of: Callable[[RequestContext], str] | None = None  # the trace id, when tracing is on
 
     admit = None  # nothing to do before the upstream call
     records = True  # settles by recording what happened: may run later (pipeline.stack)
@@ -339,6 +358,10 @@ class LedgerStage:
             "completion_image_tokens": usage.completion_image_tokens if usage else 0,
             "price_source": ctx.price_source,
             "request_metadata": _metadata_text(ctx),
+            "trace_id": self.trace_of(ctx) if self.trace_of is not None else "",
+            "error": error_of(ctx),
+            "attempts": ctx.attempts,
+            "attempt_log": attempts_of(ctx),
             "guardrails": orjson.dumps(verdicts).decode() if (verdicts := ctx.extensions.get("guardrails")) else None,
         })
 
@@ -353,3 +376,22 @@ def _metadata_text(ctx: RequestContext) -> str | None:
         return None
     text = orjson.dumps(options.metadata).decode()
     return text if len(text) <= MAX_METADATA_CHARS else None
+
+
+def error_of(ctx: RequestContext) -> str:
+    """Why the gateway refused or failed the request, as `code: message` (our own texts: no secrets)."""
+    err = ctx.extensions.get(GATEWAY_ERROR)
+    if err is None:
+        return ctx.error_type
+    if isinstance(err, UpstreamHTTPError):  # the upstream's text is not ours to keep: its code only
+        return f"{err.code or err.type}: the upstream answered {err.status}"
+    return f"{getattr(err, 'code', None) or ctx.error_type}: {getattr(err, 'message', '')}"[:300]
+
+
+def attempts_of(ctx: RequestContext) -> str:
+    log = ctx.attempt_log
+    if not log or (len(log) == 1 and log[0].ok):  # the usual case says nothing the row does not: no string built
+        return ""
+    text = "; ".join(f"{a.kind} {a.provider}/{a.model} {a.status or ''} {a.error_type or 'ok'}".replace("  ", " ")
+                     for a in log)
+    return text[:1000]

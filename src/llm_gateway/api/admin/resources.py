@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
 from llm_gateway.keys.accounts import Accounts
 from llm_gateway.keys.model import KeyRecord
+from llm_gateway.keys.roles import Identity, require_key
 from llm_gateway.keys.store import UserHasKeys
 
 from .schemas import (
@@ -33,7 +34,17 @@ from .schemas import (
     UserInput,
     UserList,
 )
-from .wire import MASTER_SCHEME, USER_SCHEME, After, Auth, Limit, current_user, key_fields, listing
+from .wire import (
+    MASTER_SCHEME,
+    USER_SCHEME,
+    After,
+    Auth,
+    Limit,
+    current_identity,
+    current_user,
+    key_fields,
+    listing,
+)
 
 
 def _conflict(message: str) -> GatewayError:
@@ -120,8 +131,8 @@ class ResourcesApi:
         self.accounts.put_key(key, old_hash)
         return {**key.public(), "key": secret}
 
-    async def delete_key(self, id: Id) -> dict[str, Any]:
-        await self._delete_key(id, None)
+    async def delete_key(self, request: Request, id: Id) -> dict[str, Any]:
+        await self.remove_key(current_identity(request), id)
         return {"id": id, "deleted": True}
 
     async def _change_key(self, key_id: str, changes: dict[str, Any]) -> KeyRecord:
@@ -131,10 +142,9 @@ class ResourcesApi:
         self.accounts.put_key(key)
         return key
 
-    async def _delete_key(self, key_id: str, owner: str | None) -> None:
-        key = await asyncio.to_thread(self.store.get_key, key_id)
-        if key is None or (owner is not None and key.user_id != owner):
-            raise NotFound(f"no key {key_id!r}", code="key_not_found")
+    async def remove_key(self, identity: Identity, key_id: str) -> None:
+        """Delete a key `identity` may manage (keys/roles.py); 404 for any other."""
+        key = require_key(identity, await asyncio.to_thread(self.store.get_key, key_id), key_id)
         await asyncio.to_thread(self.store.delete_key, key_id)
         self.accounts.cache.evict(key.key_hash)
 
@@ -235,5 +245,5 @@ class ResourcesApi:
         return {**key.public(), "key": secret}
 
     async def delete_my_key(self, request: Request, id: Id) -> dict[str, Any]:
-        await self._delete_key(id, current_user(request).id)
+        await self.remove_key(current_identity(request), id)
         return {"id": id, "deleted": True}

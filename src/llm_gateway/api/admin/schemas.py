@@ -38,6 +38,7 @@ Budget = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT32)]
 EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS, description="epoch ms")]
 Period = Literal["daily", "monthly", "total"]
+Role = Literal["user", "team_admin"]  # a team admin manages its team's keys (keys/roles.py)
 Metadata = Annotated[dict[str, Any], AfterValidator(_json_object)]
 GuardrailNames = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_NO_NUL)]],
                            Field(max_length=100)]
@@ -89,6 +90,7 @@ class UserInput(_Input):
     budget_usd: Budget | None = None
     budget_period: Period = "total"
     max_keys: Count | None = Field(None, description="self-service keys this user may hold")
+    role: Role = "user"
     metadata: Metadata = Field(default_factory=dict)
 
 
@@ -98,6 +100,7 @@ class UserChange(_Input):
     budget_usd: Budget | None = None
     budget_period: Period = "total"
     max_keys: Count | None = None
+    role: Role = "user"
     metadata: Metadata = Field(default_factory=dict)
 
 
@@ -159,6 +162,7 @@ class User(BaseModel):
     budget_period: str
     max_keys: int | None
     metadata: dict[str, Any]
+    role: str
     created_at: int
     updated_at: int
 

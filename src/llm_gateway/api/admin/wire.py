@@ -13,6 +13,7 @@ from fastapi.security import HTTPBearer
 from llm_gateway.errors import GatewayError, Unauthorized
 from llm_gateway.keys.auth import client_secret
 from llm_gateway.keys.model import UserRecord
+from llm_gateway.keys.roles import MASTER, Identity, of_user
 from llm_gateway.keys.store import Store
 from llm_gateway.usage.report import timestamp_ms as parse_timestamp
 
@@ -53,6 +54,7 @@ class Auth:
 
     async def master(self, request: Request) -> None:
         check_master(caller_secret(request), self.master_key)
+        request.state.identity = MASTER
 
     async def master_if_set(self, request: Request) -> None:
         """Routes that are open when the gateway is (no master key: no admin identity exists)."""
@@ -65,11 +67,17 @@ class Auth:
         if user is None:
             raise Unauthorized("send your user token as 'Authorization: Bearer <token>'")
         request.state.user = user
+        request.state.identity = of_user(user)
 
 
 def current_user(request: Request) -> UserRecord:
     user: UserRecord = request.state.user
     return user
+
+
+def current_identity(request: Request) -> Identity:
+    identity: Identity = request.state.identity
+    return identity
 
 
 def listing(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:

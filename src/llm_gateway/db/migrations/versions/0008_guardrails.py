@@ -2,7 +2,7 @@
 stage, action, entity types; never text).
 
 Revision ID: guardrails
-Revises: metadata
+Revises: dashboard
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "guardrails"
-down_revision = "metadata"
+down_revision = "dashboard"
 branch_labels = None
 depends_on = None
 

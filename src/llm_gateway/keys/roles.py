@@ -1,0 +1,87 @@
+"""Who may do what: one identity shape and one set of rules, used by the admin API and the dashboard alike.
+
+An identity comes from the master key (admin), a user's token (user, or team admin when the user's role says so),
+or a dashboard sign-in method (ui/session.py: any method ends in the same `Identity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_gateway.errors import GatewayError, NotFound
+from llm_gateway.keys.model import KeyRecord, UserRecord
+
+ADMIN, TEAM_ADMIN, USER = "admin", "team_admin", "user"
+ROLES = (ADMIN, TEAM_ADMIN, USER)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    subject: str  # "master", a user id, or an identity provider's subject
+    roles: frozenset[str]
+    user_id: str | None = None  # the gateway user it acts as (a user's keys and usage)
+    team_id: str | None = None  # the team it belongs to (a team admin manages it)
+    name: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.roles
+
+    @property
+    def is_team_admin(self) -> bool:
+        return TEAM_ADMIN in self.roles and self.team_id is not None
+
+
+MASTER = Identity("master", frozenset({ADMIN}), name="admin")
+
+
+def of_user(user: UserRecord) -> Identity:
+    roles = {USER, TEAM_ADMIN} if user.role == TEAM_ADMIN and user.team_id else {USER}
+    return Identity(user.id, frozenset(roles), user_id=user.id, team_id=user.team_id, name=user.email or user.id)
+
+
+def forbidden(message: str) -> GatewayError:
+    return GatewayError(message, status=403, type="permission_error", code="forbidden")
+
+
+def require_admin(identity: Identity) -> None:
+    if not identity.is_admin:
+        raise forbidden("this needs an admin")
+
+
+def key_scope(identity: Identity) -> dict[str, str]:
+    """The store filters that select the keys `identity` may see."""
+    if identity.is_admin:
+        return {}
+    if identity.is_team_admin:
+        assert identity.team_id is not None
+        return {"team_id": identity.team_id}
+    return {"user_id": identity.user_id or ""}
+
+
+def may_manage_key(identity: Identity, key: KeyRecord) -> bool:
+    return all(getattr(key, field) == value for field, value in key_scope(identity).items())
+
+
+def require_key(identity: Identity, key: KeyRecord | None, key_id: str) -> KeyRecord:
+    """The key when `identity` may see and change it; otherwise 404, as for a key that does not exist."""
+    if key is None or not may_manage_key(identity, key):
+        raise NotFound(f"no key {key_id!r}", code="key_not_found")
+    return key
+
+
+def require_team(identity: Identity, team_id: str | None) -> None:
+    """Admins manage every team, team admins their own."""
+    if identity.is_admin or (identity.is_team_admin and team_id == identity.team_id):
+        return
+    raise forbidden("you may only manage your own team")
+
+
+def usage_scope(identity: Identity) -> tuple[str, str] | None:
+    """The usage `identity` may see, as a rollup dimension and value (None: everything)."""
+    if identity.is_admin:
+        return None
+    if identity.is_team_admin:
+        assert identity.team_id is not None
+        return ("team", identity.team_id)
+    return ("user", identity.user_id or "")

@@ -1,0 +1,76 @@
+"""Migrations as their own step on one PostgreSQL: `db upgrade` / `db current`, the schema check at start, and three
+gateway processes starting at once (none migrates after `db upgrade`; with migrate_on_start exactly one does)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from tests.conftest import GatewayProcess, wait_until_answering
+from tests.upstream import Upstream
+
+from llm_gateway.db.engine import HEAD_REVISION
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+MIGRATED = "database: upgrading the schema"
+
+
+@pytest.fixture
+def db_url() -> Iterator[str]:
+    schema = f"deploy_mig_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(PG.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{PG}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+def db(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "llm_gateway", "db", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def config(upstream: Upstream, url: str, migrate: bool) -> dict[str, Any]:
+    return {"providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                           "models": ["*"]}],
+            "database": {"url": url, "migrate_on_start": migrate}}
+
+
+def start_three(factory: Callable[..., GatewayProcess], cfg: dict[str, Any]) -> list[GatewayProcess]:
+    gws = [factory(config=cfg, wait=False) for _ in range(3)]
+    for gw in gws:
+        wait_until_answering(gw.proc, f"{gw.url}/health", gw.log_path, 60, "gateway")
+    return gws
+
+
+def test_old_schema_refused_then_db_upgrade_first_and_none_migrates(
+        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream, db_url: str) -> None:
+    refused = gateway_factory(config=config(upstream, db_url, False), wait=False)
+    assert refused.proc.wait(60) != 0
+    assert "run `llm-gateway db upgrade` first" in refused.log()
+    assert "Traceback" not in refused.log()
+
+    current = db("current", "--database-url", db_url)
+    assert current.returncode == 1 and "llm-gateway db upgrade" in current.stdout
+    assert db("upgrade", "--database-url", db_url).returncode == 0
+    current = db("current", "--database-url", db_url)
+    assert (current.returncode, current.stdout.strip()) == (0, f"{HEAD_REVISION} (head)")
+
+    gws = start_three(gateway_factory, config(upstream, db_url, False))
+    assert not any(MIGRATED in gw.log() for gw in gws)
+    assert all(gw.stop() == 0 for gw in gws)
+
+
+def test_three_processes_migrate_on_start_exactly_one_migrates(
+        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream, db_url: str) -> None:
+    gws = start_three(gateway_factory, config(upstream, db_url, True))
+    assert sum(MIGRATED in gw.log() for gw in gws) == 1
+    assert db("current", "--database-url", db_url).returncode == 0
+    assert all(gw.stop() == 0 for gw in gws)
