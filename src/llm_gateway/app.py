@@ -24,6 +24,7 @@ from llm_gateway.api.openai import ENDPOINTS, OpenAIApi
 from llm_gateway.api.responses import ResponsesApi
 from llm_gateway.api.routing import RoutingApi
 from llm_gateway.cache.setup import build_cache
+from llm_gateway.guardrails.stage import build_guardrails
 from llm_gateway.keys.accounts import build_accounts
 from llm_gateway.limits.stage import build_limit_stage
 from llm_gateway.pipeline.dispatch import Dispatcher
@@ -146,6 +147,10 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     cache_stage = build_cache(config, registry, catalog, client)
     if cache_stage is not None:
         stages.append(cache_stage)  # admits after limits: an answer from the cache still counts against them
+    # None: none configured, none run
+    guardrail_stage = build_guardrails(config, registry, catalog, client, accounts.team_guardrails)
+    if guardrail_stage is not None:
+        stages.append(guardrail_stage)  # after the cache: its key is the client's own text, not the masked one
     stages.append(accounts.ledger_stage)  # records what the stages before it decided
     stages.extend(telemetry.stages)  # keep last: metrics, access log and traces read what every stage set
     pipeline = Pipeline(stages)
@@ -229,4 +234,6 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
         gateway.on_shutdown.append(limit_stage.close)
     if cache_stage is not None:
         gateway.on_shutdown.append(cache_stage.close)
+    if guardrail_stage is not None:
+        gateway.on_shutdown.append(guardrail_stage.close)
     return gateway

@@ -566,6 +566,61 @@ class SsoConfig(_Section):
     @property
     def enabled(self) -> bool:
         return bool(self.oidc or self.saml)
+GuardrailType = Literal["pii", "secrets", "prompt_injection", "webhook", "llm_judge", "regex", "keywords"]
+GuardrailMode = Literal["pre_call", "during_call", "post_call"]
+
+
+class GuardrailConfig(_Section):
+    """One guardrail (docs/guardrails.md): what it looks for, and what it does when it finds it."""
+
+    name: str = Field(min_length=1, max_length=100)
+    type: GuardrailType
+    action: Literal["mask", "block", "reversible", "log_only"] = "block"
+    mode: list[GuardrailMode] = Field(default_factory=lambda: list[GuardrailMode](["pre_call"]),
+                                      description="pre_call, during_call (beside the upstream call), post_call")
+    entities: list[str] | None = Field(None, description="pii: the Presidio entity types (default: a set)")
+    score_threshold: float = Field(0.4, ge=0, le=1, description="pii: lowest Presidio score that counts")
+    threshold: float = Field(0.9, ge=0, le=1, description="prompt_injection: the score that counts as an attack")
+    patterns: list[str] = Field(default_factory=list, description="regex: the patterns")
+    keywords: list[str] = Field(default_factory=list, description="keywords: words matched case-insensitively")
+    url: str | None = Field(None, description="webhook: where the texts are posted")
+    headers: dict[str, str] = Field(default_factory=dict, description="webhook: extra request headers")
+    timeout_s: float = Field(2.0, gt=0, description="webhook and llm_judge: how long to wait")
+    on_error: Literal["open", "closed"] = Field("closed", description="webhook / llm_judge failing: pass or block")
+    model: str | None = Field(None, description="llm_judge: a model this gateway serves")
+    prompt: str | None = Field(None, description="llm_judge: the instructions; the judge answers ALLOW or BLOCK")
+    window_chars: int = Field(64, ge=8, le=4096, description="post_call on streams: the look-behind buffer")
+
+    @model_validator(mode="after")
+    def _fits(self) -> GuardrailConfig:
+        kind, action = self.type, self.action
+        if action in ("mask", "reversible") and kind not in ("pii", "secrets", "regex", "keywords", "webhook"):
+            raise ValueError(f"guardrail {self.name}: {kind} can block or log_only, not {action}")
+        if action in ("mask", "reversible") and "during_call" in self.mode:
+            raise ValueError(f"guardrail {self.name}: during_call runs beside the upstream call, so it can only "
+                             "block or log_only")
+        if kind == "webhook" and not self.url:
+            raise ValueError(f"guardrail {self.name}: a webhook needs url")
+        if kind == "llm_judge" and not (self.model and self.prompt):
+            raise ValueError(f"guardrail {self.name}: llm_judge needs model and prompt")
+        if kind in ("regex", "keywords") and not (self.patterns or self.keywords):
+            raise ValueError(f"guardrail {self.name}: {kind} needs patterns or keywords")
+        if kind == "regex":
+            for pattern in self.patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"guardrail {self.name}: pattern {pattern!r}: {exc}") from None
+        return self
+
+
+class GuardrailPolicyConfig(_Section):
+    """Which guardrails run where, merged gateway -> team -> key -> model (teams and keys: `guardrails`)."""
+
+    default: list[str] = Field(default_factory=list)
+    teams: dict[str, list[str]] = Field(default_factory=dict)
+    keys: dict[str, list[str]] = Field(default_factory=dict, description="by key id or alias")
+    models: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class GatewayConfig(_Section):
@@ -583,6 +638,8 @@ class GatewayConfig(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     sso: SsoConfig = Field(default_factory=SsoConfig)
+    guardrails: list[GuardrailConfig] = Field(default_factory=list)
+    guardrail_policy: GuardrailPolicyConfig = Field(default_factory=GuardrailPolicyConfig)
 
     @model_validator(mode="after")
     def _cache_services(self) -> GatewayConfig:
@@ -619,6 +676,21 @@ class GatewayConfig(_Section):
                 ("modelMappings", p) for p in routing.model_targets.values())]:
             if name is not None and name not in names:
                 raise ValueError(f"routing.{where}: unknown provider {name!r} (known: {', '.join(names) or 'none'})")
+        return self
+
+    @model_validator(mode="after")
+    def _guardrail_names(self) -> GatewayConfig:
+        names = [g.name for g in self.guardrails]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"guardrails: duplicate name(s) {', '.join(dupes)}")
+        policy = self.guardrail_policy
+        for where, listed in [("default", policy.default), *((f"teams.{k}", v) for k, v in policy.teams.items()),
+                              *((f"keys.{k}", v) for k, v in policy.keys.items()),
+                              *((f"models.{k}", v) for k, v in policy.models.items())]:
+            for name in listed:
+                if name not in names:
+                    raise ValueError(f"guardrail_policy.{where}: unknown guardrail {name!r}")
         return self
 
 

@@ -28,7 +28,7 @@ def row(i: int) -> dict[str, Any]:
             "ttft_ms": 1.0, "status": 200, "cache_hit": False, "estimated": False, "cache_write_tokens": 0,
             "cache_write_1h_tokens": 0, "prompt_audio_tokens": 0, "prompt_image_tokens": 0,
             "completion_audio_tokens": 0, "completion_image_tokens": 0, "price_source": "genai-prices 0: p/m",
-            "request_metadata": None,
+            "request_metadata": None, "guardrails": None,
             "upstream_model": "m", "end_user": None, "trace_id": "", "error": "", "attempts": 1, "attempt_log": ""}
 
 

@@ -199,7 +199,11 @@ class OpenAIApi:
         auth = ctx.request.headers.get("authorization") if self.forward_client_auth else None
         if ctx.stream:  # the stream's head is rendered while the upstream works (usually it is the one sent)
             ctx.defer(partial(self._prepare_head, ctx, responder))
-        call, response = await self.dispatcher.send(ctx, auth)
+        guard = ctx.guard  # guardrails.flow.RequestGuard, when the policy gives this request any
+        if guard is not None and guard.parallel:  # checks beside the call: a block cancels it
+            call, response = await guard.during(self.dispatcher.send(ctx, auth))
+        else:
+            call, response = await self.dispatcher.send(ctx, auth)
         provider = ctx.deployment.provider
         if call.native_body is not None:  # the answer is in the client's format already: relayed as it is
             ctx.extensions[NATIVE_BODY].relay_as_is()
@@ -212,23 +216,28 @@ class OpenAIApi:
         if not ctx.stream:
             body = await response.read()
             parsed = provider.parse(call, body)
-            ctx.output = parsed.body if call.native_body is None else None
+            answer = parsed.body if guard is None else await guard.answer(parsed.body)
+            ctx.output = answer if call.native_body is None else None
             ctx.usage = parsed.usage
             ctx.completion_parts = parsed.completion_texts
             ctx.first_byte_at = time.perf_counter()
             ctx.status = 200
-            responder.send(200, parsed.body, headers)  # its bookkeeping: deferred, run before settle
+            responder.send(200, answer, headers)  # its bookkeeping: deferred, run before settle
             await responder.flush()  # the answer leaves before the request is settled
             return
         decoder = provider.stream_decoder(call)
         ctx.output = decoder
         capture = ctx.cache.capture if ctx.cache is not None else None  # assembles the answer to cache it
-        responder.start(200, headers)
-        ctx.status = 200
+        shield = guard.stream() if guard is not None else None  # holds back what must not reach the client yet
+        if shield is None:
+            responder.start(200, headers)
+            ctx.status = 200
         ended = False
         try:
             async for chunk in response.chunks():
                 out = decoder.feed(chunk)
+                if shield is not None:
+                    out = await self._shielded(ctx, responder, headers, shield, out)
                 if out:
                     if not ctx.first_byte_at:
                         ctx.first_byte_at = time.perf_counter()
@@ -238,6 +247,8 @@ class OpenAIApi:
                     if capture is not None:
                         capture.feed(out)
             out = decoder.finish()
+            if shield is not None:
+                out = await self._shielded(ctx, responder, headers, shield, out, True)
             if out:
                 await responder.write(out)
                 if capture is not None:
@@ -251,6 +262,23 @@ class OpenAIApi:
                     ctx.completion_parts = decoder.completion_texts()
             else:  # cut short: the provider's usage so far is not the answer's; count what was relayed
                 cut_short(ctx, decoder.usage, decoder.completion_texts())
+
+    @staticmethod
+    async def _shielded(ctx: RequestContext, responder: Responder, headers: list[tuple[str, str]], shield: Any,
+                        out: bytes, last: bool = False) -> bytes:
+        """A guarded stream's events after its guardrails; the answer starts with its first byte that passed
+        (a block before then is a plain 400)."""
+        out = await shield.feed(out)
+        if last and shield.blocked is None:
+            out += await shield.finish()
+        if (out or last) and not responder.started:
+            responder.start(200, headers)
+            ctx.status = 200
+        if shield.blocked is not None:
+            if out:
+                await responder.write(out)
+            raise shield.blocked
+        return out
 
     def _prepare_head(self, ctx: RequestContext, responder: Responder) -> None:
         if ctx.endpoint in ENDPOINTS.values():

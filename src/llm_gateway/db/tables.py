@@ -36,6 +36,7 @@ teams = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=False, default=False),
     Column("allow_passthrough", Boolean, nullable=False, default=False),
+    Column("guardrails", Text, nullable=True),  # migration 0008: JSON list of guardrail names, null: none
 )
 
 users = Table(
@@ -74,6 +75,7 @@ keys = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("allow_overrides", Boolean, nullable=True),  # null: as the key's team allows
     Column("allow_passthrough", Boolean, nullable=True),
+    Column("guardrails", Text, nullable=True),  # migration 0008: JSON list of guardrail names, null: none
     Index("ix_gw_keys_user", "user_id", "id"),
     Index("ix_gw_keys_team", "team_id", "id"),
 )
@@ -117,6 +119,7 @@ usage = Table(
     Column("error", String(300), nullable=False, default=""),  # why a request failed (429, 403, ...): code: text
     Column("attempts", Integer, nullable=False, default=0),
     Column("attempt_log", String(1000), nullable=False, default=""),  # "kind provider/model status error; ..."
+    Column("guardrails", Text, nullable=True),  # migration 0008: the request's guardrail verdicts, JSON
     Index("ix_gw_usage_ts", "ts"),
     Index("ix_gw_usage_status_ts", "status", "ts"),
     Index("ix_gw_usage_key_ts", "key_id", "ts"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -43,6 +43,8 @@ class Accounts:
     ledger_stage: LedgerStage
     policy: Policy
     _reload: asyncio.Task[None] | None = None
+    # each team's `guardrails`, for the guardrail policy (read on the request path, never queried there)
+    team_guardrails: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     async def start(self) -> None:
         if self.config.database.migrate_on_start:
@@ -81,6 +83,10 @@ class Accounts:
     def team_changed(self, team: TeamRecord) -> None:
         self.budgets.configure("team", team.id, team.budget_usd, team.budget_period)
         self._team_permissions(team)
+        if team.guardrails:
+            self.team_guardrails[team.id] = team.guardrails
+        else:
+            self.team_guardrails.pop(team.id, None)
 
     def _team_permissions(self, team: TeamRecord) -> None:
         """Keep the policy's copy of what the team allows its keys (read on the request path, never queried)."""
@@ -100,6 +106,11 @@ class Accounts:
             self.user_changed(user)
         for team in teams:
             self.team_changed(team)
+        guarded = await asyncio.to_thread(self.store.guarded_teams)  # changed on another replica too
+        lists = {t.id: t.guardrails for t in guarded if t.guardrails}
+        if lists != self.team_guardrails:
+            self.team_guardrails.clear()
+            self.team_guardrails.update(lists)
         permitted = await asyncio.to_thread(self.store.permitted_teams)
         for gone in set(self.policy.teams) - {t.id for t in permitted}:  # changed on another replica
             self._team_permissions(TeamRecord(gone))

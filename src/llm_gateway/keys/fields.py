@@ -52,6 +52,14 @@ def _models(name: str, value: Any) -> Any:
     return sorted(set(value))
 
 
+def _guardrail_names(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(g, str) and 0 < len(g) <= 100 for g in value):
+        raise BadRequest(f"{name} must be a list of guardrail names, or null for none", param=name)
+    return list(dict.fromkeys(value))
+
+
 def _mapping(name: str, value: Any) -> Any:
     if not isinstance(value, dict):
         raise BadRequest(f"{name} must be a JSON object", param=name)
@@ -75,6 +83,7 @@ KEY_FIELDS: dict[str, Check] = {
     "alias": _text(200), "user_id": _ID, "team_id": _ID, "models": _models, "budget_usd": _number,
     "budget_period": _period, "rpm_limit": _count, "tpm_limit": _count, "expires_at": _count,
     "metadata": _mapping, "blocked": _flag, "allow_overrides": _optional_flag, "allow_passthrough": _optional_flag,
+    "guardrails": _guardrail_names,
 }
 USER_FIELDS: dict[str, Check] = {
     "id": _ID, "email": _text(320), "team_id": _ID, "budget_usd": _number, "budget_period": _period,
@@ -82,7 +91,7 @@ USER_FIELDS: dict[str, Check] = {
 }
 TEAM_FIELDS: dict[str, Check] = {
     "id": _ID, "name": _text(200), "budget_usd": _number, "budget_period": _period, "metadata": _mapping,
-    "allow_overrides": _flag, "allow_passthrough": _flag,
+    "allow_overrides": _flag, "allow_passthrough": _flag, "guardrails": _guardrail_names,
 }
 SELF_SERVICE_KEY_FIELDS = ("alias", "models", "budget_usd", "budget_period", "expires_at", "metadata")
 

@@ -31,6 +31,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _names(names: tuple[str, ...] | None) -> list[str] | None:
+    return list(names) if names is not None else None
+
+
 @dataclass(slots=True)
 class KeyRecord:
     """A virtual key as `ctx.key` carries it (the limits stage reads id, alias, rpm/tpm limits, user and team)."""
@@ -54,6 +58,7 @@ class KeyRecord:
     # None: as the key's team allows (routing.access); a virtual key may do neither by default
     allow_overrides: bool | None = None
     allow_passthrough: bool | None = None
+    guardrails: tuple[str, ...] | None = None  # guardrails this key adds to the policy's (guardrails.stage)
 
     def expired(self, at_ms: int) -> bool:
         return self.expires_at is not None and at_ms >= self.expires_at
@@ -66,7 +71,8 @@ class KeyRecord:
             "budget_usd": self.budget_usd, "budget_period": self.budget_period, "rpm_limit": self.rpm_limit,
             "tpm_limit": self.tpm_limit, "expires_at": self.expires_at, "metadata": self.metadata,
             "blocked": self.blocked, "allow_overrides": self.allow_overrides,
-            "allow_passthrough": self.allow_passthrough, "created_at": self.created_at, "updated_at": self.updated_at,
+            "allow_passthrough": self.allow_passthrough, "guardrails": _names(self.guardrails),
+            "created_at": self.created_at, "updated_at": self.updated_at,
         }
 
 
@@ -116,9 +122,11 @@ class TeamRecord:
     updated_at: int = 0
     allow_overrides: bool = False
     allow_passthrough: bool = False
+    guardrails: tuple[str, ...] | None = None  # guardrails this team's keys add to the policy's
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "budget_usd": self.budget_usd,
                 "budget_period": self.budget_period, "metadata": self.metadata,
                 "allow_overrides": self.allow_overrides, "allow_passthrough": self.allow_passthrough,
+                "guardrails": _names(self.guardrails),
                 "created_at": self.created_at, "updated_at": self.updated_at}

@@ -36,14 +36,20 @@ def _encode(values: dict[str, Any]) -> dict[str, Any]:
         out["metadata"] = orjson.dumps(out["metadata"] or {}).decode()
     if "models" in out:
         out["models"] = None if out["models"] is None else orjson.dumps(sorted(out["models"])).decode()
+    if "guardrails" in out:
+        out["guardrails"] = None if out["guardrails"] is None else orjson.dumps(list(out["guardrails"])).decode()
     return out
+
+
+def _guardrails(value: str | None) -> tuple[str, ...] | None:
+    return tuple(orjson.loads(value)) if value else None
 
 
 def key_from_row(row: Row[Any]) -> KeyRecord:
     # Unpacked by position (select(keys) yields the table's column order): the cache loads every key at start.
     (key_id, key_hash, key_prefix, alias, user_id, team_id, models, budget_usd, budget_period, rpm_limit,
      tpm_limit, expires_at, metadata, blocked, created_at, updated_at, allow_overrides,
-     allow_passthrough) = tuple(row)
+     allow_passthrough, guardrails) = tuple(row)
     return KeyRecord(
         id=key_id, key_hash=key_hash, key_prefix=key_prefix, alias=alias, user_id=user_id, team_id=team_id,
         models=frozenset(orjson.loads(models)) if models is not None else None, budget_usd=budget_usd,
@@ -51,7 +57,8 @@ def key_from_row(row: Row[Any]) -> KeyRecord:
         metadata=orjson.loads(metadata) if metadata and metadata != "{}" else {}, blocked=bool(blocked),
         created_at=created_at, updated_at=updated_at,
         allow_overrides=None if allow_overrides is None else bool(allow_overrides),
-        allow_passthrough=None if allow_passthrough is None else bool(allow_passthrough))
+        allow_passthrough=None if allow_passthrough is None else bool(allow_passthrough),
+        guardrails=_guardrails(guardrails))
 
 
 def user_from_row(row: Row[Any]) -> UserRecord:
@@ -67,7 +74,7 @@ def team_from_row(row: Row[Any]) -> TeamRecord:
     return TeamRecord(id=m["id"], name=m["name"], budget_usd=m["budget_usd"], budget_period=m["budget_period"],
                       metadata=orjson.loads(m["metadata"] or "{}"), created_at=m["created_at"],
                       updated_at=m["updated_at"], allow_overrides=bool(m["allow_overrides"]),
-                      allow_passthrough=bool(m["allow_passthrough"]))
+                      allow_passthrough=bool(m["allow_passthrough"]), guardrails=_guardrails(m["guardrails"]))
 
 
 def _insert_key(conn: Connection, fields: dict[str, Any]) -> tuple[str, KeyRecord]:
@@ -240,6 +247,11 @@ class Store:
             rows = conn.execute(select(teams).where(teams.c.allow_overrides.is_(True) |
                                                     teams.c.allow_passthrough.is_(True)))
             return [team_from_row(r) for r in rows]
+
+    def guarded_teams(self) -> list[TeamRecord]:
+        """Teams that name guardrails: what the guardrail policy keeps in memory."""
+        with self.engine.connect() as conn:
+            return [team_from_row(r) for r in conn.execute(select(teams).where(teams.c.guardrails.is_not(None)))]
 
     def budgeted(self) -> tuple[list[UserRecord], list[TeamRecord]]:
         """Users and teams that have a budget: the only ones the budget check needs in memory."""

@@ -27,7 +27,7 @@ class RequestContext:
         "error_type", "first_byte_at", "finished_at", "cache_status", "key", "team", "response_headers",
         "completion_parts", "prompt_tokens_estimate", "attempts", "extensions", "settled", "disconnected",
         "attempt_log", "output", "cost", "cache", "limit_hold",
-        "options", "in_flight_on", "deferred", "end_user", "access", "price_source",
+        "options", "in_flight_on", "deferred", "end_user", "access", "price_source", "guard",
     )
 
     def __init__(self, request: Request, request_id: str, endpoint: str) -> None:
@@ -68,6 +68,7 @@ class RequestContext:
         self.cache: Any = None  # cache.stage.Ticket: what the cache found or will store
         self.options: Any = None  # routing.options.RequestOptions: the `x-gateway` extension, when sent
         self.access: Any = None  # routing.access.Access: what the caller may reach; None: everything (no keys)
+        self.guard: Any = None  # guardrails.flow.RequestGuard: the guardrails this request gets, when any
         self.in_flight_on: Any = None  # the Deployment whose in-flight count this request holds until settle
         # Work that must be done before the response starts but not before the upstream call: it runs while the
         # upstream works on the request (see `defer`).

@@ -248,6 +248,9 @@ class Tracing:
         _put(a, "llm_gateway.cost_usd", cost_of(ctx))
         _put(a, "llm_gateway.cache_status", cache_result(ctx) or ctx.cache_status)
         _put(a, "error.type", ctx.error_type)
+        verdicts = ctx.extensions.get("guardrails")  # guardrails.stage: what each guardrail decided, never text
+        if verdicts:
+            a["llm_gateway.guardrails"] = tuple(f"{v['guardrail']}:{v['stage']}:{v['action']}" for v in verdicts)
         if ctx.first_byte_at:
             a["llm_gateway.ttft_ms"] = round(ctx.ttft * 1000, 3)
         if ctx.disconnected:

@@ -362,6 +362,7 @@ class LedgerStage:
             "error": error_of(ctx),
             "attempts": ctx.attempts,
             "attempt_log": attempts_of(ctx),
+            "guardrails": orjson.dumps(verdicts).decode() if (verdicts := ctx.extensions.get("guardrails")) else None,
         })
 
 

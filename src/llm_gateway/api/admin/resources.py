@@ -230,6 +230,7 @@ class ResourcesApi:
         if not await asyncio.to_thread(self.store.delete_team, id):
             raise NotFound(f"no team {id!r}", code="team_not_found")
         self.accounts.budgets.configure("team", id, None, "total")
+        self.accounts.team_guardrails.pop(id, None)
         return {"id": id, "deleted": True}
 
     # -- self-service: a user manages its own keys with its user token

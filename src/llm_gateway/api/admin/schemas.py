@@ -40,6 +40,8 @@ EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS, description="epoch ms")]
 Period = Literal["daily", "monthly", "total"]
 Role = Literal["user", "team_admin"]  # a team admin manages its team's keys (keys/roles.py)
 Metadata = Annotated[dict[str, Any], AfterValidator(_json_object)]
+GuardrailNames = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_NO_NUL)]],
+                           Field(max_length=100)]
 
 
 class _Input(BaseModel):
@@ -66,6 +68,7 @@ class KeyInput(_Input):
                                          "null: as the key's team allows")
     allow_passthrough: bool | None = Field(None, description="/v1/* paths the gateway passes through; null: as "
                                            "the key's team allows")
+    guardrails: GuardrailNames | None = Field(None, description="guardrails added to the policy's for this key")
 
 
 class MyKeyInput(_Input):
@@ -109,6 +112,7 @@ class TeamInput(_Input):
     metadata: Metadata = Field(default_factory=dict)
     allow_overrides: bool = False
     allow_passthrough: bool = False
+    guardrails: GuardrailNames | None = Field(None, description="guardrails added to the policy's for the team")
 
 
 class TeamChange(_Input):
@@ -118,6 +122,7 @@ class TeamChange(_Input):
     metadata: Metadata = Field(default_factory=dict)
     allow_overrides: bool | None = None
     allow_passthrough: bool | None = None
+    guardrails: GuardrailNames | None = None
 
 
 class Key(BaseModel):
@@ -136,6 +141,7 @@ class Key(BaseModel):
     blocked: bool
     allow_overrides: bool | None = None
     allow_passthrough: bool | None = None
+    guardrails: list[str] | None = None
     created_at: int = Field(description="epoch ms")
     updated_at: int
 
@@ -173,6 +179,7 @@ class Team(BaseModel):
     metadata: dict[str, Any]
     allow_overrides: bool = False
     allow_passthrough: bool = False
+    guardrails: list[str] | None = None
     created_at: int
     updated_at: int
 
