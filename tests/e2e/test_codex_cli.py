@@ -109,7 +109,10 @@ def test_codex_exec_through_the_gateway(codex: Path, gw: GatewayProcess, tmp_pat
             break
         time.sleep(0.2)
     assert rows and rows[0][:2] == ("gemma", 200), (rows, gw.log()[-3000:])
-    assert rows[0][2] > 2000 and 0 < rows[0][3] <= MAX_OUTPUT + 8  # Codex's long prompt; the capped answer
+    # Codex's long prompt; the capped answer. Its tokens are counted by the gateway in cl100k (llama.cpp's stream
+    # reports no usage), where the model's 16 Gemma tokens of odd text can take several times as many (31 seen);
+    # an uncapped turn runs to the context's end, thousands.
+    assert rows[0][2] > 2000 and 0 < rows[0][3] <= MAX_OUTPUT * 12
     log = gw.log()
     assert '"path":"/v1/responses","status":200' in log
     assert "built-in tools dropped from a /v1/responses request for model 'gemma': web_search" in log
