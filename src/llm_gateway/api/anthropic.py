@@ -18,7 +18,7 @@ from llm_gateway.errors import GatewayError, NotFound, UpstreamHTTPError
 from llm_gateway.providers.base import CHAT, NativeBody
 from llm_gateway.routing.access import forbidden
 from llm_gateway.routing.catalog import Catalog
-from llm_gateway.server.http import Request, Responder
+from llm_gateway.server.http import Request, Responder, WrappingResponder
 
 OVERLOADED = 529
 MESSAGES_WIRE = "anthropic"  # the wire format of this edge, as providers name it in `native_wire`
@@ -33,13 +33,13 @@ def with_request_id(headers: list[tuple[str, str]] | None) -> list[tuple[str, st
     return out
 
 
-class MessagesResponder(Responder):
+class MessagesResponder(WrappingResponder):
     """Writes OpenAI-shaped answers to the client in the Messages wire format."""
 
-    __slots__ = ("_encoder", "_inner", "_model", "_native")
+    __slots__ = ("_encoder", "_model", "_native")
 
-    def __init__(self, inner: Responder, model: str) -> None:  # no super().__init__: it wraps `inner`
-        self._inner = inner
+    def __init__(self, inner: Responder, model: str) -> None:
+        super().__init__(inner)
         self._model = model
         self._encoder: MessagesStreamEncoder | None = None
         self._native = False
@@ -47,39 +47,6 @@ class MessagesResponder(Responder):
     def relay_as_is(self) -> None:
         """The upstream answers in the Messages format itself: its bytes go to the client untranslated."""
         self._native = True
-
-    # the state the OpenAI edge reads and sets lives in the wrapped responder
-    @property
-    def started(self) -> bool:
-        return self._inner.started
-
-    @started.setter
-    def started(self, value: bool) -> None:
-        self._inner.started = value
-
-    @property
-    def finished(self) -> bool:
-        return self._inner.finished
-
-    @finished.setter
-    def finished(self, value: bool) -> None:
-        self._inner.finished = value
-
-    @property
-    def status(self) -> int:
-        return self._inner.status
-
-    @status.setter
-    def status(self, value: int) -> None:
-        self._inner.status = value
-
-    @property
-    def keep_alive(self) -> bool:
-        return self._inner.keep_alive
-
-    @keep_alive.setter
-    def keep_alive(self, value: bool) -> None:
-        self._inner.keep_alive = value
 
     def send(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None,
              content_type: bytes = b"application/json") -> None:

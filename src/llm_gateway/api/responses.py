@@ -32,7 +32,7 @@ from llm_gateway.errors import BadRequest, GatewayError, NotFound
 from llm_gateway.keys.model import KeyRecord, Principal
 from llm_gateway.providers.base import CHAT, RESPONSES_WIRE, NativeBody
 from llm_gateway.responses.store import ResponseStore, conversation, owner_of
-from llm_gateway.server.http import Request, Responder
+from llm_gateway.server.http import Request, Responder, WrappingResponder
 
 log = logging.getLogger("llm_gateway.responses")
 DROPPED_TOOLS_HEADER = "x-gateway-dropped-tools"
@@ -42,16 +42,15 @@ Identify = Callable[[dict[str, str]], Awaitable[KeyRecord | Principal | None]]
 Save = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class ResponsesWriter(Responder):
+class ResponsesWriter(WrappingResponder):
     """Writes OpenAI chat answers to the client as Responses (or relays a native Responses answer with the
     gateway's id); `save` stores the finished Response before its last event or its body leaves."""
 
-    __slots__ = ("_dropped", "_echo", "_encoder", "_held", "_inner", "_model", "_names", "_native", "_rid", "_save",
-                 "_saved")
+    __slots__ = ("_dropped", "_echo", "_encoder", "_held", "_model", "_names", "_native", "_rid", "_save", "_saved")
 
     def __init__(self, inner: Responder, rid: str, model: str, echo: dict[str, Any], names: Names,
-                 save: Save | None, dropped: list[str]) -> None:  # no super().__init__
-        self._inner = inner  # the server's responder, which this one wraps
+                 save: Save | None, dropped: list[str]) -> None:
+        super().__init__(inner)
         self._names = names
         self._rid = rid
         self._model = model
@@ -66,7 +65,7 @@ class ResponsesWriter(Responder):
     def relay_as_is(self) -> None:
         self._native = True
 
-    # the state the OpenAI edge reads and sets lives in the wrapped responder
+    # a whole answer held until it is stored counts as started and finished
     @property
     def started(self) -> bool:
         return self._held is not None or self._inner.started
@@ -82,22 +81,6 @@ class ResponsesWriter(Responder):
     @finished.setter
     def finished(self, value: bool) -> None:
         self._inner.finished = value
-
-    @property
-    def status(self) -> int:
-        return self._inner.status
-
-    @status.setter
-    def status(self, value: int) -> None:
-        self._inner.status = value
-
-    @property
-    def keep_alive(self) -> bool:
-        return self._inner.keep_alive
-
-    @keep_alive.setter
-    def keep_alive(self, value: bool) -> None:
-        self._inner.keep_alive = value
 
     def _patch(self) -> dict[str, Any]:
         """What a native answer's Response objects take from the gateway: its id, and the chain it continues."""

@@ -144,4 +144,46 @@ class Responder:
             await self._send({"type": "http.response.body", "body": body})
 
 
+class WrappingResponder(Responder):
+    """A responder that writes through the server's (`inner`), translating on the way (the Anthropic and
+    Responses ingresses): the state the OpenAI edge reads and sets is the wrapped responder's."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Responder) -> None:  # no super().__init__: the wrapped responder holds the state
+        self._inner = inner
+
+    @property
+    def started(self) -> bool:
+        return self._inner.started
+
+    @started.setter
+    def started(self, value: bool) -> None:
+        self._inner.started = value
+
+    @property
+    def finished(self) -> bool:
+        return self._inner.finished
+
+    @finished.setter
+    def finished(self, value: bool) -> None:
+        self._inner.finished = value
+
+    @property
+    def status(self) -> int:
+        return self._inner.status
+
+    @status.setter
+    def status(self, value: int) -> None:
+        self._inner.status = value
+
+    @property
+    def keep_alive(self) -> bool:
+        return self._inner.keep_alive
+
+    @keep_alive.setter
+    def keep_alive(self, value: bool) -> None:
+        self._inner.keep_alive = value
+
+
 Handler = Callable[[Request, Responder], Awaitable[None]]
