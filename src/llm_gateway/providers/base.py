@@ -14,6 +14,7 @@ from typing import Any
 from llm_gateway.errors import GatewayError, UpstreamHTTPError, upstream_error_body
 from llm_gateway.pipeline.context import Usage
 from llm_gateway.providers.credentials import Refresher
+from llm_gateway.providers.sse import EventTranslator
 from llm_gateway.providers.transport import Transport
 from llm_gateway.providers.wire import Origin, PreparedRequest, Timeouts
 from llm_gateway.settings import ProviderConfig
@@ -79,6 +80,22 @@ class StreamDecoder(ABC):
     @abstractmethod
     def completion_texts(self) -> list[str]:
         """The generated texts so far (content, tool-call arguments), for counting when no usage came."""
+
+
+class RelayedStreamDecoder(EventTranslator, StreamDecoder):
+    """A native stream relayed to the client unchanged, event by event (`_event` returns each one as it came,
+    noting its usage and the generated texts in `usage` and `_texts` on the way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._texts: list[str] = []
+        self.usage: Usage | None = None
+
+    def completion_texts(self) -> list[str]:
+        return self._texts
+
+    def _close(self) -> bytes:
+        return b""
 
 
 @dataclass(slots=True)

@@ -9,28 +9,19 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.pipeline.context import Usage
-from llm_gateway.providers.base import StreamDecoder
-from llm_gateway.providers.sse import EventTranslator, event_fields
+from llm_gateway.providers.base import RelayedStreamDecoder
+from llm_gateway.providers.sse import event_fields
 from llm_gateway.providers.usage_map import usage_from
 
 DELTA_TEXT_KEYS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
 
-class NativeMessagesDecoder(EventTranslator, StreamDecoder):
+class NativeMessagesDecoder(RelayedStreamDecoder):
     """Passes every event through unchanged; notes usage (message_start, message_delta) and generated texts."""
 
     def __init__(self) -> None:
         super().__init__()
         self._raw_usage: dict[str, Any] = {}
-        self._texts: list[str] = []
-        self.usage: Usage | None = None
-
-    def completion_texts(self) -> list[str]:
-        return self._texts
-
-    def _close(self) -> bytes:
-        return b""
 
     def _event(self, event: bytes) -> bytes:
         _, data = event_fields(event)

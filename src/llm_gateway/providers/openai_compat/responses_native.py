@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from llm_gateway.pipeline.context import Usage
-from llm_gateway.providers.base import StreamDecoder
-from llm_gateway.providers.sse import EventTranslator, event_fields
+from llm_gateway.providers.base import RelayedStreamDecoder
+from llm_gateway.providers.sse import event_fields
 
 DELTAS = (b"response.output_text.delta", b"response.function_call_arguments.delta", b"response.refusal.delta",
           b"response.reasoning_summary_text.delta")
@@ -42,19 +42,8 @@ def usage_of_body(body: bytes) -> Usage | None:
     return responses_usage(obj.get("usage")) if isinstance(obj, dict) else None
 
 
-class NativeResponsesDecoder(EventTranslator, StreamDecoder):
+class NativeResponsesDecoder(RelayedStreamDecoder):
     """Passes every event through unchanged; notes the usage of the final event and the generated texts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._texts: list[str] = []
-        self.usage: Usage | None = None
-
-    def completion_texts(self) -> list[str]:
-        return self._texts
-
-    def _close(self) -> bytes:
-        return b""
 
     def _event(self, event: bytes) -> bytes:
         _, data = event_fields(event)
