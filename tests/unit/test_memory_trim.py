@@ -6,6 +6,8 @@ import os
 import platform
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,43 @@ def test_the_gateway_freezes_what_start_up_built_before_it_serves(tmp_path: Path
                          capture_output=True, text=True, check=True, timeout=120)
     before, after = map(int, out.stdout.split())
     assert before == 0 and after > 10_000  # modules, settings models, tokenizer tables: tens of thousands
+
+
+def _threads(pid: int) -> list[str]:
+    names = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:
+            continue
+    return names
+
+
+def _gateway_threads(tmp_path: Path, env: dict[str, str]) -> list[str]:
+    """The thread names of a real `llm-gateway` process once it answers."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    proc = subprocess.Popen([sys.executable, "-m", "llm_gateway", "--host", "127.0.0.1", "--port", str(port),
+                             "--http-proxy-metrics-port", "0", "--openai-domain", "127.0.0.1"],
+                            env={**clean, "LLM_GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        return _threads(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads thread names from /proc")
+def test_granian_returns_freed_memory_from_a_background_thread_unless_the_operator_says_otherwise(
+        tmp_path: Path) -> None:
+    # jemalloc names the thread that purges unused pages; without it an idle gateway keeps a burst's memory
+    assert _gateway_threads(tmp_path, {}).count("jemalloc_bg_thd") == 1
+    assert "jemalloc_bg_thd" not in _gateway_threads(tmp_path, {"_RJEM_MALLOC_CONF": "background_thread:false"})
