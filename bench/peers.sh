@@ -4,8 +4,6 @@
 # LiteLLM, Portkey, and llm-gateway with its full pipeline (master key + a virtual key, limits in memory or
 # Redis, metrics, the SQLite ledger).
 #   bench/peers.sh [targets...]   targets: direct relay litellm portkey llm-gateway llm-gateway-redis (default: all)
-#                                 and llm-gateway-poll, llm-gateway-redis-poll: the same with server.busy_poll_us
-#                                 ($BUSY_POLL_US, default 3000)
 # MOCK_CHUNK_DELAY_MS=1 bench/peers.sh ... streams every target's chunks 1 ms apart (the harness' mock knob).
 # Results: $OUT/results.jsonl (default /tmp/llm-gateway-peers) and the summary tables on stdout.
 set -euo pipefail
@@ -45,12 +43,11 @@ for t in "${targets[@]}"; do
     relay)
       bash "$SHARED/bench_gateway.sh" relay "$GW_PY $HERE/relay.py --port 8090 --upstream 127.0.0.1:18000" \
         http://127.0.0.1:8090 mock-model >/dev/null ;;
-    llm-gateway|llm-gateway-redis|llm-gateway-poll|llm-gateway-redis-poll)
+    llm-gateway|llm-gateway-redis)
       mode=memory; [[ "$t" == *redis* ]] && mode=redis
-      poll=0; [[ "$t" == *-poll ]] && poll="${BUSY_POLL_US:-3000}"
       key=$(gateway_config $mode)
       API_KEY="$key" bash "$SHARED/bench_gateway.sh" "$t" \
-        "$GW_PY -m llm_gateway --config $work/gateway-$mode.yaml --host 127.0.0.1 --port 8080 --busy-poll-us $poll" \
+        "$GW_PY -m llm_gateway --config $work/gateway-$mode.yaml --host 127.0.0.1 --port 8080" \
         http://127.0.0.1:8080 mock-model 'user: bench-user' >/dev/null ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac

@@ -317,7 +317,6 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--redis-lease", type=int, help="limits.redis_lease for full-redis (default: the gateway's)")
     parser.add_argument("--smoke", action="store_true", help="a short run that checks the harness works")
-    parser.add_argument("--busy-poll-us", type=int, default=0, help="the gateway's server.busy_poll_us")
     parser.add_argument("--no-direct", action="store_true", help="measure neither the direct call nor the relay")
     args = parser.parse_args()
     if args.smoke:
@@ -353,7 +352,7 @@ def main() -> int:
         config_path = workdir / "gateway.yaml"
         config_path.write_text(yaml.safe_dump(gateway_config(args.pipeline, fast, slow, workdir, args.redis_lease)))
         cmd = [py, "-m", "llm_gateway", "--config", str(config_path), "--host", "127.0.0.1", "--port", str(gw_port),
-               "--workers", str(args.workers), "--busy-poll-us", str(args.busy_poll_us)]
+               "--workers", str(args.workers)]
         gw = start(cmd, gw_port, "1" if args.workers == 1 else "0-1", log=workdir / "gateway.log")
         procs.append(gw)
         startup = wait_http(f"http://127.0.0.1:{gw_port}/health")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -40,7 +39,6 @@ from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.cooldown import Cooldowns, build_cooldown_sync
 from llm_gateway.routing.stage import RoutingStage
 from llm_gateway.server.asgi import ASGIApp, Edge
-from llm_gateway.server.busy_poll import BusyPoll
 from llm_gateway.server.router import Router
 from llm_gateway.server.trim import IdleTrimmer, freeze_start_up
 from llm_gateway.settings import CorsConfig, GatewayConfig, ServerConfig
@@ -69,20 +67,16 @@ class Gateway:
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
     telemetry: Telemetry | None = None
-    # True while work that runs only on an idle CPU (the ledger's idle-priority writes) waits for it: busy
-    # polling (server/busy_poll.py) gives the CPU up meanwhile.
-    idle_work: Callable[[], bool] | None = None
     _trimmer: IdleTrimmer | None = None
 
     async def startup(self) -> None:
         self.counter.preload()
         for hook in self.on_startup:
             await hook()
-        srv = self.config.server
-        if srv.busy_poll_us:
-            poll = BusyPoll(asyncio.get_running_loop(), srv.busy_poll_us / 1e6, self.idle_work)
-            self.edge.on_request = poll.wake
-            self.client.busy_poll = poll
+        if self.config.server.busy_poll_us:
+            log.warning("server.busy_poll_us has no effect: since the edge moved to granian, polling on the event "
+                        "loop's thread kept granian's I/O thread from running on the same core (p50 ~5x worse, "
+                        "measured); remove the setting")
         edge = self.edge
         self._trimmer = IdleTrimmer(lambda: edge.in_flight, lambda: edge.peak_in_flight, self._reset_peak,
                                     self.client.shed_idle)
@@ -212,7 +206,6 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     edge.shutdown_hooks.append(gateway.shutdown)
     gateway.telemetry = telemetry
     telemetry.metrics.watch_ledger_backlog(accounts.ledger.backlog)
-    gateway.idle_work = accounts.ledger.writing_at_idle
     gateway.on_startup.append(accounts.start)
     gateway.on_startup.append(responses.start)  # after accounts.start: the schema is up to date
     gateway.on_shutdown.append(accounts.stop)  # flushes the ledger after the server drained its requests

@@ -83,8 +83,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--tracing", "LLM_GATEWAY_TRACING", "export OpenTelemetry traces (endpoint etc. from OTEL_* variables)",
          _bool, False, switch=True),
     Flag("--workers", "LLM_GATEWAY_WORKERS", "server processes sharing the port", int, 1),
-    Flag("--busy-poll-us", "LLM_GATEWAY_BUSY_POLL_US", "after network I/O keep polling this many microseconds "
-         "before sleeping: lower latency on VMs, for CPU time (0: off)", int, 0),
+    Flag("--busy-poll-us", "LLM_GATEWAY_BUSY_POLL_US", "no effect since the edge runs on granian (accepted so "
+         "that older command lines still start; a warning says so)", int, 0),
     Flag("--master-key", "LLM_GATEWAY_MASTER_KEY", "admin key; when set every call needs a key (prefer the "
          "environment variable: flags show in the process list)", str, None),
     Flag("--database-url", "LLM_GATEWAY_DATABASE_URL", "keys and usage ledger database (sqlite:///… or "

@@ -56,8 +56,8 @@ class ServerConfig(_Section):
     shutdown_grace_s: float = Field(30.0, ge=0, description="how long in-flight requests may finish on SIGTERM")
     keepalive_timeout_s: float = Field(75.0, gt=0)
     workers: int = Field(1, ge=1)
-    busy_poll_us: int = Field(0, ge=0, le=1_000_000, description="after network I/O, keep polling this many "
-                              "microseconds before the event loop sleeps (0: off); trades CPU for latency")
+    busy_poll_us: int = Field(0, ge=0, le=1_000_000, description="no effect since the edge runs on granian "
+                              "(accepted so that older configurations still load; a warning says so)")
     limits: EdgeLimits = Field(default_factory=EdgeLimits)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     http2: bool = Field(False, description="also speak HTTP/2 (over TLS by ALPN, or prior knowledge in clear)")

@@ -72,35 +72,6 @@ async def test_the_writer_yields_the_cpu_unless_rows_pile_up(tmp_path: Path) -> 
     assert policies[2:] == [os.SCHED_OTHER] * 3
 
 
-async def test_it_says_while_a_write_waits_for_an_idle_cpu(tmp_path: Path) -> None:
-    lg = ledger(tmp_path)
-    seen: list[bool] = []
-    go = threading.Event()
-    before_insert(lg, lambda rows: go.wait(5))  # each write waits in its thread until the loop has looked
-
-    async def write_and_look() -> bool:
-        write = asyncio.create_task(lg._write_batch())
-        await asyncio.sleep(0)  # the batch is handed to its writer
-        seen.append(lg.writing_at_idle())  # read where busy polling reads it: on the event loop's thread
-        go.set()
-        try:
-            return await write
-        finally:
-            go.clear()
-
-    assert not lg.writing_at_idle()
-    for i in range(5):
-        lg.record(row(i))
-    assert await write_and_look()  # keeping up: the idle writer, which busy polling gives way to
-    for i in range(5, 40):
-        lg.record(row(i))
-    assert await write_and_look()  # behind: the normal-priority writer, nothing to give way to
-    assert seen == [True, False]
-    assert not lg.writing_at_idle()
-    go.set()  # the shutdown flush does not wait
-    await lg.stop()
-
-
 async def test_a_batch_being_written_at_stop_is_written_once(tmp_path: Path) -> None:
     lg = ledger(tmp_path, batch_size=100)
     started = threading.Event()

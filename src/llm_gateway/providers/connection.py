@@ -14,7 +14,6 @@ import httptools
 from llm_gateway.deadlines import NEVER, Deadlines
 from llm_gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from llm_gateway.providers.wire import Origin
-from llm_gateway.server.busy_poll import BusyPoll
 
 log = logging.getLogger("llm_gateway.upstream")
 
@@ -96,9 +95,6 @@ class Connection(asyncio.Protocol):
             self.abort()
             return
         self.got_bytes = True
-        poll = self.pool.busy_poll
-        if poll is not None:
-            poll.wake()
         self.last_activity = self.loop.time()
         try:
             self.parser.feed_data(data)
@@ -208,10 +204,9 @@ class Pool:
     """Idle keep-alive connections to one origin."""
 
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, ssl_context: ssl.SSLContext | None,
-                 max_idle: int, deadlines: Deadlines, busy_poll: BusyPoll | None = None) -> None:
+                 max_idle: int, deadlines: Deadlines) -> None:
         self.origin = origin
         self.loop = loop
-        self.busy_poll = busy_poll
         self.deadlines = deadlines
         self.ssl_context = ssl_context
         self.max_idle = max_idle

@@ -16,7 +16,6 @@ from llm_gateway.errors import UpstreamUnavailable
 from llm_gateway.providers.connection import PAUSE_AT, Broken, Connection, Pool, translate
 from llm_gateway.providers.transport import Transport
 from llm_gateway.providers.wire import Origin, PreparedRequest, Timeouts, render_head
-from llm_gateway.server.busy_poll import BusyPoll
 
 __all__ = ["HttpClient", "Origin", "Timeouts", "UpstreamResponse"]
 # How late an upstream timeout may fire: all of them are checked by one sweep this often.
@@ -133,7 +132,6 @@ class HttpClient(Transport):
         self._max_idle = max_idle_per_origin
         self._ssl: ssl.SSLContext | None = None
         self._deadlines: Deadlines | None = None
-        self.busy_poll: BusyPoll | None = None  # set by the runner when server.busy_poll_us > 0
 
     def _pool(self, origin: Origin) -> Pool:
         pool = self._pools.get(origin)
@@ -143,8 +141,7 @@ class HttpClient(Transport):
             loop = asyncio.get_running_loop()
             if self._deadlines is None:
                 self._deadlines = Deadlines(loop, TIMEOUT_RESOLUTION_S)
-            pool = Pool(origin, loop, self._ssl if origin.tls else None, self._max_idle, self._deadlines,
-                        self.busy_poll)
+            pool = Pool(origin, loop, self._ssl if origin.tls else None, self._max_idle, self._deadlines)
             self._pools[origin] = pool
         return pool
 

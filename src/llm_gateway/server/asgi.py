@@ -34,14 +34,13 @@ class Edge:
     body size and time."""
 
     def __init__(self, handler: Handler, limits: EdgeLimits, max_body_bytes: int, *,
-                 watch_prefix: str = "/v1/", on_request: Callable[[], None] | None = None,
+                 watch_prefix: str = "/v1/",
                  cold: ASGIApp | None = None) -> None:
         self.handler = handler
         self.cold = cold
         self.limits = limits
         self.max_body_bytes = max_body_bytes
         self.watch_prefix = watch_prefix
-        self.on_request = on_request  # busy polling's wake-up: a request is network I/O
         # Paths outside `watch_prefix` that `handler` serves too (rewritten to theirs): asked only about those
         self.also_hot: Callable[[Request], bool] | None = None
         self.startup_hooks: list[Hook] = []
@@ -61,8 +60,6 @@ class Edge:
 
     # -- one request
     async def http(self, scope: Message, receive: Receive, send: Send) -> None:
-        if self.on_request is not None:
-            self.on_request()
         responder = Responder(send)
         try:
             request = await self._read(scope, receive)

@@ -128,7 +128,6 @@ class Ledger:
         self._task: asyncio.Task[None] | None = None
         self._idle_writer = ThreadPoolExecutor(1, "ledger-idle", initializer=_idle_priority)
         self._busy_writer = ThreadPoolExecutor(1, "ledger-busy")  # rows piling up: written at normal priority
-        self._idle_write: asyncio.Future[bool] | None = None  # the idle writer's latest write
         self._statement = insert(usage)
         self._columns = [c.name for c in usage.columns if c.name != "id"]
         # A row becomes a tuple when it is queued, on the event loop's thread: the writer thread then runs no
@@ -159,10 +158,6 @@ class Ledger:
     def backlog(self) -> float:
         """Rows waiting to be written (telemetry's `llm_gateway_ledger_backlog` gauge reads it at scrape)."""
         return float(len(self.pending))
-
-    def writing_at_idle(self) -> bool:
-        """A write waits for the CPU to be idle: busy polling gives way to it."""
-        return self._idle_write is not None and not self._idle_write.done()
 
     def record(self, row: dict[str, Any]) -> None:
         pending = self.pending
@@ -229,8 +224,6 @@ class Ledger:
         held: list[Any] = []  # the writer thread puts its connection here, for the watchdog
         self.attempts.inc()
         write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch_id, batch, held)
-        if not busy:
-            self._idle_write = write
         try:
             await self._within_timeout(write, held)
         except asyncio.CancelledError:  # stop() cancels the writer task; the batch's thread goes on
