@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Security
 
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
-from llm_gateway.keys.accounts import Accounts
 from llm_gateway.keys import members
+from llm_gateway.keys.accounts import Accounts
 from llm_gateway.keys.members import primary_first
 from llm_gateway.keys.model import KeyRecord, UserRecord
 from llm_gateway.keys.roles import Identity, forbidden, require_key
