@@ -64,7 +64,8 @@ def test_setting_teams_exactly_blocks_the_keys_of_teams_left(store: Store) -> No
     assert left.blocked[0].metadata["blocked_by"] == "admin: left team red"
     assert store.get_key(red_key.id).blocked and not store.get_key(blue_key.id).blocked  # type: ignore[union-attr]
     none = store.change_teams("bo", exactly([]), "admin")
-    assert none is not None and none.primary is None and store.get_user("bo").team_id is None  # type: ignore[union-attr]
+    assert none is not None and none.primary is None
+    assert store.get_user("bo").team_id is None  # type: ignore[union-attr]
     assert store.change_teams("nobody", exactly(["red"]), "admin") is None
 
 
