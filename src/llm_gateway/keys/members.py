@@ -38,6 +38,11 @@ class TeamsChanged:
     joined: tuple[str, ...] = ()
     left: tuple[str, ...] = ()
     blocked: tuple[KeyRecord, ...] = field(default=())  # put them in the key cache
+    moved: bool = False  # the primary team changed
+
+    @property
+    def nothing(self) -> bool:
+        return not (self.joined or self.left or self.blocked or self.moved)
 
 
 def primary_first(primary: str | None, teams: list[str]) -> list[str]:
@@ -73,49 +78,58 @@ def is_member(conn: Connection, user_id: str, team_id: str) -> bool:
         team_members.c.user_id == user_id, team_members.c.team_id == team_id)).first() is not None
 
 
-def apply(conn: Connection, user_id: str, plan: Plan, blocked_by: str,
-          also_block: frozenset[str] = frozenset()) -> TeamsChanged | None:
+def apply(conn: Connection, user_id: str, plan: Plan, blocked_by: str, also_block: frozenset[str] = frozenset(),
+          write: bool = True) -> TeamsChanged | None:
     """Set the user's teams to what `plan` wants, within the caller's transaction (after `lock_user`). Keys the user
-    holds through a team it leaves, or through a team of `also_block` it is not in, are blocked. None: no user."""
-    row = conn.execute(select(users.c.team_id).where(users.c.id == user_id)).first()
-    if row is None:
+    holds through a team it leaves, or through a team of `also_block` it is not in, are blocked. None: no user.
+    With `write` False: what it would change, changing nothing (no lock needed)."""
+    rows = conn.execute(select(users.c.team_id, team_members.c.team_id).select_from(users.outerjoin(
+        team_members, team_members.c.user_id == users.c.id)).where(users.c.id == user_id)
+        .order_by(team_members.c.team_id)).all()
+    if not rows:
         return None
-    current, primary = teams_of(conn, user_id), row.team_id
+    primary, current = rows[0][0], [team for _, team in rows if team is not None]
     wanted, asked = plan(current, primary)
     target = list(dict.fromkeys(wanted))
     joined = [t for t in target if t not in current]
     left = sorted(set(current) - set(target))
+    if asked in target:
+        new_primary: str | None = asked
+    else:
+        new_primary = primary if primary in target else (target[0] if target else None)
+    blocked = _held_through(conn, user_id, (set(left) | set(also_block)) - set(target))
+    ordered = ([new_primary] if new_primary else []) + [t for t in target if t != new_primary]
+    changed = TeamsChanged(tuple(ordered), new_primary, tuple(joined), tuple(left), tuple(blocked),
+                           new_primary != primary)
+    if not write:
+        return changed
     if left:
         conn.execute(delete(team_members).where(team_members.c.user_id == user_id,
                                                 team_members.c.team_id.in_(left)))
     if joined:
         ts = now_ms()
         conn.execute(insert(team_members), [{"user_id": user_id, "team_id": t, "created_at": ts} for t in joined])
-    if asked in target:
-        new_primary: str | None = asked
-    else:
-        new_primary = primary if primary in target else (target[0] if target else None)
     if new_primary != primary:
         conn.execute(update(users).where(users.c.id == user_id).values(team_id=new_primary, updated_at=now_ms()))
-    blocked = _block(conn, user_id, (set(left) | set(also_block)) - set(target), blocked_by)
-    ordered = ([new_primary] if new_primary else []) + [t for t in target if t != new_primary]
-    return TeamsChanged(tuple(ordered), new_primary, tuple(joined), tuple(left), tuple(blocked))
+    _block(conn, blocked, blocked_by)
+    return changed
 
 
-def _block(conn: Connection, user_id: str, teams: set[str], reason: str) -> list[KeyRecord]:
+def _held_through(conn: Connection, user_id: str, teams: set[str]) -> list[KeyRecord]:
+    """The user's keys of `teams` that still work."""
     if not teams:
         return []
-    found = [key_from_row(r) for r in conn.execute(select(keys).where(
+    return [key_from_row(r) for r in conn.execute(select(keys).where(
         keys.c.user_id == user_id, keys.c.team_id.in_(sorted(teams)), keys.c.blocked.is_(False)))]
-    out = []
+
+
+def _block(conn: Connection, found: Iterable[KeyRecord], reason: str) -> None:
     ts = now_ms()
     for key in found:
         metadata: dict[str, Any] = {**key.metadata, "blocked_by": f"{reason}: left team {key.team_id}"}
         conn.execute(update(keys).where(keys.c.id == key.id).values(
             **encode({"blocked": True, "metadata": metadata}), updated_at=ts))
         key.blocked, key.metadata, key.updated_at = True, metadata, ts
-        out.append(key)
-    return out
 
 
 def move_primary(team_id: str | None) -> Plan:

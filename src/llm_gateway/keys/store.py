@@ -199,7 +199,11 @@ class Store:
     def change_teams(self, user_id: str, plan: Plan, blocked_by: str,
                      also_block: frozenset[str] = frozenset()) -> TeamsChanged | None:
         """Set a user's teams as `plan` says, block the keys it holds through teams it left (keys/members.py);
-        None when there is no such user."""
+        None when there is no such user. A sign-in that changes nothing (the usual case) takes no write lock."""
+        with self.engine.connect() as conn:
+            planned = members.apply(conn, user_id, plan, blocked_by, also_block, write=False)
+        if planned is None or planned.nothing:
+            return planned
         with self.engine.connect() as conn:
             members.lock_user(conn, user_id)
             changed = members.apply(conn, user_id, plan, blocked_by, also_block)

@@ -86,17 +86,17 @@ class GroupSync:
         before: dict[str, Any] = {}
         if user is None:
             try:
-                self.store.create_user({"id": uid, "email": email, "metadata": {"sso": sso}})
+                _, user = self.store.create_user({"id": uid, "email": email, "metadata": {"sso": sso}})
             except IntegrityError:  # created at this moment by another sign-in (or replica): sync as usual
                 return self.sync(issuer=issuer, subject=subject, groups=groups, method=method, provider=provider,
                                  email=email, name=name)
         else:
             before = user.metadata.get("sso") or {}
             if before != sso or (email and email != user.email):
-                self.store.update_user(uid, {"email": email or user.email, "metadata": {**user.metadata, "sso": sso}})
+                user = self.store.update_user(uid, {"email": email or user.email,
+                                                    "metadata": {**user.metadata, "sso": sso}})
         self._ensure_teams(teams)
         changed = self.store.change_teams(uid, self.plan(teams), "sso", also_block=self.managed)
-        user = self.store.get_user(uid)
         if changed is None or user is None:  # deleted at this moment by an admin: sign in anew
             return self.sync(issuer=issuer, subject=subject, groups=groups, method=method, provider=provider,
                              email=email, name=name)
@@ -106,7 +106,7 @@ class GroupSync:
             self.audit.write("team_change", **audit, joined=sorted(changed.joined), left=sorted(changed.left))
         for key in changed.blocked:
             self.audit.write("key_blocked", **audit, key_id=key.id, team_id=key.team_id)
-        return Synced(user, admin, changed.teams, changed.blocked)
+        return Synced(replace(user, team_id=changed.primary), admin, changed.teams, changed.blocked)
 
     def _ensure_teams(self, teams: tuple[str, ...]) -> None:
         """Mapped teams exist (created on first need, named by their id), so the dashboard can show them."""
