@@ -1,7 +1,8 @@
 """The dashboard in a real browser (pip playwright driving Debian's chromium) against a real `llm-gateway` process:
 sign in, create a team, a key limited to two models with an rpm limit, send requests through the gateway with the
 OpenAI SDK, see them in the chart, the log and the detail, revoke; a user sees only their own; a forged form (no
-CSRF token) is refused and an alias of HTML stays inert; no console errors. Screenshots of each page go to
+CSRF token) is refused and an alias of HTML stays inert; an admin sets a user's teams and a team admin sees the
+members of its team whose primary team is another; no console errors. Screenshots of each page go to
 tests/artifacts/dashboard/ (git-ignored)."""
 
 from __future__ import annotations
@@ -280,3 +281,37 @@ def test_a_team_admin_manages_only_their_team(gateway: GatewayProcess) -> None:
     users = ui.get("/users").text
     assert "lead" in users and "bob" not in users
     assert ui.get("/teams/blue").status_code == 403 and ui.get("/teams/red").status_code == 200
+
+
+def test_a_team_admin_sees_members_whose_primary_team_is_another(gateway: GatewayProcess, browser: Any) -> None:
+    api = httpx.Client(base_url=f"{gateway.url}/api/v1/", headers={"authorization": f"Bearer {MASTER}"})
+    for team in ("north", "south"):
+        api.post("teams", json={"id": team})
+    lead = api.post("users", json={"id": "north-lead", "team_id": "north", "role": "team_admin"}).json()
+    api.post("users", json={"id": "mia", "team_id": "south"})
+    api.post("users", json={"id": "sol", "team_id": "south"})
+
+    admin = Page(browser, gateway, "admin-teams")
+    admin.sign_in(MASTER)
+    admin.go("/users/mia")
+    admin.page.fill("input[name=teams]", "south, north")
+    admin.page.click("text=Set teams")
+    admin.page.wait_for_url(re.compile(r".*/ui/users/mia$"))
+    assert admin.page.locator("[data-list=teams] li").all_inner_texts() == ["south (primary)", "north"]
+    assert api.get("users/mia/teams").json()["teams"] == ["south", "north"]
+    admin.expect.add("/users/mia/teams")  # answers 422 on purpose next
+    admin.page.fill("input[name=teams]", "south, nowhere")
+    admin.page.click("text=Set teams")
+    assert "no team 'nowhere'" in admin.page.inner_text("main")
+    assert admin.errors == []
+    admin.context.close()
+
+    ui = httpx.Client(base_url=f"{gateway.url}/ui")
+    assert ui.post("/login", data={"csrf": form_token(ui.get("/login").text), "secret": lead["token"]}
+                   ).status_code == 303
+    users = ui.get("/users").text
+    assert "mia" in users and "sol" not in users  # mia is in north too; sol only in south
+    assert ui.get("/users/mia").status_code == 200 and ui.get("/users/sol").status_code == 404
+    assert "mia" in ui.get("/teams/north").text
+    api.put("users/mia/teams", json={"teams": ["south"]})  # out of north: the lead no longer sees mia
+    assert ui.get("/users/mia").status_code == 404 and "mia" not in ui.get("/users").text

@@ -1,5 +1,6 @@
-"""The admin API through HTTP: master-key only, users/teams, self-service keys with a cap, pagination over
-100k keys, usage totals and groups over a time range (SQLite and PostgreSQL), models, and /openapi.json."""
+"""The admin API through HTTP: master-key only, users/teams and a user's teams, self-service keys with a cap and in
+a team of the user's, pagination over 100k keys, usage totals and groups over a time range (SQLite and PostgreSQL),
+models, and /openapi.json."""
 
 from __future__ import annotations
 
@@ -207,7 +208,8 @@ def test_models_and_openapi(gateway_factory: Callable[..., GatewayProcess], upst
     expected = {"/api/v1/keys": {"get", "post"}, "/api/v1/keys/{id}": {"get", "patch", "delete"},
                 "/api/v1/keys/{id}/rotate": {"post"}, "/api/v1/users": {"get", "post"},
                 "/api/v1/teams/{id}": {"get", "patch", "delete"}, "/api/v1/usage": {"get"},
-                "/api/v1/spend": {"get"}, "/api/v1/models": {"get"}, "/api/v1/me/keys": {"get", "post"}}
+                "/api/v1/spend": {"get"}, "/api/v1/models": {"get"}, "/api/v1/me/keys": {"get", "post"},
+                "/api/v1/users/{id}/teams": {"get", "put"}, "/api/v1/me/teams": {"get"}}
     for path, methods in expected.items():
         assert methods <= set(spec["paths"][path]), path
     refs = {v for v in _walk(spec) if isinstance(v, str) and v.startswith("#/components/schemas/")}
@@ -223,3 +225,50 @@ def _walk(node: Any) -> Iterator[Any]:
             yield from _walk(value)
     else:
         yield node
+
+
+def test_a_users_teams_through_the_admin_and_self_service_api(gateway_factory: Callable[..., GatewayProcess],
+                                                              upstream: Upstream, db_url: str) -> None:
+    gw = start(gateway_factory, upstream, db_url)
+    admin = Admin(gw)
+    for team in ("data", "ml", "ops"):
+        admin("POST", "teams", 201, json={"id": team})
+    ann = admin("POST", "users", 201, json={"id": "ann", "team_id": "data"})
+    assert (ann["team_id"], ann["teams"]) == ("data", ["data"])
+    put = admin("PUT", "users/ann/teams", json={"teams": ["data", "ml"], "team_id": "ml"})
+    assert put == {"user_id": "ann", "team_id": "ml", "teams": ["ml", "data"], "blocked_keys": []}
+    assert admin("GET", "users/ann/teams")["teams"] == ["ml", "data"]
+    assert admin("GET", "users/ann")["teams"] == ["ml", "data"]
+    assert [u["id"] for u in admin("GET", "users", params={"team_id": "data"})["data"]] == ["ann"]  # not primary
+    assert admin("PUT", "users/ann/teams", 422, json={"teams": ["nope"]})["error"]["param"] == "teams"
+    assert admin("PUT", "users/ann/teams", 422, json={"teams": ["ml"], "team_id": "data"})["error"]["param"] == (
+        "team_id")
+    admin("PUT", "users/nobody/teams", 404, json={"teams": []})
+
+    me = Admin(gw, ann["token"])
+    assert me("GET", "me/teams") == {"user_id": "ann", "team_id": "ml", "teams": ["ml", "data"], "blocked_keys": []}
+    data_key = me("POST", "me/keys", 201, json={"alias": "in-data", "team_id": "data"})
+    ml_key = me("POST", "me/keys", 201, json={"alias": "default"})
+    assert (data_key["team_id"], ml_key["team_id"]) == ("data", "ml")  # the primary team by default
+    refused = me("POST", "me/keys", 403, json={"team_id": "ops"})["error"]
+    assert refused["code"] == "not_a_member" and "ops" in refused["message"]
+    assert len(me("GET", "me/keys")["data"]) == 2
+
+    def chat(key: str) -> httpx.Response:
+        return httpx.post(f"{gw.v1}/chat/completions", headers={"authorization": f"Bearer {key}"},
+                          json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+
+    assert chat(data_key["key"]).status_code == 200 and chat(ml_key["key"]).status_code == 200
+    left = admin("PUT", "users/ann/teams", json={"teams": ["ml"]})
+    assert left["blocked_keys"] == [data_key["id"]] and left["teams"] == ["ml"]
+    blocked = chat(data_key["key"])
+    assert blocked.status_code == 401 and blocked.json()["error"]["code"] == "key_blocked"  # at once
+    assert chat(ml_key["key"]).status_code == 200
+    moved = admin("PATCH", "users/ann", json={"team_id": "ops"})  # out of the primary team (ml), into ops
+    assert (moved["team_id"], moved["teams"]) == ("ops", ["ops"])
+    assert chat(ml_key["key"]).json()["error"]["code"] == "key_blocked"
+    changes = [e["detail"] for e in admin("GET", "audit", params={"user_id": "ann", "event": "team_change"})["data"]]
+    assert changes == [{"joined": ["ops"], "left": ["ml"]}, {"joined": [], "left": ["data"]},
+                       {"joined": ["ml"], "left": []}, {"joined": ["data"], "left": []}]
+    assert len(admin("GET", "audit", params={"user_id": "ann", "event": "key_blocked"})["data"]) == 2
+    assert gw.stop() == 0  # before db_url drops its schema: the ledger may still be writing

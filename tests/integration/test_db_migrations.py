@@ -1,5 +1,6 @@
 """Migrations as their own step on one PostgreSQL: `db upgrade` / `db current`, the schema check at start, and three
-gateway processes starting at once (none migrates after `db upgrade`; with migrate_on_start exactly one does)."""
+gateway processes starting at once (none migrates after `db upgrade`; with migrate_on_start exactly one does); the
+upgrade of a database with users to team memberships (PostgreSQL and SQLite)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import column, create_engine, insert, table, text
 from tests.conftest import GatewayProcess, wait_until_answering
 from tests.upstream import Upstream
 
-from llm_gateway.db.engine import HEAD_REVISION
+from llm_gateway.db.engine import HEAD_REVISION, MIGRATIONS, Timeouts, make_engine
+from llm_gateway.keys.store import Store
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 MIGRATED = "database: upgrading the schema"
@@ -74,3 +79,33 @@ def test_three_processes_migrate_on_start_exactly_one_migrates(
     assert sum(MIGRATED in gw.log() for gw in gws) == 1
     assert db("current", "--database-url", db_url).returncode == 0
     assert all(gw.stop() == 0 for gw in gws)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_upgrading_a_database_with_users_makes_their_team_their_membership(backend: str, db_url: str,
+                                                                           tmp_path: Path) -> None:
+    """A database at the revision before memberships, with users of one team each, upgraded by `llm-gateway db
+    upgrade`: each user's team_id becomes its one membership (and stays its primary team); a user of no team has
+    none."""
+    url = db_url if backend == "postgres" else f"sqlite:///{tmp_path}/old.db"
+    engine = make_engine(url, Timeouts(statement_s=0))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "guardrails")
+    users = table("gw_users", column("id"), column("team_id"), column("metadata"), column("created_at"),
+                  column("updated_at"), column("budget_period"), column("role"))
+    with engine.begin() as conn:
+        conn.execute(insert(users), [
+            {"id": uid, "team_id": team, "metadata": "{}", "created_at": 1, "updated_at": 1,
+             "budget_period": "total", "role": "user"}
+            for uid, team in (("ann", "red"), ("bob", "blue"), ("cy", None))])
+    engine.dispose()
+    upgraded = db("upgrade", "--database-url", url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert db("current", "--database-url", url).stdout.strip() == f"{HEAD_REVISION} (head)"
+    store = Store(make_engine(url))
+    assert store.teams_of_users(["ann", "bob", "cy"]) == {"ann": ["red"], "bob": ["blue"], "cy": []}
+    assert [u.id for u in store.list_users(None, 10, "red")] == ["ann"]
+    store.engine.dispose()

@@ -1,7 +1,8 @@
 """IdP access tokens as API credentials through the real `llm-gateway` process, the OpenAI SDK as the client and a
 local JWKS endpoint as the IdP: accepted tokens are billed to the user and team their subject and groups map to;
 expired, wrong-issuer, wrong-audience, unsigned and tampered tokens are refused with a clear error and an audit row;
-a rotated signing key is picked up; leaving a group blocks the keys held through its team at the next token."""
+a rotated signing key is picked up; two groups give two teams, and leaving a group blocks the keys held through its
+team (only its) at the next token."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def gateway(upstream: Upstream, idp: JwksServer, tmp_path_factory: pytest.TempPa
               "pricing": {"models": {"gpt-4o-mini": {"input": 1.0, "output": 1.0}}},
               "auth": {"jwt": [{"issuer": idp.url, "audience": AUD, "jwks_url": idp.url + "/jwks",
                                 "user_claim": "sub", "groups_claim": "groups"}]},
-              "sso": {"group_mapping": {"data-team": "team_data", "llm-admins": "admin", "ops": "team_ops"}}}
+              "sso": {"group_mapping": {"data-team": "team_data", "llm-admins": "admin", "ops": "team_ops",
+                                        "ml-team": "team_ml"}}}
     gw = launch([], tmp, {"LLM_GATEWAY_MASTER_KEY": MASTER}, config)
     yield gw
     gw.stop()
@@ -212,3 +214,35 @@ def test_role_changes_through_the_admin_api_are_audited(gateway: GatewayProcess)
     assert httpx.patch(f"{gateway.url}/api/v1/users/ivy", headers=admin, json={"budget_usd": 5}).status_code == 200
     rows = [r for r in audit(gateway, user_id="ivy") if r["event"] == "role_change"]
     assert [(r["detail"]["previous"], r["detail"]["role"]) for r in rows] == [("user", "team_admin")]
+
+
+def test_a_token_with_two_groups_gives_two_teams_and_a_later_one_takes_one_away(gateway: GatewayProcess,
+                                                                                 idp: JwksServer) -> None:
+    admin = {"authorization": f"Bearer {MASTER}"}
+    first = token(idp.keys[0], iss=idp.url, aud=AUD, sub="gwen", groups=["ml-team", "data-team"],
+                  email="gwen@example.com")
+    assert chat(gateway, first)
+    users = httpx.get(f"{gateway.url}/api/v1/users", params={"team_id": "team_ml"}, headers=admin).json()["data"]
+    gwen = next(u for u in users if u["email"] == "gwen@example.com")
+    # the primary team is the first mapped one in group_mapping's order (data-team before ml-team)
+    assert (gwen["team_id"], gwen["teams"]) == ("team_data", ["team_data", "team_ml"])
+    teams = httpx.get(f"{gateway.url}/api/v1/users/{gwen['id']}/teams", headers=admin).json()
+    assert teams["teams"] == ["team_data", "team_ml"]
+    made = {}
+    for team in ("team_data", "team_ml"):
+        r = httpx.post(f"{gateway.url}/api/v1/keys", headers=admin,
+                       json={"user_id": gwen["id"], "team_id": team, "alias": f"gwen-{team}"})
+        assert r.status_code == 201, r.text
+        made[team] = r.json()["key"]
+        assert chat(gateway, made[team])
+    later = token(idp.keys[0], iss=idp.url, aud=AUD, sub="gwen", groups=["ml-team"], email="gwen@example.com",
+                  jti="second")
+    assert chat(gateway, later)  # the new token syncs: gwen is in team_ml only
+    assert refused(gateway, made["team_data"])["code"] == "key_blocked"  # at once
+    assert chat(gateway, made["team_ml"])  # the other team's key still works
+    after = httpx.get(f"{gateway.url}/api/v1/users/{gwen['id']}/teams", headers=admin).json()
+    assert (after["team_id"], after["teams"]) == ("team_ml", ["team_ml"])
+    rows = audit(gateway, user_id=gwen["id"])
+    assert [e["detail"] for e in rows if e["event"] == "team_change"] == [
+        {"joined": [], "left": ["team_data"]}, {"joined": ["team_data", "team_ml"], "left": []}]
+    assert [e["detail"]["team_id"] for e in rows if e["event"] == "key_blocked"] == ["team_data"]

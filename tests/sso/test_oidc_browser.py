@@ -1,8 +1,9 @@
 """OIDC sign-in in a real browser (pip playwright driving Debian's chromium) against a real OIDC provider running
 locally (pip oidc-provider-mock: authorization code, PKCE, nonce) and the real `llm-gateway` process: sign in
-through the IdP, land in the dashboard in the team the IdP's groups map to, create a key and use it; an IdP group
-mapped to `admin` gives the admin role; removed from the group at the IdP, the next sign-in takes the team away and
-the team's key is refused; a forged callback (no flow, wrong state) is refused and audited."""
+through the IdP, land in the dashboard in the teams the IdP's groups map to (two groups: two teams), create a key
+(in each team) and use it; an IdP group mapped to `admin` gives the admin role; removed from a group at the IdP,
+the next sign-in takes that team away and its key is refused while the other team's key works; a forged callback
+(no flow, wrong state) is refused and audited."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def gateway(upstream: Upstream, idp: str, tmp_path_factory: pytest.TempPathFacto
               "sso": {"oidc": [{"name": "corp", "label": "Corp IdP", "issuer": idp, "client_id": "llm-gateway",
                                 "client_secret": "s3cret-oidc", "scopes": ["openid", "email", "profile"],
                                 "groups_claim": "groups", "end_session": True}],
-                      "group_mapping": {"data-team": "team_data", "llm-admins": "admin"}}}
+                      "group_mapping": {"data-team": "team_data", "ml-team": "team_ml", "llm-admins": "admin"}}}
     gw = launch([], tmp, {"LLM_GATEWAY_MASTER_KEY": MASTER}, config)
     yield gw
     gw.stop()
@@ -108,6 +109,61 @@ def test_sign_in_team_key_and_group_removal(gateway: GatewayProcess, idp: str, b
     assert events.count(("sign_in", "oidc")) >= 2
     changes = [e["detail"] for e in audit(gateway, event="team_change")]
     assert {"joined": [], "left": ["team_data"]} in changes
+
+
+def create_key(page: Any, gw: GatewayProcess, alias: str, team: str) -> str:
+    page.goto(f"{gw.url}/ui/keys")
+    page.fill("input[name=alias]", alias)
+    page.select_option("select[name=team_id]", team)
+    page.click("text=Create key")
+    secret: str = page.inner_text("#new-key")
+    assert secret.startswith("sk-")
+    return secret
+
+
+def test_two_groups_give_two_teams_and_leaving_one_refuses_only_its_key(gateway: GatewayProcess, idp: str,
+                                                                          browser: Any) -> None:
+    set_groups(idp, "fay", ["data-team", "ml-team"])
+    page = sign_in(browser, gateway, "fay")
+    page.click("[data-link=me]")  # the user's own page lists every team
+    assert page.locator("[data-list=teams] li").all_inner_texts() == ["team_data (primary)", "team_ml"]
+    page.goto(f"{gateway.url}/ui/keys")
+    assert page.locator("select[name=team_id] option").all_inner_texts() == ["team_data (primary)", "team_ml"]
+    data_secret = create_key(page, gateway, "fay-data", "team_data")
+    ml_secret = create_key(page, gateway, "fay-ml", "team_ml")
+    rows = {r.locator("td").nth(0).inner_text(): r.locator("td").nth(3).inner_text()
+            for r in page.locator("tbody tr").all()}
+    assert rows == {"fay-data": "team_data", "fay-ml": "team_ml"}
+    data = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=data_secret, max_retries=0)
+    ml = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=ml_secret, max_retries=0)
+    for client in (data, ml):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    # the form cannot be talked into a team fay is not in
+    csrf = page.locator("input[name=csrf]").first.input_value()
+    forged = page.context.request.post(f"{gateway.url}/ui/keys", form={"csrf": csrf, "alias": "x",
+                                                                       "team_id": "team_ops"})
+    assert forged.status == 403 and "not a member of team" in forged.text() and "team_ops" in forged.text()
+    page.context.close()
+
+    set_groups(idp, "fay", ["ml-team"])  # the IdP takes fay out of data-team only
+    page = sign_in(browser, gateway, "fay")
+    with pytest.raises(openai.AuthenticationError) as refused:
+        data.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.code == "key_blocked"
+    ml.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    page.click("[data-link=me]")
+    assert page.locator("[data-list=teams] li").all_inner_texts() == ["team_ml (primary)"]
+    page.goto(f"{gateway.url}/ui/keys")
+    assert page.locator("select[name=team_id] option").all_inner_texts() == ["team_ml (primary)"]
+    page.context.close()
+    users = httpx.get(f"{gateway.url}/api/v1/users", params={"team_id": "team_ml"},
+                      headers={"authorization": f"Bearer {MASTER}"}).json()["data"]
+    fay = next(u for u in users if u["email"] == "fay@example.com")
+    assert (fay["team_id"], fay["teams"]) == ("team_ml", ["team_ml"])
+    changes = [e["detail"] for e in audit(gateway, event="team_change", user_id=fay["id"])]
+    assert changes == [{"joined": [], "left": ["team_data"]}, {"joined": ["team_data", "team_ml"], "left": []}]
+    blocked = audit(gateway, event="key_blocked", user_id=fay["id"])
+    assert [e["detail"]["team_id"] for e in blocked] == ["team_data"]
 
 
 def test_an_admin_group_gives_the_admin_role_and_sign_out_is_audited(gateway: GatewayProcess, idp: str,

@@ -1,5 +1,6 @@
 """SAML sign-in against pysaml2's IdP running locally and the real `llm-gateway` process: in Chromium, sign in,
-land in the team the groups map to, create a key, use it; removed from the group, the next sign-in blocks it.
+land in the teams the groups map to (two), create a key in each, use them; removed from one group, the next sign-in
+blocks that team's key only, and removed from the other, the other's.
 Negative: a tampered response, a replayed assertion, a wrong audience, an unsigned response, a SHA-1 signature,
 a forged RelayState: all refused with a clear error and an audit row. The SP metadata is served."""
 
@@ -43,7 +44,7 @@ def gateway(upstream: Upstream, idp: SamlIdp, tmp_path_factory: pytest.TempPathF
               "database": {"url": f"sqlite:///{tmp}/sso.db", "ledger_flush_interval_s": 0.05},
               "sso": {"saml": [{"name": NAME, "label": "Corp SAML", "metadata_file": str(idp.metadata_file),
                                 "entity_id": idp.entity_id}],
-                      "group_mapping": {"data-team": "team_data", "llm-admins": "admin"}}}
+                      "group_mapping": {"data-team": "team_data", "ml-team": "team_ml", "llm-admins": "admin"}}}
     gw = launch([], tmp, {"LLM_GATEWAY_MASTER_KEY": MASTER}, config)
     metadata = httpx.get(f"{gw.url}/ui/sso/saml/{NAME}/metadata")
     assert metadata.status_code == 200 and "AssertionConsumerService" in metadata.text
@@ -120,7 +121,7 @@ def test_a_tampered_response_is_refused(gateway: GatewayProcess, idp: SamlIdp) -
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_browser_sign_in_team_key_and_group_removal(gateway: GatewayProcess, idp: SamlIdp) -> None:
     playwright_sync = pytest.importorskip("playwright.sync_api")
-    idp.users["gina"] = ["data-team"]
+    idp.users["gina"] = ["data-team", "ml-team"]
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
 
@@ -134,17 +135,29 @@ def test_browser_sign_in_team_key_and_group_removal(gateway: GatewayProcess, idp
             assert re.match(r".*/ui/?$", page.url), (page.url, page.inner_text("body"))
             return page
 
-        page = sign_in()
-        page.goto(f"{gateway.url}/ui/keys")
-        page.fill("input[name=alias]", "gina-laptop")
-        page.click("text=Create key")
-        secret = page.inner_text("#new-key")
-        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0)
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-        page.context.close()
-        idp.users["gina"] = []
-        sign_in().context.close()
-        with pytest.raises(openai.AuthenticationError) as refused:
+        def create_key(page: Any, alias: str, team: str | None) -> openai.OpenAI:
+            page.goto(f"{gateway.url}/ui/keys")
+            page.fill("input[name=alias]", alias)
+            if team is not None:
+                page.select_option("select[name=team_id]", team)
+            page.click("text=Create key")
+            secret = page.inner_text("#new-key")
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0)
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-        assert refused.value.code == "key_blocked"
+            return client
+
+        page = sign_in()
+        data = create_key(page, "gina-laptop", None)  # the primary team: the first mapped one
+        ml = create_key(page, "gina-ml", "team_ml")
+        assert "team_data" in page.inner_text("table") and "team_ml" in page.inner_text("table")
+        page.context.close()
+        for groups, refused_client, working in ((["ml-team"], data, ml), ([], ml, None)):
+            idp.users["gina"] = groups
+            sign_in().context.close()
+            with pytest.raises(openai.AuthenticationError) as refused:
+                refused_client.chat.completions.create(model="gpt-4o-mini",
+                                                       messages=[{"role": "user", "content": "hi"}])
+            assert refused.value.code == "key_blocked"
+            if working is not None:  # the team the user is still in keeps its key
+                working.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         browser.close()

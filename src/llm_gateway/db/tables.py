@@ -55,6 +55,17 @@ users = Table(
     Index("ix_gw_users_team", "team_id"),
 )
 
+# Which teams a user belongs to (migration 0010_team_members): a user may be in several; `gw_users.team_id` is its
+# primary team, one of these rows (or null when the user is in no team). No foreign keys, as for `team_id`: a
+# membership may name a team that is not (yet) created, and the store keeps the rows in step on deletes.
+team_members = Table(
+    "gw_team_members", metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("team_id", String(64), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_gw_team_members_team", "team_id", "user_id"),
+)
+
 keys = Table(
     "gw_keys", metadata,
     Column("id", String(64), primary_key=True),

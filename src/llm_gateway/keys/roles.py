@@ -20,7 +20,7 @@ class Identity:
     subject: str  # "master", a user id, or an identity provider's subject
     roles: frozenset[str]
     user_id: str | None = None  # the gateway user it acts as (a user's keys and usage)
-    team_id: str | None = None  # the team it belongs to (a team admin manages it)
+    team_id: str | None = None  # its user's primary team (a team admin manages it; keys/members.py)
     name: str = ""
 
     @property
@@ -40,8 +40,8 @@ def of_user(user: UserRecord) -> Identity:
     return Identity(user.id, frozenset(roles), user_id=user.id, team_id=user.team_id, name=user.email or user.id)
 
 
-def forbidden(message: str) -> GatewayError:
-    return GatewayError(message, status=403, type="permission_error", code="forbidden")
+def forbidden(message: str, code: str = "forbidden", param: str | None = None) -> GatewayError:
+    return GatewayError(message, status=403, type="permission_error", code=code, param=param)
 
 
 def require_admin(identity: Identity) -> None:
@@ -68,6 +68,11 @@ def require_key(identity: Identity, key: KeyRecord | None, key_id: str) -> KeyRe
     if key is None or not may_manage_key(identity, key):
         raise NotFound(f"no key {key_id!r}", code="key_not_found")
     return key
+
+
+def may_see_user(identity: Identity, user_id: str, teams: list[str]) -> bool:
+    """Admins see every user, a team admin the members of its team (`teams`: the user's teams), a user itself."""
+    return identity.is_admin or identity.user_id == user_id or (identity.is_team_admin and identity.team_id in teams)
 
 
 def require_team(identity: Identity, team_id: str | None) -> None:

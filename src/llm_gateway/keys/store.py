@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, Engine, Row, Table, delete, func, insert, select, update
 
-from llm_gateway.db.tables import keys, teams, users
+from llm_gateway.db.tables import keys, team_members, teams, users
+from llm_gateway.keys import members
+from llm_gateway.keys.members import NotAMember, Plan, TeamsChanged
 from llm_gateway.keys.model import (
     KEY_PREFIX,
     KeyRecord,
@@ -18,6 +19,9 @@ from llm_gateway.keys.model import (
     new_secret,
     now_ms,
 )
+from llm_gateway.keys.rows import encode, key_from_row, team_from_row, user_from_row
+
+__all__ = ["NotAMember", "Store", "TeamsChanged", "UserHasKeys", "key_from_row"]
 
 USER_TOKEN_PREFIX = "sk-gwu-"
 
@@ -30,59 +34,12 @@ class UserHasKeys(Exception):
         self.count = count
 
 
-def _encode(values: dict[str, Any]) -> dict[str, Any]:
-    out = dict(values)
-    if "metadata" in out:
-        out["metadata"] = orjson.dumps(out["metadata"] or {}).decode()
-    if "models" in out:
-        out["models"] = None if out["models"] is None else orjson.dumps(sorted(out["models"])).decode()
-    if "guardrails" in out:
-        out["guardrails"] = None if out["guardrails"] is None else orjson.dumps(list(out["guardrails"])).decode()
-    return out
-
-
-def _guardrails(value: str | None) -> tuple[str, ...] | None:
-    return tuple(orjson.loads(value)) if value else None
-
-
-def key_from_row(row: Row[Any]) -> KeyRecord:
-    # Unpacked by position (select(keys) yields the table's column order): the cache loads every key at start.
-    (key_id, key_hash, key_prefix, alias, user_id, team_id, models, budget_usd, budget_period, rpm_limit,
-     tpm_limit, expires_at, metadata, blocked, created_at, updated_at, allow_overrides,
-     allow_passthrough, guardrails) = tuple(row)
-    return KeyRecord(
-        id=key_id, key_hash=key_hash, key_prefix=key_prefix, alias=alias, user_id=user_id, team_id=team_id,
-        models=frozenset(orjson.loads(models)) if models is not None else None, budget_usd=budget_usd,
-        budget_period=budget_period, rpm_limit=rpm_limit, tpm_limit=tpm_limit, expires_at=expires_at,
-        metadata=orjson.loads(metadata) if metadata and metadata != "{}" else {}, blocked=bool(blocked),
-        created_at=created_at, updated_at=updated_at,
-        allow_overrides=None if allow_overrides is None else bool(allow_overrides),
-        allow_passthrough=None if allow_passthrough is None else bool(allow_passthrough),
-        guardrails=_guardrails(guardrails))
-
-
-def user_from_row(row: Row[Any]) -> UserRecord:
-    m = row._mapping
-    return UserRecord(id=m["id"], email=m["email"], team_id=m["team_id"], budget_usd=m["budget_usd"],
-                      budget_period=m["budget_period"], max_keys=m["max_keys"], role=m["role"],
-                      metadata=orjson.loads(m["metadata"] or "{}"), created_at=m["created_at"],
-                      updated_at=m["updated_at"])
-
-
-def team_from_row(row: Row[Any]) -> TeamRecord:
-    m = row._mapping
-    return TeamRecord(id=m["id"], name=m["name"], budget_usd=m["budget_usd"], budget_period=m["budget_period"],
-                      metadata=orjson.loads(m["metadata"] or "{}"), created_at=m["created_at"],
-                      updated_at=m["updated_at"], allow_overrides=bool(m["allow_overrides"]),
-                      allow_passthrough=bool(m["allow_passthrough"]), guardrails=_guardrails(m["guardrails"]))
-
-
 def _insert_key(conn: Connection, fields: dict[str, Any]) -> tuple[str, KeyRecord]:
     secret = new_secret(KEY_PREFIX)
     ts = now_ms()
     values = {"id": new_id("key"), "key_hash": hash_secret(secret), "key_prefix": secret[:10],
               "created_at": ts, "updated_at": ts, "metadata": {}, "blocked": False, **fields}
-    conn.execute(insert(keys).values(**_encode(values)))
+    conn.execute(insert(keys).values(**encode(values)))
     row = conn.execute(select(keys).where(keys.c.id == values["id"])).one()
     return secret, key_from_row(row)
 
@@ -97,18 +54,21 @@ class Store:
         with self.engine.begin() as conn:
             return _insert_key(conn, fields)
 
-    def create_key_within_cap(self, user_id: str, cap: int, fields: dict[str, Any]) -> tuple[str, KeyRecord] | None:
-        """A new key of `user_id`, or None when the user already holds `cap` keys.
+    def create_key_within_cap(self, user_id: str, cap: int, fields: dict[str, Any],
+                              member: bool = False) -> tuple[str, KeyRecord] | None:
+        """A new key of `user_id`, or None when the user already holds `cap` keys. With `member`, the key's
+        `team_id` (when set) must be one of the user's teams (NotAMember otherwise).
 
-        The count and the insert are one transaction that first takes a write lock (the user's row on
-        PostgreSQL, the database's on SQLite), so concurrent creates, on any replica, take turns and each
-        counts the keys committed before it.
+        The count, the check and the insert are one transaction that first takes the user's write lock
+        (keys/members.py), so concurrent creates and team changes, on any replica, take turns and each counts the
+        keys committed before it.
         """
         with self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+            members.lock_user(conn, user_id)
+            team = fields.get("team_id")
+            if member and team is not None and not members.is_member(conn, user_id, team):
+                conn.rollback()
+                raise NotAMember(team)
             held = conn.execute(select(func.count()).select_from(keys).where(keys.c.user_id == user_id)).scalar_one()
             if int(held) >= cap:
                 conn.rollback()
@@ -147,7 +107,7 @@ class Store:
     def update_key(self, key_id: str, changes: dict[str, Any]) -> KeyRecord | None:
         with self.engine.begin() as conn:
             conn.execute(update(keys).where(keys.c.id == key_id)
-                         .values(**_encode(changes), updated_at=now_ms()))
+                         .values(**encode(changes), updated_at=now_ms()))
             row = conn.execute(select(keys).where(keys.c.id == key_id)).first()
         return key_from_row(row) if row is not None else None
 
@@ -174,13 +134,16 @@ class Store:
 
     # -- users and teams
     def create_user(self, fields: dict[str, Any]) -> tuple[str, UserRecord]:
-        """A new user and its self-service token (returned once, stored hashed)."""
+        """A new user and its self-service token (returned once, stored hashed); its `team_id` is its first team."""
         token = new_secret(USER_TOKEN_PREFIX)
         ts = now_ms()
         values = {"id": new_id("user"), "metadata": {}, "created_at": ts, "updated_at": ts,
                   "token_hash": hash_secret(token), **fields}
         with self.engine.begin() as conn:
-            conn.execute(insert(users).values(**_encode(values)))
+            conn.execute(insert(users).values(**encode(values)))
+            if values.get("team_id"):
+                conn.execute(insert(team_members).values(user_id=values["id"], team_id=values["team_id"],
+                                                         created_at=ts))
         user = self.get_user(values["id"])
         assert user is not None
         return token, user
@@ -194,7 +157,7 @@ class Store:
         ts = now_ms()
         values = {"id": new_id("team"), "metadata": {}, "created_at": ts, "updated_at": ts, **fields}
         with self.engine.begin() as conn:
-            conn.execute(insert(teams).values(**_encode(values)))
+            conn.execute(insert(teams).values(**encode(values)))
         team = self.get_team(values["id"])
         assert team is not None
         return team
@@ -207,10 +170,16 @@ class Store:
         row = self._get(teams, team_id)
         return team_from_row(row) if row is not None else None
 
+    def existing_teams(self, team_ids: list[str]) -> set[str]:
+        with self.engine.connect() as conn:
+            return {t for (t,) in conn.execute(select(teams.c.id).where(teams.c.id.in_(team_ids)))}
+
     def list_users(self, after: str | None, limit: int, team_id: str | None = None) -> list[UserRecord]:
+        """A page of users; with `team_id`, the team's members (whichever team is their primary one)."""
         query = self._page(users, after, limit)
         if team_id is not None:
-            query = query.where(users.c.team_id == team_id)
+            query = query.join(team_members, (team_members.c.user_id == users.c.id)
+                               & (team_members.c.team_id == team_id))
         with self.engine.connect() as conn:
             return [user_from_row(r) for r in conn.execute(query)]
 
@@ -218,7 +187,38 @@ class Store:
         with self.engine.connect() as conn:
             return [team_from_row(r) for r in conn.execute(self._page(teams, after, limit))]
 
+    def teams_of(self, user_id: str) -> list[str]:
+        """The user's teams (by id; keys/members.py). Its primary team is `UserRecord.team_id`."""
+        with self.engine.connect() as conn:
+            return members.teams_of(conn, user_id)
+
+    def teams_of_users(self, user_ids: list[str]) -> dict[str, list[str]]:
+        with self.engine.connect() as conn:
+            return members.teams_of_users(conn, user_ids)
+
+    def change_teams(self, user_id: str, plan: Plan, blocked_by: str,
+                     also_block: frozenset[str] = frozenset()) -> TeamsChanged | None:
+        """Set a user's teams as `plan` says, block the keys it holds through teams it left (keys/members.py);
+        None when there is no such user. A sign-in that changes nothing (the usual case) takes no write lock."""
+        with self.engine.connect() as conn:
+            planned = members.apply(conn, user_id, plan, blocked_by, also_block, write=False)
+        if planned is None or planned.nothing:
+            return planned
+        with self.engine.connect() as conn:
+            members.lock_user(conn, user_id)
+            changed = members.apply(conn, user_id, plan, blocked_by, also_block)
+            conn.commit()
+        return changed
+
     def update_user(self, user_id: str, changes: dict[str, Any]) -> UserRecord | None:
+        """`team_id` moves the user from its primary team to that one (its other teams stay): use change_teams to
+        see the keys that blocks."""
+        changes = dict(changes)
+        if "team_id" in changes:
+            team = changes.pop("team_id")
+            user = self.get_user(user_id)
+            if user is not None and user.team_id != team:
+                self.change_teams(user_id, members.move_primary(team), "admin")
         self._update(users, user_id, changes)
         return self.get_user(user_id)
 
@@ -236,10 +236,20 @@ class Store:
             if owned and not cascade:
                 raise UserHasKeys(len(owned))  # rolls the user's deletion back
             conn.execute(delete(keys).where(keys.c.user_id == user_id))
+            conn.execute(delete(team_members).where(team_members.c.user_id == user_id))
         return owned
 
     def delete_team(self, team_id: str) -> bool:
-        return self._delete(teams, team_id)
+        """Delete a team and its memberships; its members whose primary team it was get their next team."""
+        with self.engine.begin() as conn:
+            if not conn.execute(delete(teams).where(teams.c.id == team_id)).rowcount:
+                return False
+            conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
+            primary_of = [u for (u,) in conn.execute(select(users.c.id).where(users.c.team_id == team_id))]
+            for user_id, rest in members.teams_of_users(conn, primary_of).items():
+                conn.execute(update(users).where(users.c.id == user_id).values(
+                    team_id=rest[0] if rest else None, updated_at=now_ms()))
+        return True
 
     def permitted_teams(self) -> list[TeamRecord]:
         """Teams that allow overrides or pass-through: what the authorization policy keeps in memory."""
@@ -272,8 +282,4 @@ class Store:
 
     def _update(self, table: Table, row_id: str, changes: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.id == row_id).values(**_encode(changes), updated_at=now_ms()))
-
-    def _delete(self, table: Table, row_id: str) -> bool:
-        with self.engine.begin() as conn:
-            return bool(conn.execute(delete(table).where(table.c.id == row_id)).rowcount)
+            conn.execute(update(table).where(table.c.id == row_id).values(**encode(changes), updated_at=now_ms()))

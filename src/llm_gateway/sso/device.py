@@ -1,7 +1,7 @@
 """`llm-gateway login`: a device authorization grant (RFC 8628's shape) whose browser step is the gateway's own
 single sign-on, so it works with every configured IdP, OIDC or SAML. The CLI asks for a code, the person opens
 the verification page, signs in, and approves; the CLI's next poll gets a short-lived personal key (`sso.key_ttl_s`)
-of that user and team, made at that moment (no secret is ever stored)."""
+of that user in its primary team, made at that moment (no secret is ever stored)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from llm_gateway.db.tables import device_grants
 from llm_gateway.keys.accounts import Accounts
 from llm_gateway.keys.model import now_ms
+from llm_gateway.keys.store import NotAMember
 from llm_gateway.ui.session import Sessions, base_path
 
 from .audit import AuditLog
@@ -150,11 +151,15 @@ class DeviceLogin:
         if user is None:
             return _oauth_error("access_denied", "the user no longer exists")
         self._drop_expired_logins(user.id)
+        # the user's primary team (it is one of the user's teams; the store checks that again under its lock)
         fields = {"team_id": user.team_id, "alias": f"login: {row.client_name}"[:200],
                   "expires_at": int((time.time() + self.key_ttl_s) * 1000),
                   "metadata": {"issued_by": "llm-gateway login"}}
         cap = user.max_keys if user.max_keys is not None else self.accounts.config.auth.max_keys_per_user
-        created = store.create_key_within_cap(user.id, cap, fields)
+        try:
+            created = store.create_key_within_cap(user.id, cap, fields, member=True)
+        except NotAMember:  # the primary team changed at this moment
+            return _oauth_error("access_denied", "your team changed while signing in: run llm-gateway login again")
         if created is None:
             return _oauth_error("access_denied", f"you already hold {cap} key(s), the most allowed")
         return created

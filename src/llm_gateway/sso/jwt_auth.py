@@ -1,7 +1,7 @@
 """IdP access tokens as API credentials (`auth.jwt`): `Authorization: Bearer <JWT>` instead of a virtual key.
 
 The first use of a token validates it (signature through the issuer's cached JWKS, RS256/ES256 only, issuer,
-audience, expiry, required claims) and syncs its subject and groups to a user and team (sso/groups.py). The
+audience, expiry, required claims) and syncs its subject and groups to a user and its teams (sso/groups.py). The
 result is kept by the token's text until the token expires, so every later call is one dict lookup and a clock
 read: no network, no database, no signature check. Refused tokens are kept too (briefly), so a client retrying a
 bad token costs a lookup and writes one audit row, not one per request.
@@ -184,8 +184,11 @@ class JwtAuth:
         for key in synced.blocked:
             self.on_blocked(key)
         user = synced.user
+        # once per token: later calls hit the cache
         self.audit.record("sign_in", method="jwt", provider=issuer.keys.issuer, subject=subject, user_id=user.id,
-                          team_id=user.team_id)  # once per token: later calls hit the cache
+                          team_id=user.team_id, teams=list(synced.teams))
+        # A token acts for its user in the user's primary team (billing, budgets, the team's permissions); the
+        # user's other teams matter for the keys it makes, each of which names its own team.
         record = KeyRecord(id="jwt_" + user.id.removeprefix("sso_"), key_hash="", key_prefix="jwt",
                            alias=f"jwt:{subject}"[:200], user_id=user.id, team_id=user.team_id,
                            metadata={"auth": "jwt", "issuer": issuer.keys.issuer})

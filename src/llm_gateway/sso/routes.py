@@ -87,7 +87,8 @@ class SignIns:
         self.sessions.sign_in(request, identity, f"{method}:{provider}", response)  # sign-out finds the IdP
         response.delete_cookie(FLOW_COOKIE, path=base_path(request) + "/sso")
         await self.audit.awrite("sign_in", method=method, provider=provider, subject=subject, user_id=identity.user_id,
-                          client_ip=client_ip(request), roles=sorted(identity.roles), team_id=identity.team_id)
+                          client_ip=client_ip(request), roles=sorted(identity.roles), team_id=identity.team_id,
+                                teams=list(synced.teams))
         return response
 
     async def refused(self, request: Request, method: str, provider: str, reason: str,

@@ -10,13 +10,14 @@ import asyncio
 import hmac
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from llm_gateway.api.admin.schemas import KeyInput, MyKeyInput, TeamInput, UserInput
+from llm_gateway.api.admin.schemas import KeyInput, MyKeyInput, TeamInput, UserInput, UserTeamsInput
 from llm_gateway.api.admin.wire import check_master
 from llm_gateway.api.cache_admin import ClearInput
 from llm_gateway.errors import GatewayError
@@ -72,6 +73,7 @@ class Actions:
         add("/keys/{key_id}/revoke", self.revoke_key, methods=["POST"])
         add("/teams", self.create_team, methods=["POST"])
         add("/users", self.create_user, methods=["POST"])
+        add("/users/{user_id}/teams", self.set_user_teams, methods=["POST"])
         add("/cache/clear", self.clear_cache, methods=["POST"])
 
     async def login_page(self, request: Request) -> Response:
@@ -151,7 +153,8 @@ class Actions:
                 if user is None:
                     raise GatewayError("your user no longer exists", status=403, type="permission_error")
                 request.state.user = user
-                fields = {name: fields[name] for name in ("alias", "models", "budget_usd") if name in fields}
+                # the team is checked against the user's teams by the API's own handler (403 not_a_member)
+                fields = {name: fields[name] for name in ("alias", "team_id", "models", "budget_usd") if name in fields}
                 created = await self.ui.resources.create_my_key(request, MyKeyInput(**fields))
         except ValidationError as err:
             return await self.pages.keys_page(request, error=_problem(err), status=400)
@@ -199,6 +202,22 @@ class Actions:
         except GatewayError as err:
             return await self.pages.users_page(request, error=err.message, status=err.status)
         return await self.pages.users_page(request, created=user, status=201)
+
+    async def set_user_teams(self, request: Request, user_id: str) -> Response:
+        checked = await self._checked(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        teams = [t.strip() for t in str(form.get("teams") or "").split(",") if t.strip()]
+        try:
+            require_admin(session.identity)
+            await self.ui.resources.set_user_teams(user_id, UserTeamsInput(
+                teams=teams, **_fields(form, ("team_id",))))
+        except ValidationError as err:
+            return self.ui.render(request, "error.html", session, status=400, message=_problem(err))
+        except GatewayError as err:
+            return self.ui.render(request, "error.html", session, status=err.status, message=err.message)
+        return RedirectResponse(f"{base_path(request)}/users/{quote(user_id)}", status_code=303, headers=HEADERS)
 
     async def clear_cache(self, request: Request) -> Response:
         checked = await self._checked(request)

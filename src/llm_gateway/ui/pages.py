@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from llm_gateway.errors import GatewayError
-from llm_gateway.keys.roles import key_scope, may_manage_key, require_admin, require_team, usage_scope
+from llm_gateway.keys.members import primary_first
+from llm_gateway.keys.roles import key_scope, may_manage_key, may_see_user, require_admin, require_team, usage_scope
 from llm_gateway.usage.rollup import DAY_MS, HOUR_MS
 
 from . import data
@@ -110,12 +111,23 @@ class Pages:
         if session is None:
             return self.ui.to_login(request)
         after = request.query_params.get("after")
-        found = await self._run(lambda: self.ui.store.list_keys(after, PAGE + 1, **key_scope(session.identity)))
+        identity = session.identity
+        found = await self._run(lambda: self.ui.store.list_keys(after, PAGE + 1, **key_scope(identity)))
         more = len(found) > PAGE
         models = sorted(self.ui.catalog.routes)
+        my_teams: list[str] = []
+        if not (identity.is_admin or identity.is_team_admin) and identity.user_id:
+            my_teams = await self._my_teams(identity.user_id)  # the teams a new key may be made in
         return self.ui.render(request, "keys.html", session, status=status, keys=found[:PAGE],
                               next_after=found[PAGE - 1].id if more else None, created=created, error=error,
-                              models=models)
+                              models=models, my_teams=my_teams)
+
+    async def _my_teams(self, user_id: str) -> list[str]:
+        """The user's teams as they are now (not as at sign-in), the primary team first."""
+        user = await self._run(self.ui.store.get_user, user_id)
+        if user is None:
+            return []
+        return primary_first(user.team_id, await self._run(self.ui.store.teams_of, user_id))
 
     async def key(self, request: Request, key_id: str) -> Response:
         session = self.ui.session(request)
@@ -153,9 +165,11 @@ class Pages:
         identity = session.identity
         if identity.is_admin:
             found = await self._run(self.ui.store.list_teams, request.query_params.get("after"), PAGE + 1)
-        else:
-            team = await self._run(self.ui.store.get_team, identity.team_id or "")
-            found = [team] if team is not None and identity.is_team_admin else []
+        else:  # the user's own teams; a team admin's team among them
+            mine = await self._my_teams(identity.user_id) if identity.user_id else []
+            if identity.is_team_admin and identity.team_id not in mine:
+                mine.append(identity.team_id or "")
+            found = [t for t in [await self._run(self.ui.store.get_team, t) for t in mine[:PAGE]] if t is not None]
         return self.ui.render(request, "teams.html", session, status=status, teams=found[:PAGE],
                               next_after=found[PAGE - 1].id if len(found) > PAGE else None, error=error)
 
@@ -188,9 +202,11 @@ class Pages:
         if not (identity.is_admin or identity.is_team_admin):
             return self.ui.render(request, "error.html", session, status=403, message="this needs an admin")
         after = request.query_params.get("after")
-        team = None if identity.is_admin else identity.team_id
+        team = None if identity.is_admin else identity.team_id  # a team admin: its team's members
         found = await self._run(self.ui.store.list_users, after, PAGE + 1, team)
+        teams = await self._run(self.ui.store.teams_of_users, [u.id for u in found[:PAGE]])
         return self.ui.render(request, "users.html", session, status=status, users=found[:PAGE],
+                              teams={u.id: primary_first(u.team_id, teams.get(u.id, [])) for u in found[:PAGE]},
                               next_after=found[PAGE - 1].id if len(found) > PAGE else None, created=created,
                               error=error)
 
@@ -200,14 +216,13 @@ class Pages:
             return self.ui.to_login(request)
         identity = session.identity
         user = await self._run(self.ui.store.get_user, user_id)
-        visible = user is not None and (identity.is_admin or identity.user_id == user_id or (
-            identity.is_team_admin and user.team_id == identity.team_id))
-        if user is None or not visible:
+        teams = primary_first(user.team_id, await self._run(self.ui.store.teams_of, user_id)) if user else []
+        if user is None or not may_see_user(identity, user_id, teams):
             return self.ui.render(request, "error.html", session, status=404, message="no such user")
         keys = await self._run(lambda: self.ui.store.list_keys(None, PAGE, user_id=user_id))
         budget = self.ui.accounts.budgets.budgets.get(("user", user_id))
-        return await self._entity(request, session, "user", user_id, user.email or user_id, user.public(), budget,
-                                  keys=keys)
+        return await self._entity(request, session, "user", user_id, user.email or user_id,
+                                  {**user.public(), "teams": teams}, budget, keys=keys, teams=teams)
 
     def _log_filters(self, request: Request, session: Session) -> dict[str, Any]:
         q = request.query_params

@@ -8,10 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Security
 
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
+from llm_gateway.keys import members
 from llm_gateway.keys.accounts import Accounts
-from llm_gateway.keys.model import KeyRecord
-from llm_gateway.keys.roles import Identity, require_key
-from llm_gateway.keys.store import UserHasKeys
+from llm_gateway.keys.members import primary_first
+from llm_gateway.keys.model import KeyRecord, UserRecord
+from llm_gateway.keys.roles import Identity, forbidden, require_key
+from llm_gateway.keys.store import NotAMember, TeamsChanged, UserHasKeys
 from llm_gateway.sso.audit import AuditLog
 
 from .schemas import (
@@ -34,6 +36,8 @@ from .schemas import (
     UserDeleted,
     UserInput,
     UserList,
+    UserTeams,
+    UserTeamsInput,
 )
 from .wire import (
     MASTER_SCHEME,
@@ -45,11 +49,16 @@ from .wire import (
     current_user,
     key_fields,
     listing,
+    out_of_range,
 )
 
 
 def _conflict(message: str) -> GatewayError:
     return GatewayError(message, status=409, type="invalid_request_error", code="conflict")
+
+
+def with_teams(user: UserRecord, teams: list[str]) -> dict[str, Any]:
+    return {**user.public(), "teams": primary_first(user.team_id, teams)}
 
 
 class ResourcesApi:
@@ -77,6 +86,10 @@ class ResourcesApi:
         add("/users/{id}", self.get_user, methods=["GET"], response_model=User, tags=["users"])
         add("/users/{id}", self.update_user, methods=["PATCH"], response_model=User, tags=["users"])
         add("/users/{id}", self.delete_user, methods=["DELETE"], response_model=UserDeleted, tags=["users"])
+        add("/users/{id}/teams", self.get_user_teams, methods=["GET"], response_model=UserTeams, tags=["users"],
+            summary="The user's teams and its primary team")
+        add("/users/{id}/teams", self.set_user_teams, methods=["PUT"], response_model=UserTeams, tags=["users"],
+            summary="Set the user's teams (keys held through a team it leaves are blocked)")
         add("/teams", self.create_team, methods=["POST"], status_code=201, response_model=Team, tags=["teams"])
         add("/teams", self.list_teams, methods=["GET"], response_model=TeamList, tags=["teams"])
         add("/teams/{id}", self.get_team, methods=["GET"], response_model=Team, tags=["teams"])
@@ -84,6 +97,8 @@ class ResourcesApi:
         add("/teams/{id}", self.delete_team, methods=["DELETE"], response_model=Deleted, tags=["teams"])
         me = APIRouter(prefix="/api/v1/me", responses=ERRORS, tags=["self-service"],
                        dependencies=[Security(USER_SCHEME), Depends(self.auth.user)])
+        me.add_api_route("/teams", self.my_teams, methods=["GET"], response_model=UserTeams,
+                         summary="Your teams: a new key may be made in any of them")
         me.add_api_route("/keys", self.my_keys, methods=["GET"], response_model=KeyList, summary="Your keys")
         me.add_api_route("/keys", self.create_my_key, methods=["POST"], status_code=201, response_model=NewKey,
                          summary="Create one of your keys (capped per user, also under concurrency)")
@@ -159,29 +174,73 @@ class ResourcesApi:
         self.accounts.user_changed(user)
         if user.role != "user":
             await self.audit.awrite("role_change", method="admin", user_id=user.id, role=user.role, previous=None)
-        return {**user.public(), "token": token}
+        if user.team_id:
+            await self.audit.awrite("team_change", method="admin", user_id=user.id, joined=[user.team_id], left=[])
+        return {**with_teams(user, [user.team_id] if user.team_id else []), "token": token}
 
-    async def list_users(self, limit: Limit = 100, after: After = None,
-                         team_id: Annotated[Id | None, Query()] = None) -> dict[str, Any]:
+    async def list_users(self, limit: Limit = 100, after: After = None, team_id: Annotated[Id | None, Query(
+            description="the team's members (whichever of their teams is primary)")] = None) -> dict[str, Any]:
         found = await asyncio.to_thread(self.store.list_users, after, limit + 1, team_id)
-        return listing([u.public() for u in found], limit)
+        teams = await asyncio.to_thread(self.store.teams_of_users, [u.id for u in found[:limit]])
+        return listing([with_teams(u, teams.get(u.id, [])) for u in found], limit)
 
     async def get_user(self, id: Id) -> dict[str, Any]:
-        user = await asyncio.to_thread(self.store.get_user, id)
+        user = await self._user(id)
+        return with_teams(user, await asyncio.to_thread(self.store.teams_of, id))
+
+    async def _user(self, user_id: str) -> UserRecord:
+        user = await asyncio.to_thread(self.store.get_user, user_id)
         if user is None:
-            raise NotFound(f"no user {id!r}", code="user_not_found")
-        return user.public()
+            raise NotFound(f"no user {user_id!r}", code="user_not_found")
+        return user
 
     async def update_user(self, id: Id, body: UserChange) -> dict[str, Any]:
         changes = body.model_dump(exclude_unset=True)
-        before = await asyncio.to_thread(self.store.get_user, id) if "role" in changes else None
+        before = await self._user(id)
+        if "team_id" in changes:
+            team = changes.pop("team_id")
+            if team != before.team_id:
+                await self._change_teams(id, members.move_primary(team))
         user = await asyncio.to_thread(self.store.update_user, id, changes)
         if user is None:
             raise NotFound(f"no user {id!r}", code="user_not_found")
         self.accounts.user_changed(user)
-        if before is not None and before.role != user.role:
+        if before.role != user.role:
             await self.audit.awrite("role_change", method="admin", user_id=id, role=user.role, previous=before.role)
-        return user.public()
+        return with_teams(user, await asyncio.to_thread(self.store.teams_of, id))
+
+    async def get_user_teams(self, id: Id) -> dict[str, Any]:
+        user = await self._user(id)
+        teams = await asyncio.to_thread(self.store.teams_of, id)
+        return {"user_id": id, "team_id": user.team_id, "teams": primary_first(user.team_id, teams)}
+
+    async def set_user_teams(self, id: Id, body: UserTeamsInput) -> dict[str, Any]:
+        """The user's teams become exactly `teams`; the user leaves the others, and the keys it holds through them
+        are blocked at once. SSO sign-ins manage the teams of `sso.group_mapping` and leave the others alone."""
+        wanted = list(dict.fromkeys(body.teams))
+        if body.team_id is not None and body.team_id not in wanted:
+            raise out_of_range("team_id must be one of teams", "team_id")
+        missing = set(wanted) - await asyncio.to_thread(self.store.existing_teams, wanted)
+        if missing:
+            raise out_of_range(f"no team {sorted(missing)[0]!r}", "teams")
+        await self._user(id)
+        changed = await self._change_teams(id, members.exactly(wanted, body.team_id))
+        return {"user_id": id, "team_id": changed.primary, "teams": list(changed.teams),
+                "blocked_keys": [k.id for k in changed.blocked]}
+
+    async def _change_teams(self, user_id: str, plan: members.Plan) -> TeamsChanged:
+        changed = await asyncio.to_thread(self.store.change_teams, user_id, plan, "admin")
+        if changed is None:
+            raise NotFound(f"no user {user_id!r}", code="user_not_found")
+        for key in changed.blocked:
+            self.accounts.put_key(key)
+        if changed.joined or changed.left:
+            await self.audit.awrite("team_change", method="admin", user_id=user_id, joined=sorted(changed.joined),
+                                    left=sorted(changed.left))
+        for key in changed.blocked:
+            await self.audit.awrite("key_blocked", method="admin", user_id=user_id, key_id=key.id,
+                                    team_id=key.team_id)
+        return changed
 
     async def delete_user(self, id: Id, cascade: Annotated[bool, Query(
             description="also delete the user's keys; without it a user that holds keys is kept (409)")] = False,
@@ -239,12 +298,22 @@ class ResourcesApi:
         found = await asyncio.to_thread(self.store.list_keys, after, limit + 1, user_id=user.id)
         return listing([k.public() for k in found], limit)
 
+    async def my_teams(self, request: Request) -> dict[str, Any]:
+        user = current_user(request)
+        teams = await asyncio.to_thread(self.store.teams_of, user.id)
+        return {"user_id": user.id, "team_id": user.team_id, "teams": primary_first(user.team_id, teams)}
+
     async def create_my_key(self, request: Request, body: MyKeyInput | None = None) -> dict[str, Any]:
+        """A key in the team the user names (one of its teams: 403 otherwise) or in its primary team."""
         user = current_user(request)
         fields = key_fields((body or MyKeyInput()).model_dump(exclude_unset=True))
-        fields["team_id"] = user.team_id
+        if fields.get("team_id") is None:
+            fields["team_id"] = user.team_id
         cap = user.max_keys if user.max_keys is not None else self.accounts.config.auth.max_keys_per_user
-        created = await asyncio.to_thread(self.store.create_key_within_cap, user.id, cap, fields)
+        try:
+            created = await asyncio.to_thread(self.store.create_key_within_cap, user.id, cap, fields, True)
+        except NotAMember as err:
+            raise forbidden(str(err), code="not_a_member", param="team_id") from None
         if created is None:
             raise BadRequest(f"you already have {cap} key(s), the most allowed: delete one first",
                              code="key_limit_reached")

@@ -72,9 +72,11 @@ class KeyInput(_Input):
 
 
 class MyKeyInput(_Input):
-    """What a user may set on its own keys: owner, team and limits come from the admin."""
+    """What a user may set on its own keys: the owner and limits come from the admin, the team is one of the user's."""
 
     alias: Name | None = None
+    team_id: Id | None = Field(None, description="one of your teams (GET /api/v1/me/teams); default: your primary "
+                               "team. Any other team: 403 not_a_member")
     models: Annotated[list[Name], Field(max_length=1000)] | None = None
     budget_usd: Budget | None = None
     budget_period: Period = "total"
@@ -83,10 +85,13 @@ class MyKeyInput(_Input):
     metadata: Metadata = Field(default_factory=dict)
 
 
+TEAM_ID = "the user's primary team, one of its teams (the default for its new keys; a team admin manages it)"
+
+
 class UserInput(_Input):
     id: Id | None = None
     email: Email | None = None
-    team_id: Id | None = None
+    team_id: Id | None = Field(None, description="the user's first team, which becomes its primary team")
     budget_usd: Budget | None = None
     budget_period: Period = "total"
     max_keys: Count | None = Field(None, description="self-service keys this user may hold")
@@ -96,7 +101,9 @@ class UserInput(_Input):
 
 class UserChange(_Input):
     email: Email | None = None
-    team_id: Id | None = None
+    team_id: Id | None = Field(None, description="moves the user from its primary team to this one (its other "
+                               "teams stay; keys held through the team it leaves are blocked). To change only which "
+                               "team is primary, use PUT /api/v1/users/{id}/teams")
     budget_usd: Budget | None = None
     budget_period: Period = "total"
     max_keys: Count | None = None
@@ -154,10 +161,26 @@ class KeyWithSpend(Key):
     spent_usd: float | None = Field(description="spend in the budget's current period; null without a budget")
 
 
+class UserTeamsInput(_Input):
+    """The user's teams, exactly: teams it leaves block the keys it holds through them."""
+
+    teams: Annotated[list[Id], Field(max_length=1000)] = Field(description="existing team ids")
+    team_id: Id | None = Field(None, description="the primary team, one of `teams`; default: the current primary "
+                               "team while it is one of them, else the first of `teams`")
+
+
+class UserTeams(BaseModel):
+    user_id: str
+    team_id: str | None = Field(description=TEAM_ID)
+    teams: list[str] = Field(description="every team the user is in, the primary team first")
+    blocked_keys: list[str] = Field(default_factory=list, description="keys blocked by this change (PUT)")
+
+
 class User(BaseModel):
     id: str
     email: str | None
-    team_id: str | None
+    team_id: str | None = Field(description=TEAM_ID)
+    teams: list[str] = Field(default_factory=list, description="every team the user is in, the primary team first")
     budget_usd: float | None
     budget_period: str
     max_keys: int | None
