@@ -115,26 +115,48 @@ async def serve_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
     await asyncio.wait([serving], timeout=5)
 
 
-def _worker_app(config: GatewayConfig, index: int) -> Any:
+def _worker_app(config: GatewayConfig, index: int, supervisor: int) -> Any:
     """The ASGI application of supervised worker `index` (built in the worker process)."""
-    _die_with_supervisor()
+    _hold_stop_signals()
+    _die_with_supervisor(supervisor)
     setup_logging(config.telemetry)
     gateway = create_app(config, index)
     metrics = MetricsListener(gateway, config.server.metrics_port + index if config.server.metrics_port else 0)
     gateway.edge.startup_hooks.append(metrics.start)
+    gateway.edge.startup_hooks.append(_release_stop_signals)  # the last start-up step
     gateway.edge.shutdown_hooks.insert(0, metrics.stop)  # hooks run in reverse: the metrics listener stops last
     return gateway.asgi
 
 
-def _die_with_supervisor() -> None:
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _hold_stop_signals() -> None:
+    """A worker's SIGTERM and SIGINT wait until it has started.
+
+    Until granian sets the worker's handlers, the supervisor's, copied by the fork, would swallow them; after
+    that, granian's handler blocks for good on a second signal that comes before the worker serves (it hands each
+    one to a channel that only the running server empties), leaving a worker that never stops. Held back, any
+    number of them arrive as one once start-up is done, and the worker stops as it would while serving."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+async def _release_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def _die_with_supervisor(supervisor: int) -> None:
     """A worker gets SIGTERM (a graceful stop) when its supervisor dies, even by SIGKILL: no orphaned workers
-    holding the port. Linux only; elsewhere workers outlive a killed supervisor."""
-    parent = os.getppid()
+    holding the port. Linux only; elsewhere workers outlive a killed supervisor.
+
+    `supervisor` is the pid the supervisor had when it forked this worker, not what `getppid` says now: a worker
+    forked just before its supervisor was killed finds itself adopted already, and would otherwise ask to be told
+    of the death of its new parent (init), which never comes."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the supervisor died before the request took effect
+    if os.getppid() != supervisor:  # the supervisor died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -146,7 +168,8 @@ class _Supervisor(MPServer):
         self._config = config
 
     def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:  # type: ignore[override]
-        return super()._spawn_worker(idx=idx, target=target, callback_loader=partial(_worker_app, self._config, idx))
+        return super()._spawn_worker(idx=idx, target=target,
+                                     callback_loader=partial(_worker_app, self._config, idx, os.getpid()))
 
 
 def run(config: GatewayConfig) -> int:

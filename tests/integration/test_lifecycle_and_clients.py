@@ -90,6 +90,54 @@ def test_a_dead_worker_is_started_again(gateway_factory: Callable[..., GatewayPr
     assert gw.proc.poll() is None
 
 
+
+def test_a_worker_started_again_just_before_its_supervisor_is_killed_stops_too(
+        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream) -> None:
+    gw = gateway_factory(["--workers", "2", *upstream_args(upstream)])
+    supervisor = gw.proc.pid
+    first = _children_of(supervisor, 2)
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # the replacement is forked; it has not built its application yet
+        workers = [w for w in _children(supervisor) if w != first[0]]
+        if len(workers) == 2:
+            break
+        time.sleep(0.005)
+    assert len(workers) == 2
+    gw.proc.kill()  # SIGKILL: before the new worker could ask to be told of its supervisor's death
+    gw.proc.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [w for w in workers if _alive(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, "a worker outlived its supervisor"
+
+
+def test_a_worker_told_twice_to_stop_while_it_starts_stops(gateway_factory: Callable[..., GatewayProcess],
+                                                            upstream: Upstream) -> None:
+    gw = gateway_factory(["--workers", "2", *upstream_args(upstream)])
+    supervisor = gw.proc.pid
+    first = _children_of(supervisor, 2)
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    fresh: list[int] = []
+    while not fresh and time.monotonic() < deadline:
+        fresh = [w for w in _children(supervisor) if w not in first]
+        time.sleep(0.005)
+    assert fresh
+    os.kill(fresh[0], signal.SIGTERM)  # while it builds its application, then again: as a supervisor that
+    time.sleep(0.01)                   # forwards a stop and then dies would
+    os.kill(fresh[0], signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while _alive(fresh[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stuck = _alive(fresh[0])
+    if stuck:
+        os.kill(fresh[0], signal.SIGKILL)
+    assert not stuck, "the worker never stopped"
+
 def _children(parent: int) -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit() and _parent_of(int(d)) == parent]
 
