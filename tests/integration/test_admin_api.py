@@ -105,7 +105,8 @@ def test_users_teams_and_self_service_keys(gateway_factory: Callable[..., Gatewa
 
     spend = {(b["kind"], b["id"]): b for b in admin("GET", "spend")["data"]}
     assert spend[("team", "research")]["budget_usd"] == 50 and spend[("user", "bob")]["budget_usd"] == 5
-    admin("DELETE", "teams/research")
+    assert admin("DELETE", "teams/research", 409)["error"]["code"] == "team_has_keys"  # alice's "ci" key
+    assert admin("DELETE", "teams/research", params={"cascade": "true"})["revoked_keys"] == 1
     assert admin("DELETE", "users/bob", 409)["error"]["code"] == "user_has_keys"  # bob holds a key
     assert admin("DELETE", "users/bob", params={"cascade": "true"})["revoked_keys"] == 1
     assert ("user", "bob") not in {(b["kind"], b["id"]) for b in admin("GET", "spend")["data"]}

@@ -92,6 +92,29 @@ def test_deleting_a_user_revokes_its_keys_and_keeps_its_history(gateway_factory:
     assert admin(gw, "DELETE", "users/carol").status_code == 404
 
 
+
+def test_a_team_with_keys_is_not_deleted_from_under_them(gateway_factory: Callable[..., GatewayProcess],
+                                                          upstream: Upstream, db_url: str) -> None:
+    """Deleting a team must not free its keys from the team's budget (or its guardrails and policies)."""
+    gw = start(gateway_factory, upstream, db_url)
+    assert admin(gw, "POST", "teams", json={"id": "interns", "budget_usd": 0.000001}).status_code in (200, 201)
+    key = admin(gw, "POST", "keys", json={"team_id": "interns"}).json()["key"]
+    assert chat(gw, key).status_code == 200  # spends the team's budget
+    for _ in range(100):  # the spend is settled: the budget binds
+        if (over := chat(gw, key)).status_code != 200:
+            break
+        time.sleep(0.05)
+    assert over.json()["error"]["code"] == "budget_exceeded", over.text
+    refused = admin(gw, "DELETE", "teams/interns")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "team_has_keys", refused.text
+    assert admin(gw, "GET", "teams/interns").status_code == 200
+    assert chat(gw, key).json()["error"]["code"] == "budget_exceeded"  # still bound
+    deleted = admin(gw, "DELETE", "teams/interns", params={"cascade": "true"})
+    assert deleted.status_code == 200 and deleted.json()["revoked_keys"] == 1, deleted.text
+    assert chat(gw, key).status_code == 401  # at once on this replica
+    assert admin(gw, "GET", "keys", params={"team_id": "interns"}).json()["data"] == []
+    assert admin(gw, "DELETE", "teams/interns").status_code == 404
+
 def test_the_self_service_cap_holds_under_concurrency_and_across_replicas(
         gateway_factory: Callable[..., GatewayProcess], upstream: Upstream, db_url: str) -> None:
     replicas = [start(gateway_factory, upstream, db_url, ) for _ in range(2)]

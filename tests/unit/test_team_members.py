@@ -85,7 +85,7 @@ def test_deleting_a_team_or_a_user_ends_their_memberships(store: Store) -> None:
     store.create_team({"id": "blue"})
     store.create_user({"id": "di", "team_id": "red"})
     store.change_teams("di", exactly(["red", "blue"]), "admin")
-    assert store.delete_team("red")
+    assert store.delete_team("red") == []
     user = store.get_user("di")
     assert user is not None and user.team_id == "blue" and store.teams_of("di") == ["blue"]
     assert store.delete_user("di") == []

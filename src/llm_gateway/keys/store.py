@@ -26,6 +26,14 @@ __all__ = ["NotAMember", "Store", "TeamsChanged", "UserHasKeys", "key_from_row"]
 USER_TOKEN_PREFIX = "sk-gwu-"
 
 
+class TeamHasKeys(Exception):
+    """A team with keys is deleted only with `cascade`: its keys would otherwise escape its budget and policies."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"the team has {count} key(s)")
+        self.count = count
+
+
 class UserHasKeys(Exception):
     """A user with keys is deleted only with `cascade`: its keys would otherwise outlive it."""
 
@@ -239,17 +247,23 @@ class Store:
             conn.execute(delete(team_members).where(team_members.c.user_id == user_id))
         return owned
 
-    def delete_team(self, team_id: str) -> bool:
-        """Delete a team and its memberships; its members whose primary team it was get their next team."""
+    def delete_team(self, team_id: str, cascade: bool = False) -> list[KeyRecord] | None:
+        """Delete a team, its memberships and, with `cascade`, its keys (returned, to evict them from caches);
+        None: no such team. Without `cascade` a team that has keys stays (TeamHasKeys): they would go on without
+        its budget, guardrails and policies. Its members whose primary team it was get their next team."""
         with self.engine.begin() as conn:
             if not conn.execute(delete(teams).where(teams.c.id == team_id)).rowcount:
-                return False
+                return None
+            owned = [key_from_row(r) for r in conn.execute(select(keys).where(keys.c.team_id == team_id))]
+            if owned and not cascade:
+                raise TeamHasKeys(len(owned))  # rolls the team's deletion back
+            conn.execute(delete(keys).where(keys.c.team_id == team_id))
             conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
             primary_of = [u for (u,) in conn.execute(select(users.c.id).where(users.c.team_id == team_id))]
             for user_id, rest in members.teams_of_users(conn, primary_of).items():
                 conn.execute(update(users).where(users.c.id == user_id).values(
                     team_id=rest[0] if rest else None, updated_at=now_ms()))
-        return True
+        return owned
 
     def permitted_teams(self) -> list[TeamRecord]:
         """Teams that allow overrides or pass-through: what the authorization policy keeps in memory."""

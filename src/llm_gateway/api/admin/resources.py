@@ -13,7 +13,7 @@ from llm_gateway.keys.accounts import Accounts
 from llm_gateway.keys.members import primary_first
 from llm_gateway.keys.model import KeyRecord, UserRecord
 from llm_gateway.keys.roles import Identity, forbidden, require_key
-from llm_gateway.keys.store import NotAMember, TeamsChanged, UserHasKeys
+from llm_gateway.keys.store import NotAMember, TeamHasKeys, TeamsChanged, UserHasKeys
 from llm_gateway.sso.audit import AuditLog
 
 from .schemas import (
@@ -29,6 +29,7 @@ from .schemas import (
     NewUser,
     Team,
     TeamChange,
+    TeamDeleted,
     TeamInput,
     TeamList,
     User,
@@ -94,7 +95,7 @@ class ResourcesApi:
         add("/teams", self.list_teams, methods=["GET"], response_model=TeamList, tags=["teams"])
         add("/teams/{id}", self.get_team, methods=["GET"], response_model=Team, tags=["teams"])
         add("/teams/{id}", self.update_team, methods=["PATCH"], response_model=Team, tags=["teams"])
-        add("/teams/{id}", self.delete_team, methods=["DELETE"], response_model=Deleted, tags=["teams"])
+        add("/teams/{id}", self.delete_team, methods=["DELETE"], response_model=TeamDeleted, tags=["teams"])
         me = APIRouter(prefix="/api/v1/me", responses=ERRORS, tags=["self-service"],
                        dependencies=[Security(USER_SCHEME), Depends(self.auth.user)])
         me.add_api_route("/teams", self.my_teams, methods=["GET"], response_model=UserTeams,
@@ -285,12 +286,24 @@ class ResourcesApi:
         self.accounts.team_changed(team)
         return team.public()
 
-    async def delete_team(self, id: Id) -> dict[str, Any]:
-        if not await asyncio.to_thread(self.store.delete_team, id):
+    async def delete_team(self, id: Id, cascade: Annotated[bool, Query(
+            description="also delete the team's keys; without it a team that has keys is kept (409)")] = False,
+    ) -> dict[str, Any]:
+        """Delete a team. Its keys would go on without the team's budget, guardrails and policies, so a team that
+        has keys is deleted only with `cascade`, which deletes them too. Its usage stays in the ledger."""
+        try:
+            revoked = await asyncio.to_thread(self.store.delete_team, id, cascade)
+        except TeamHasKeys as err:
+            raise GatewayError(f"team {id!r} has {err.count} key(s): delete or move them first, or pass "
+                               "cascade=true to delete them with the team", status=409,
+                               type="invalid_request_error", code="team_has_keys") from None
+        if revoked is None:
             raise NotFound(f"no team {id!r}", code="team_not_found")
+        for key in revoked:
+            self.accounts.cache.evict(key.key_hash)
         self.accounts.budgets.configure("team", id, None, "total")
         self.accounts.team_guardrails.pop(id, None)
-        return {"id": id, "deleted": True}
+        return {"id": id, "deleted": True, "revoked_keys": len(revoked)}
 
     # -- self-service: a user manages its own keys with its user token
     async def my_keys(self, request: Request, limit: Limit = 100, after: After = None) -> dict[str, Any]:

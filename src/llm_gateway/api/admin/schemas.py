@@ -234,6 +234,10 @@ class UserDeleted(Deleted):
     revoked_keys: int = Field(description="the user's keys deleted with it (cascade=true)")
 
 
+class TeamDeleted(Deleted):
+    revoked_keys: int = Field(description="the team's keys deleted with it (cascade=true)")
+
+
 class Totals(BaseModel):
     total_requests: int
     total_tokens: int
