@@ -105,8 +105,9 @@ class Echo:
                                         "function": {"name": "lookup", "arguments": ""}}]})
             for at in range(0, len(arguments), PIECE):
                 await send({"tool_calls": [{"index": i, "function": {"arguments": arguments[at:at + PIECE]}}]})
-        await send({}, "tool_calls")
-        await resp.write(b"data: [DONE]\n\n")
+        if "no-end" not in content:  # else the upstream hangs up without finish_reason or [DONE]
+            await send({}, "tool_calls")
+            await resp.write(b"data: [DONE]\n\n")
         return resp
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -521,6 +522,14 @@ def test_streamed_tool_call_arguments_that_pass_arrive_whole(gateway: GatewayPro
     assert [(calls[i]["id"], calls[i]["name"], calls[i]["pieces"]) for i in (0, 1)] == [
         ("call_0", "lookup", 1), ("call_1", "lookup", 1)]  # held, then sent in one piece
     assert whole_calls(gateway, "leak-model", text) == upstream
+
+
+def test_streamed_tool_call_that_never_ends_is_checked_at_the_stream_end(gateway: GatewayProcess) -> None:
+    calls, error = streamed_calls(gateway, "leak-model", "the SECRETPLAN no-end")
+    assert "SECRETPLAN" not in str(calls)
+    assert isinstance(error, openai.BadRequestError) and error.code == "guardrail_blocked"  # nothing went: a 400
+    calls, error = streamed_calls(gateway, "leak-model", "the weather no-end")
+    assert error is None and calls[0]["arguments"] == '{"q":"the weather no-end"}' and calls[0]["pieces"] == 1
 
 
 def test_output_mask_on_streamed_tool_call_arguments(gateway: GatewayProcess) -> None:
