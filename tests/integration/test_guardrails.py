@@ -467,7 +467,7 @@ def test_responses_api_is_masked_and_restored(gateway: GatewayProcess, echo: Ech
     assert CARD in text and EMAIL in text and "<CRED" not in text
 
 
-TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {
+TOOLS: list[Any] = [{"type": "function", "function": {"name": "lookup", "parameters": {
     "type": "object", "properties": {"q": {"type": "string"}}}}}]
 
 
@@ -477,7 +477,7 @@ def streamed_calls(gw: GatewayProcess, model: str, text: str) -> tuple[dict[int,
     calls: dict[int, dict[str, Any]] = {}
     error: Any = None
     try:
-        for event in oai(gw).chat.completions.create(model=model, stream=True, tools=TOOLS,  # type: ignore[arg-type]
+        for event in oai(gw).chat.completions.create(model=model, stream=True, tools=TOOLS,
                                                      messages=[{"role": "user", "content": text}]):
             for choice in event.choices:
                 for delta in choice.delta.tool_calls or ():
@@ -493,7 +493,7 @@ def streamed_calls(gw: GatewayProcess, model: str, text: str) -> tuple[dict[int,
 
 
 def whole_calls(gw: GatewayProcess, model: str, text: str) -> list[str]:
-    out = oai(gw).chat.completions.create(model=model, tools=TOOLS,  # type: ignore[arg-type]
+    out = oai(gw).chat.completions.create(model=model, tools=TOOLS,
                                           messages=[{"role": "user", "content": text}])
     return [c.function.arguments for c in out.choices[0].message.tool_calls or ()]  # type: ignore[union-attr]
 
@@ -542,15 +542,30 @@ def test_output_mask_on_streamed_tool_call_arguments(gateway: GatewayProcess) ->
 
 def test_anthropic_sdk_streamed_tool_use_is_checked(gateway: GatewayProcess, echo: Echo) -> None:
     client = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0)
-    tools = [{"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+    tools: list[Any] = [{"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]
     with pytest.raises(anthropic.APIError) as err:
-        with client.messages.stream(model="leak-model", max_tokens=50, tools=tools,  # type: ignore[list-item]
+        with client.messages.stream(model="leak-model", max_tokens=50, tools=tools,
                                     messages=[{"role": "user", "content": "say SECRETPLAN"}]) as stream:
             partial = "".join(e.partial_json for e in stream if e.type == "input_json")
     assert "leak-stop" in str(err.value) and "SECRETPLAN" in echo.arguments[0]
-    with client.messages.stream(model="leak-model", max_tokens=50, tools=tools,  # type: ignore[list-item]
+    with client.messages.stream(model="leak-model", max_tokens=50, tools=tools,
                                 messages=[{"role": "user", "content": f"mail {EMAIL} || the weather"}]) as stream:
         partial = "".join(e.partial_json for e in stream if e.type == "input_json")
         message = stream.get_final_message()
     assert [b.input for b in message.content] == [{"q": f"mail {EMAIL}"}, {"q": "the weather"}]  # type: ignore[union-attr]
     assert partial == "".join(a.replace("<EMAIL_ADDRESS_1>", EMAIL) for a in echo.arguments)
+
+
+def test_responses_api_streamed_function_call_is_checked(gateway: GatewayProcess, echo: Echo) -> None:
+    client = oai(gateway)
+    tools: list[Any] = [{"type": "function", "name": "lookup", "parameters": {"type": "object",
+                                                                   "properties": {"q": {"type": "string"}}}}]
+    with pytest.raises(openai.APIError) as err:
+        with client.responses.stream(model="leak-model", input="say SECRETPLAN", tools=tools) as stream:
+            deltas = "".join(e.delta for e in stream if e.type == "response.function_call_arguments.delta")
+    assert "leak-stop" in str(err.value.message) and "SECRETPLAN" in echo.arguments[0]
+    with client.responses.stream(model="leak-model", input=f"mail {EMAIL}", tools=tools) as stream:
+        deltas = "".join(e.delta for e in stream if e.type == "response.function_call_arguments.delta")
+        final = stream.get_final_response()
+    assert deltas == echo.arguments[0].replace("<EMAIL_ADDRESS_1>", EMAIL)
+    assert [o.arguments for o in final.output if o.type == "function_call"] == [deltas]

@@ -180,7 +180,7 @@ def tool_events(parts: list[tuple[int, str]], finish: bool = True, done: bool = 
             started.add(tool)
             call.update(id=f"c{tool}", type="function", function={"name": "f", "arguments": piece})
         events.append({"tool_calls": [call]})
-    frames_ = [{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in events]
+    frames_: list[Any] = [{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in events]
     if finish:
         frames_.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
     out = b"".join(b"data: " + orjson.dumps(f) + b"\n\n" for f in frames_)
