@@ -158,8 +158,8 @@ class RequestGuard:
         except orjson.JSONDecodeError:
             return body
         slots = answer_slots(data) if isinstance(data, dict) else []
-        texts = await self.finished([container[key] for container, key in slots], [key == "arguments"
-                                                                                  for _, key in slots], restorer)
+        texts = [container[key] for container, key in slots]
+        texts = await self.finished(texts, [key == "arguments" for _, key in slots], restorer)
         for (container, key), text in zip(slots, texts, strict=True):
             container[key] = text
         return orjson.dumps(data)
