@@ -35,6 +35,7 @@ class Echo:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.cancelled = 0
+        self.arguments: list[str] = []  # the tool-call arguments of the last answer with tool calls
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -57,6 +58,8 @@ class Echo:
                     self.cancelled += 1
                     return web.Response(status=499)
         base = {"id": "chatcmpl-echo", "created": 1, "model": body["model"]}
+        if body.get("tools"):
+            return await self.tool_calls(request, body, content, base)
         if not body.get("stream"):
             return web.json_response({**base, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -73,6 +76,38 @@ class Echo:
             await send({"delta": {"content": content[i:i + PIECE]}, "finish_reason": None})
         await send({"delta": {}, "finish_reason": "stop"})
         await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def tool_calls(self, request: web.Request, body: dict[str, Any], content: str,
+                         base: dict[str, Any]) -> web.StreamResponse:
+        """One `lookup` tool call per ` || `-separated part of the message, its arguments `{"q": part}`; streamed,
+        each call's arguments in pieces of PIECE characters."""
+        self.arguments = [orjson.dumps({"q": part}).decode() for part in content.split(" || ")]
+        calls = [{"id": f"call_{i}", "type": "function", "function": {"name": "lookup", "arguments": arguments}}
+                 for i, arguments in enumerate(self.arguments)]
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": calls}
+            return web.json_response({**base, "object": "chat.completion", "choices": [
+                {"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}})
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+
+        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+
+        await send({"role": "assistant", "content": None})
+        for i, call in enumerate(calls):
+            arguments = call["function"]["arguments"]
+            await send({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                        "function": {"name": "lookup", "arguments": ""}}]})
+            for at in range(0, len(arguments), PIECE):
+                await send({"tool_calls": [{"index": i, "function": {"arguments": arguments[at:at + PIECE]}}]})
+        if "no-end" not in content:  # else the upstream hangs up without finish_reason or [DONE]
+            await send({}, "tool_calls")
+            await resp.write(b"data: [DONE]\n\n")
         return resp
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -430,3 +465,107 @@ def test_responses_api_is_masked_and_restored(gateway: GatewayProcess, echo: Ech
     with client.responses.stream(model="gpt-4o", input=PROMPT) as stream:
         text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
     assert CARD in text and EMAIL in text and "<CRED" not in text
+
+
+TOOLS: list[Any] = [{"type": "function", "function": {"name": "lookup", "parameters": {
+    "type": "object", "properties": {"q": {"type": "string"}}}}}]
+
+
+def streamed_calls(gw: GatewayProcess, model: str, text: str) -> tuple[dict[int, dict[str, Any]], list[Any]]:
+    """The tool calls a client assembles from a stream (index -> id, name, arguments, argument pieces), and
+    the error the stream ended with (or None)."""
+    calls: dict[int, dict[str, Any]] = {}
+    error: Any = None
+    try:
+        for event in oai(gw).chat.completions.create(model=model, stream=True, tools=TOOLS,
+                                                     messages=[{"role": "user", "content": text}]):
+            for choice in event.choices:
+                for delta in choice.delta.tool_calls or ():
+                    call = calls.setdefault(delta.index, {"id": None, "name": None, "arguments": "", "pieces": 0})
+                    call["id"] = call["id"] or delta.id
+                    if delta.function is not None:
+                        call["name"] = call["name"] or delta.function.name
+                        call["arguments"] += delta.function.arguments or ""
+                        call["pieces"] += bool(delta.function.arguments)
+    except openai.APIError as err:
+        error = err
+    return calls, error
+
+
+def whole_calls(gw: GatewayProcess, model: str, text: str) -> list[str]:
+    out = oai(gw).chat.completions.create(model=model, tools=TOOLS,
+                                          messages=[{"role": "user", "content": text}])
+    return [c.function.arguments for c in out.choices[0].message.tool_calls or ()]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("text", ["please look up the SECRETPLAN now",
+                                  "the weather in Paris || and then the SECRETPLAN too",
+                                  "the SECRETPLAN first || then the weather"])
+def test_streamed_tool_call_arguments_are_checked_like_a_whole_answer(gateway: GatewayProcess, echo: Echo,
+                                                                      text: str) -> None:
+    with pytest.raises(openai.BadRequestError) as whole:
+        whole_calls(gateway, "leak-model", text)
+    assert whole.value.code == "guardrail_blocked"
+    calls, error = streamed_calls(gateway, "leak-model", text)
+    assert any("SECRETPLAN" in a for a in echo.arguments)  # the upstream wrote it, split over several events
+    assert "SECRETPLAN" not in "".join(c["arguments"] for c in calls.values())
+    assert isinstance(error, openai.APIError) and "leak-stop" in str(error.message) + str(error.body)
+
+
+def test_streamed_tool_call_arguments_that_pass_arrive_whole(gateway: GatewayProcess, echo: Echo) -> None:
+    text = f"mail {EMAIL} about the weather || and ask {EMAIL} again"
+    calls, error = streamed_calls(gateway, "leak-model", text)
+    assert error is None and EMAIL not in str(echo.bodies[-1]["messages"])  # masked on the way up
+    upstream = [a.replace("<EMAIL_ADDRESS_1>", EMAIL) for a in echo.arguments]
+    assert len(upstream) == 2 and all(EMAIL not in a for a in echo.arguments)
+    assert [calls[i]["arguments"] for i in (0, 1)] == upstream  # byte for byte, placeholders restored
+    assert [(calls[i]["id"], calls[i]["name"], calls[i]["pieces"]) for i in (0, 1)] == [
+        ("call_0", "lookup", 1), ("call_1", "lookup", 1)]  # held, then sent in one piece
+    assert whole_calls(gateway, "leak-model", text) == upstream
+
+
+def test_streamed_tool_call_that_never_ends_is_checked_at_the_stream_end(gateway: GatewayProcess) -> None:
+    calls, error = streamed_calls(gateway, "leak-model", "the SECRETPLAN no-end")
+    assert "SECRETPLAN" not in str(calls)
+    assert isinstance(error, openai.BadRequestError) and error.code == "guardrail_blocked"  # nothing went: a 400
+    calls, error = streamed_calls(gateway, "leak-model", "the weather no-end")
+    assert error is None and calls[0]["arguments"] == '{"q":"the weather no-end"}' and calls[0]["pieces"] == 1
+
+
+def test_output_mask_on_streamed_tool_call_arguments(gateway: GatewayProcess) -> None:
+    text = "is 192.168.14.7 down? || and 10.0.0.12"
+    calls, error = streamed_calls(gateway, "out-mask-model", text)
+    streamed = [calls[i]["arguments"] for i in sorted(calls)]
+    assert error is None and streamed == whole_calls(gateway, "out-mask-model", text)
+    assert streamed == ['{"q":"is <IP_ADDRESS> down?"}', '{"q":"and <IP_ADDRESS>"}']
+
+
+def test_anthropic_sdk_streamed_tool_use_is_checked(gateway: GatewayProcess, echo: Echo) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0)
+    tools: list[Any] = [{"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+    with pytest.raises(anthropic.APIError) as err:
+        with client.messages.stream(model="leak-model", max_tokens=50, tools=tools,
+                                    messages=[{"role": "user", "content": "say SECRETPLAN"}]) as stream:
+            partial = "".join(e.partial_json for e in stream if e.type == "input_json")
+    assert "leak-stop" in str(err.value) and "SECRETPLAN" in echo.arguments[0]
+    with client.messages.stream(model="leak-model", max_tokens=50, tools=tools,
+                                messages=[{"role": "user", "content": f"mail {EMAIL} || the weather"}]) as stream:
+        partial = "".join(e.partial_json for e in stream if e.type == "input_json")
+        message = stream.get_final_message()
+    assert [b.input for b in message.content] == [{"q": f"mail {EMAIL}"}, {"q": "the weather"}]  # type: ignore[union-attr]
+    assert partial == "".join(a.replace("<EMAIL_ADDRESS_1>", EMAIL) for a in echo.arguments)
+
+
+def test_responses_api_streamed_function_call_is_checked(gateway: GatewayProcess, echo: Echo) -> None:
+    client = oai(gateway)
+    tools: list[Any] = [{"type": "function", "name": "lookup", "parameters": {"type": "object",
+                                                                   "properties": {"q": {"type": "string"}}}}]
+    with pytest.raises(openai.APIError) as err:
+        with client.responses.stream(model="leak-model", input="say SECRETPLAN", tools=tools) as stream:
+            deltas = "".join(e.delta for e in stream if e.type == "response.function_call_arguments.delta")
+    assert "leak-stop" in str(err.value.message) and "SECRETPLAN" in echo.arguments[0]
+    with client.responses.stream(model="leak-model", input=f"mail {EMAIL}", tools=tools) as stream:
+        deltas = "".join(e.delta for e in stream if e.type == "response.function_call_arguments.delta")
+        final = stream.get_final_response()
+    assert deltas == echo.arguments[0].replace("<EMAIL_ADDRESS_1>", EMAIL)
+    assert [o.arguments for o in final.output if o.type == "function_call"] == [deltas]

@@ -166,6 +166,81 @@ def test_stream_restores_tool_call_arguments_split_across_events() -> None:
             for call in orjson.loads(event[6:])["choices"][0]["delta"].get("tool_calls") or ():
                 joined += call["function"].get("arguments") or ""
     assert orjson.loads(joined) == {"to": "jane@example.com", "name": 'Jo "JJ" Doe'}
+    assert shield.held is None  # no output check: restored as they come, nothing held
+
+
+def tool_events(parts: list[tuple[int, str]], finish: bool = True, done: bool = True,
+                content: str = "") -> bytes:
+    """A chat stream of tool-call deltas: (call index, arguments piece); a call's first part also names it."""
+    events: list[dict[str, Any]] = [{"role": "assistant", "content": content or None}]
+    started: set[int] = set()
+    for tool, piece in parts:
+        call: dict[str, Any] = {"index": tool, "function": {"arguments": piece}}
+        if tool not in started:
+            started.add(tool)
+            call.update(id=f"c{tool}", type="function", function={"name": "f", "arguments": piece})
+        events.append({"tool_calls": [call]})
+    frames_: list[Any] = [{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in events]
+    if finish:
+        frames_.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    out = b"".join(b"data: " + orjson.dumps(f) + b"\n\n" for f in frames_)
+    return out + (b"data: [DONE]\n\n" if done else b"")
+
+
+def arguments(data: bytes) -> tuple[dict[int, str], dict[int, int]]:
+    """Each call's arguments as a client joins them, and in how many non-empty pieces they came."""
+    joined: dict[int, str] = {}
+    pieces: dict[int, int] = {}
+    for event in data.split(b"\n\n"):
+        if event.startswith(b"data: {"):
+            for choice in orjson.loads(event[6:])["choices"]:
+                for call in choice["delta"].get("tool_calls") or ():
+                    piece = call.get("function", {}).get("arguments") or ""
+                    joined[call["index"]] = joined.get(call["index"], "") + piece
+                    pieces[call["index"]] = pieces.get(call["index"], 0) + bool(piece)
+    return joined, pieces
+
+
+STOP = [{"name": "stop", "type": "keywords", "keywords": ["hunter2"], "action": "block", "mode": ["post_call"]}]
+
+
+@pytest.mark.parametrize(("finish", "done"), [(True, True), (False, True), (False, False)])
+def test_stream_tool_arguments_are_held_until_the_call_is_complete(finish: bool, done: bool) -> None:
+    """Complete: the next call starts, the choice's finish_reason, [DONE], or the stream's end."""
+    parts = [(0, '{"a": "hun'), (0, 'ter"}'), (1, '{"b":'), (1, ' "x"}')]
+    shield = guard(STOP).stream()
+    assert shield is not None
+    out = asyncio.run(run(shield, tool_events(parts, finish, done), 11))
+    assert shield.blocked is None and arguments(out) == ({0: '{"a": "hunter"}', 1: '{"b": "x"}'}, {0: 1, 1: 1})
+    assert out.count(b'"id":"c0"') == 1 and out.count(b'"name":"f"') == 2  # the calls' starts still go
+
+    blocked = [(0, '{"a": "x"}'), (1, '{"b": "hun'), (1, 'ter2"}')]
+    shield = guard(STOP).stream()
+    assert shield is not None
+    out = asyncio.run(run(shield, tool_events(blocked, finish, done), 11))
+    assert isinstance(shield.blocked, GuardrailBlocked) and b"hun" not in out and b"ter2" not in out
+
+
+def test_stream_tool_arguments_sent_late_are_checked_with_the_rest_of_their_call() -> None:
+    """Not OpenAI's order, but a provider could: pieces of call 0 after call 1 began."""
+    parts = [(0, '{"a": "hun'), (1, '{}'), (0, 'ter2"}')]
+    shield = guard(STOP).stream()
+    assert shield is not None
+    out = asyncio.run(run(shield, tool_events(parts), 9))
+    assert isinstance(shield.blocked, GuardrailBlocked) and b"ter2" not in out
+
+
+def test_stream_text_and_tool_arguments_are_checked_each_in_its_way() -> None:
+    masking = [{"name": "m", "type": "keywords", "keywords": ["hunter2"], "action": "mask", "mode": ["post_call"],
+                "window_chars": 16}]
+    text = "a long enough text: hunter2 is in it, and it goes on for a while longer still"
+    shield = guard(masking).stream()
+    assert shield is not None
+    data = frames([text[i:i + 3] for i in range(0, len(text), 3)], finish=False).split(b"data: [DONE]")[0]
+    data += tool_events([(0, '{"p": "hunter2"}')])
+    out = asyncio.run(run(shield, data, 13))
+    assert content(out) == text.replace("hunter2", "<KEYWORD>")
+    assert arguments(out)[0] == {0: '{"p": "<KEYWORD>"}'}
 
 
 def test_a_whole_text_check_on_a_stream_holds_the_answer_until_its_end() -> None:

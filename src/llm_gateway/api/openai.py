@@ -271,7 +271,7 @@ class OpenAIApi:
         out = await shield.feed(out)
         if last and shield.blocked is None:
             out += await shield.finish()
-        if (out or last) and not responder.started:
+        if (out or (last and shield.blocked is None)) and not responder.started:  # a block before: a plain 400
             responder.start(200, headers)
             ctx.status = 200
         if shield.blocked is not None:

@@ -4,7 +4,8 @@ A stream's text passes through two filters per choice. Output checks (`post_call
 `window_chars`: text leaves only once it was scanned with at least that much after it (scans run every
 RELEASE_STEP characters), and never in the middle of a finding, so a masked or blocked value never reaches the
 client (a finding longer than the window is the limit). Reversible placeholders are then restored, holding back
-only a tail that could still become one.
+only a tail that could still become one. With output checks, a tool call's arguments are held until the call is
+complete (the next call starts or its choice ends) and are then checked whole, like a whole answer's.
 """
 
 from __future__ import annotations
@@ -158,14 +159,20 @@ class RequestGuard:
             return body
         slots = answer_slots(data) if isinstance(data, dict) else []
         texts = [container[key] for container, key in slots]
-        if self.post_checks and texts:
-            masks = await self._decide(self.post_checks, texts, POST)
-            texts = [apply(t, m, None) if m else t for t, m in zip(texts, masks, strict=True)]
-        if restorer is not None:  # tool-call arguments are JSON text: what goes back in is escaped
-            texts = [restorer.whole(t, key == "arguments") for t, (_, key) in zip(texts, slots, strict=True)]
+        texts = await self.finished(texts, [key == "arguments" for _, key in slots], restorer)
         for (container, key), text in zip(slots, texts, strict=True):
             container[key] = text
         return orjson.dumps(data)
+
+    async def finished(self, texts: list[str], in_json: list[bool], restorer: Restorer | None) -> list[str]:
+        """Complete texts of an answer checked (a block raises), masked, and their placeholders restored;
+        `in_json`: the text is JSON (tool-call arguments), so what goes back in is escaped."""
+        if self.post_checks and texts:
+            masks = await self._decide(self.post_checks, texts, POST)
+            texts = [apply(t, m, None) if m else t for t, m in zip(texts, masks, strict=True)]
+        if restorer is not None:
+            texts = [restorer.whole(t, j) for t, j in zip(texts, in_json, strict=True)]
+        return texts
 
     def stream(self) -> StreamGuard | None:
         restorer_needed = self.vault is not None and bool(self.vault.originals)
@@ -223,10 +230,13 @@ class StreamGuard:
         self.text_out = False  # some text passed the guardrails
         self.sent_text = False
         vault = guard.vault
-        # tool-call arguments are JSON text written in pieces: restored (values escaped), not checked
+        # tool-call arguments are JSON text written in pieces: without output checks, restored as they come
+        # (values escaped); with them, held per (choice, call) until the call is complete, then checked whole
         self.json_originals = {k: orjson.dumps(v).decode()[1:-1] for k, v in vault.originals.items()} if (
             vault is not None and vault.originals) else None
         self.tools: dict[tuple[int, int], Restorer] = {}
+        self.held: dict[tuple[int, int], list[str]] | None = {} if guard.post_checks else None
+        self.sent: dict[tuple[int, int], tuple[str, str]] = {}  # a released call's arguments: as written, as sent
 
     async def feed(self, data: bytes) -> bytes:
         data = self.rest + data
@@ -286,7 +296,9 @@ class StreamGuard:
             if out or isinstance(text, str):
                 delta["content"] = out
             self.text_out = self.text_out or bool(out)
-            if self.json_originals is not None:
+            if self.held is not None:
+                await self._hold_arguments(index, delta, final)
+            elif self.json_originals is not None:
                 self._tool_arguments(index, delta, final)
             others = any(k != "content" and v is not None for k, v in delta.items())
             return final or bool(out) or others
@@ -318,13 +330,71 @@ class StreamGuard:
             if held:
                 delta["tool_calls"] = [*(calls if isinstance(calls, list) else ()), *held]
 
+    async def _hold_arguments(self, index: int, delta: dict[str, Any], final: bool) -> None:
+        """Take the arguments out of this choice's tool-call deltas (ids and names stay); put in, checked, those
+        of the calls that are complete: the ones before a call that starts here, and all on the choice's end."""
+        assert self.held is not None
+        calls = delta.get("tool_calls")
+        out: list[Any] = []
+        for call in calls if isinstance(calls, list) else ():
+            if not isinstance(call, dict):
+                out.append(call)
+                continue
+            key = (index, call.get("index", 0))
+            pieces = self.held.get(key)
+            if pieces is None:  # a call starts: the ones before it are complete
+                out += await self._release(index)
+                pieces = self.held[key] = []
+            function = call.get("function")
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                pieces.append(function["arguments"])
+                function["arguments"] = ""
+                if len(function) == 1 and call.keys() <= {"index", "function"}:
+                    continue  # nothing else in it: the client gets nothing for it
+            out.append(call)
+        if final:
+            out += await self._release(index)
+        if out:
+            delta["tool_calls"] = out
+        else:
+            delta.pop("tool_calls", None)
+
+    async def _release(self, index: int) -> list[dict[str, Any]]:
+        """The held arguments of a choice's calls, each checked whole (a block raises) and restored, as deltas."""
+        assert self.held is not None
+        keys = [k for k, pieces in self.held.items() if k[0] == index and pieces]  # in the order the calls began
+        if not keys:
+            return []
+        news = ["".join(self.held[k]) for k in keys]
+        for key in keys:
+            self.held[key] = []
+        # a call that got more pieces after it was sent (not OpenAI's order): checked again whole
+        wholes = [self.sent.get(k, ("", ""))[0] + new for k, new in zip(keys, news, strict=True)]
+        checked = await self.guard.finished(wholes, [True] * len(keys), self.guard.restorer)
+        deltas = []
+        for key, new, text, whole in zip(keys, news, checked, wholes, strict=True):
+            before = self.sent.get(key, ("", ""))[1]
+            if text.startswith(before):
+                text = text[len(before):]
+            else:  # a finding across what was sent and what came after: the new part's own result
+                text = (await self.guard.finished([new], [True], self.guard.restorer))[0]
+            self.sent[key] = (whole, before + text)
+            if text:
+                deltas.append({"index": key[1], "function": {"arguments": text}})
+        self.text_out = self.text_out or bool(deltas)
+        return deltas
+
     async def _flush(self) -> bytes:
         """What the choices still hold, as one last event (a stream that ended without finish_reason)."""
         parts = []
         for index, filt in self.choices.items():
             text = await filt.feed("", True)
-            if text:
-                body = {"delta": {"content": text}} if self.chat else {"text": text}
+            calls = await self._release(index) if self.held is not None else []
+            if text or calls:
+                delta: dict[str, Any] = {"content": text} if text else {}
+                if calls:
+                    delta["tool_calls"] = calls
+                body = {"delta": delta} if self.chat or calls else {"text": text}
                 parts.append({"index": index, **body, "finish_reason": None})
         if not parts:
             return b""
@@ -333,7 +403,13 @@ class StreamGuard:
 
     async def finish(self) -> bytes:
         rest, self.rest = self.rest, b""
-        out = await self._event(rest.rstrip(b"\n")) if rest.strip() else b""
-        out += await self._flush()
+        out = b""
+        try:
+            if rest.strip():
+                out = await self._event(rest.rstrip(b"\n"))
+            out += await self._flush()
+        except GuardrailBlocked as blocked:  # as in feed: what passed before the block still goes
+            self.blocked = blocked
+            return self._released(out)
         self.text_out = True  # the end: whatever waited goes now
         return self._released(out)
