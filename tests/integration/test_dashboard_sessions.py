@@ -1,0 +1,133 @@
+"""Dashboard sessions are held by the server, through the real `llm-gateway` process: a copy of the session cookie
+stops working at sign-out (on every replica that shares the database), and a role change or a user's deletion
+applies to the sessions already open at their next request."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from tests.conftest import GatewayProcess
+from tests.upstream import Upstream
+
+MASTER = "mk-dashboard-sessions-7a2"
+COOKIE = "llm_gateway_ui"
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def config(upstream: Upstream, db_url: str) -> dict[str, Any]:
+    return {"providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                           "models": ["*"]}],
+            "database": {"url": db_url}}
+
+
+def form_token(html: str) -> str:
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def sign_in(gw: GatewayProcess, secret: str) -> tuple[httpx.Client, str]:
+    """A browser-like client signed in with `secret`, and a copy of its session cookie."""
+    ui = httpx.Client(base_url=f"{gw.url}/ui")
+    signed = ui.post("/login", data={"csrf": form_token(ui.get("/login").text), "secret": secret})
+    assert signed.status_code == 303 and signed.headers["location"].endswith("/ui/"), signed.text
+    return ui, ui.cookies[COOKIE]
+
+
+def with_cookie(gw: GatewayProcess, cookie: str) -> httpx.Client:
+    """Another client (a stolen copy, another tab) that presents `cookie`."""
+    return httpx.Client(base_url=f"{gw.url}/ui", headers={"cookie": f"{COOKIE}={cookie}"})
+
+
+def signed_out(response: httpx.Response) -> bool:
+    return response.status_code == 303 and response.headers["location"].endswith("/ui/login")
+
+
+def sign_out(ui: httpx.Client) -> None:
+    out = ui.post("/logout", data={"csrf": form_token(ui.get("/keys").text)})
+    assert signed_out(out)
+
+
+def admin_api(gw: GatewayProcess) -> httpx.Client:
+    return httpx.Client(base_url=f"{gw.url}/api/v1/", headers={"authorization": f"Bearer {MASTER}"})
+
+
+@pytest.fixture
+def gw(gateway_factory: Callable[..., GatewayProcess], upstream: Upstream, tmp_path: Path) -> GatewayProcess:
+    return gateway_factory(config=config(upstream, f"sqlite:///{tmp_path}/sessions.db"),
+                           env={"LLM_GATEWAY_MASTER_KEY": MASTER})
+
+
+@pytest.mark.parametrize("secret", ["master", "user token"])
+def test_a_copy_of_the_cookie_is_refused_after_sign_out(gw: GatewayProcess, secret: str) -> None:
+    if secret == "master":
+        secret = MASTER
+    else:
+        secret = admin_api(gw).post("users", json={"id": "carol"}).json()["token"]
+    ui, copy = sign_in(gw, secret)
+    other = with_cookie(gw, copy)
+    assert other.get("/keys").status_code == 200  # the copy works while the session is open
+    sign_out(ui)
+    assert signed_out(ui.get("/keys"))
+    assert signed_out(other.get("/keys"))
+    assert signed_out(other.get("/"))
+    assert other.post("/logout", data={"csrf": "x"}).status_code == 303
+    assert copy not in gw.log()
+
+
+def test_a_demoted_team_admin_loses_the_team_at_the_next_request(gw: GatewayProcess) -> None:
+    api = admin_api(gw)
+    api.post("teams", json={"id": "red"})
+    lead = api.post("users", json={"id": "lead", "team_id": "red", "role": "team_admin"}).json()
+    ui, copy = sign_in(gw, lead["token"])
+    assert ui.get("/teams/red").status_code == 200
+    assert api.patch("users/lead", json={"role": "user"}).status_code == 200
+    assert ui.get("/teams/red").status_code == 403  # the open session is a plain user now
+    assert with_cookie(gw, copy).get("/teams/red").status_code == 403
+    assert ui.get("/keys").status_code == 200  # still signed in, as a user
+    assert api.patch("users/lead", json={"role": "team_admin"}).status_code == 200
+    assert ui.get("/teams/red").status_code == 200  # and promoted again, at the next request too
+
+
+def test_a_deleted_user_is_signed_out(gw: GatewayProcess) -> None:
+    api = admin_api(gw)
+    bob = api.post("users", json={"id": "bob"}).json()
+    ui, copy = sign_in(gw, bob["token"])
+    assert ui.get("/keys").status_code == 200
+    assert api.delete("users/bob").status_code == 200
+    assert signed_out(ui.get("/keys"))
+    assert signed_out(with_cookie(gw, copy).get("/"))
+    api.post("users", json={"id": "bob"})  # a new user of the same id does not revive the old session
+    assert signed_out(with_cookie(gw, copy).get("/keys"))
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    schema = f"test_sessions_{uuid.uuid4().hex[:8]}"
+    try:
+        engine = create_engine(PG, connect_args={"connect_timeout": 3})
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL is not available: {exc}")
+    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+def test_sign_out_on_one_replica_ends_the_session_on_the_other(
+        pg_url: str, gateway_factory: Callable[..., GatewayProcess], upstream: Upstream) -> None:
+    # `pg_url` first: set up before the gateways, torn down after they stopped
+    first, second = (gateway_factory(config=config(upstream, pg_url), env={"LLM_GATEWAY_MASTER_KEY": MASTER})
+                     for _ in range(2))
+    ui, copy = sign_in(first, MASTER)
+    on_second = with_cookie(second, copy)
+    assert on_second.get("/keys").status_code == 200  # replicas share sessions
+    sign_out(ui)
+    assert signed_out(on_second.get("/keys"))
+    assert signed_out(with_cookie(first, copy).get("/keys"))
