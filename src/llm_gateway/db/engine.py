@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision under migrations/versions (a test keeps the two in step). When the database already has
 # it, Alembic is not imported at all: it would cost every gateway process ~11 MiB for nothing.
-HEAD_REVISION = "team_members"
+HEAD_REVISION = "ui_sessions"
 _LOCK_ID = 0x6C6C6D67  # "llmg": serialises migrations of replicas starting together on one PostgreSQL
 UPGRADE_COMMAND = "llm-gateway db upgrade"
 log = logging.getLogger("llm_gateway.db")

@@ -220,3 +220,18 @@ device_grants = Table(
     Column("user_id", String(64), nullable=True),  # set when a signed-in user approves
     Column("client_name", String(200), nullable=False, default=""),
 )
+
+# Dashboard sessions (ui/session.py; migration 0011_ui_sessions): the cookie names a row here, kept only as the
+# SHA-256 of its random id. Signing out deletes the row, so a copy of the cookie stops working on every replica.
+# `user_id` is null for a master-key session; deleting a user deletes its sessions (keys/store.py).
+ui_sessions = Table(
+    "gw_ui_sessions", metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=True),
+    Column("method", String(200), nullable=False),  # "master_key", "user_token", "oidc:<provider>", ...
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # the absolute limit; the idle one counts from last_seen
+    Index("ix_gw_ui_sessions_user", "user_id"),
+    Index("ix_gw_ui_sessions_expires", "expires_at"),
+)

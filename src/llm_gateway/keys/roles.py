@@ -6,7 +6,7 @@ or a dashboard sign-in method (ui/session.py: any method ends in the same `Ident
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llm_gateway.errors import GatewayError, NotFound
 from llm_gateway.keys.model import KeyRecord, UserRecord
@@ -38,6 +38,15 @@ MASTER = Identity("master", frozenset({ADMIN}), name="admin")
 def of_user(user: UserRecord) -> Identity:
     roles = {USER, TEAM_ADMIN} if user.role == TEAM_ADMIN and user.team_id else {USER}
     return Identity(user.id, frozenset(roles), user_id=user.id, team_id=user.team_id, name=user.email or user.id)
+
+
+def of_sso_user(user: UserRecord) -> Identity:
+    """A user signed in through single sign-on: its own roles, and admin while the IdP groups of its latest sign-in
+    (or bearer token) map to admin; sso/groups.py keeps them in `metadata["sso"]`."""
+    sso = user.metadata.get("sso") or {}
+    identity = of_user(user)
+    roles = identity.roles | {ADMIN} if sso.get("admin") else identity.roles
+    return replace(identity, roles=frozenset(roles), name=user.email or str(sso.get("name") or user.id))
 
 
 def forbidden(message: str, code: str = "forbidden", param: str | None = None) -> GatewayError:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Table, delete, func, insert, select, update
 
-from llm_gateway.db.tables import keys, team_members, teams, users
+from llm_gateway.db.tables import keys, team_members, teams, ui_sessions, users
 from llm_gateway.keys import members
 from llm_gateway.keys.members import NotAMember, Plan, TeamsChanged
 from llm_gateway.keys.model import (
@@ -236,7 +236,8 @@ class Store:
 
     def delete_user(self, user_id: str, cascade: bool = False) -> list[KeyRecord] | None:
         """Delete a user and, with `cascade`, its keys (returned, to evict them from caches); None: no such user.
-        Without `cascade` a user that holds keys stays (UserHasKeys). The ledger keeps the user's rows."""
+        Without `cascade` a user that holds keys stays (UserHasKeys). The ledger keeps the user's rows. Its
+        dashboard sessions end with it (a new user of the same id does not inherit them)."""
         with self.engine.begin() as conn:
             if not conn.execute(delete(users).where(users.c.id == user_id)).rowcount:
                 return None
@@ -245,6 +246,7 @@ class Store:
                 raise UserHasKeys(len(owned))  # rolls the user's deletion back
             conn.execute(delete(keys).where(keys.c.user_id == user_id))
             conn.execute(delete(team_members).where(team_members.c.user_id == user_id))
+            conn.execute(delete(ui_sessions).where(ui_sessions.c.user_id == user_id))
         return owned
 
     def delete_team(self, team_id: str, cascade: bool = False) -> list[KeyRecord] | None:

@@ -82,7 +82,7 @@ class DeviceLogin:
 
     async def page(self, request: Request) -> Response:
         code = request.query_params.get("user_code", "").replace("-", "").upper()[:16]
-        session = self.sessions.read(request)
+        session = await self.sessions.read(request)
         here = f"{base_path(request)}/sso/device?user_code={quote(code)}"
         if session is None:
             links = "".join(f'<p><a href="{escape(base_path(request) + path)}?then={escape(quote(here))}">'
@@ -98,7 +98,7 @@ class DeviceLogin:
             f'<button type="submit">Approve</button></form>')
 
     async def approve(self, request: Request) -> Response:
-        session = self.sessions.read(request)
+        session = await self.sessions.read(request)
         form = await request.form()
         if session is None or not Sessions.csrf_ok(session, str(form.get("csrf") or "")):
             return RedirectResponse(f"{base_path(request)}/login", status_code=303)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from llm_gateway.keys.members import Plan
 from llm_gateway.keys.model import KeyRecord, UserRecord
-from llm_gateway.keys.roles import ADMIN, Identity, of_user
+from llm_gateway.keys.roles import Identity, of_sso_user
 from llm_gateway.keys.store import Store
 
 from .audit import AuditLog
@@ -48,10 +48,8 @@ class Synced:
     blocked: tuple[KeyRecord, ...]  # keys blocked by this sync: the caller puts them in the key cache
 
     def identity(self) -> Identity:
-        user = of_user(self.user)
-        roles = user.roles | {ADMIN} if self.admin else user.roles
-        name = self.user.email or str(self.user.metadata.get("sso", {}).get("name") or self.user.id)
-        return replace(user, roles=frozenset(roles), name=name)
+        """As the dashboard re-derives it at every request from the user's record (keys/roles.py)."""
+        return of_sso_user(self.user)
 
 
 class GroupSync:

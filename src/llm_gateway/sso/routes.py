@@ -84,7 +84,7 @@ class SignIns:
         identity = synced.identity()
         target = then if then and then.startswith(base_path(request) + "/") else base_path(request)
         response = RedirectResponse(target, status_code=303, headers=_HEADERS)
-        self.sessions.sign_in(request, identity, f"{method}:{provider}", response)  # sign-out finds the IdP
+        await self.sessions.sign_in(request, identity, f"{method}:{provider}", response)  # sign-out finds the IdP
         response.delete_cookie(FLOW_COOKIE, path=base_path(request) + "/sso")
         await self.audit.awrite("sign_in", method=method, provider=provider, subject=subject, user_id=identity.user_id,
                           client_ip=client_ip(request), roles=sorted(identity.roles), team_id=identity.team_id,

@@ -37,7 +37,7 @@ class SignOut:
         self.oidc = oidc
 
     async def __call__(self, request: Request) -> Response:
-        session = self.sessions.read(request)
+        session = await self.sessions.read(request)
         form = await request.form()
         if session is None or not Sessions.csrf_ok(session, str(form.get("csrf") or "")):
             return RedirectResponse(base_path(request) + "/login", status_code=303)
@@ -51,7 +51,7 @@ class SignOut:
             page = (f'<!doctype html><meta http-equiv="refresh" content="0;url={escape(end)}"><title>Signed out'
                     f'</title><p>Signed out. <a href="{escape(end)}">Sign out of {escape(provider.label)}</a></p>')
             response = HTMLResponse(page, headers={"cache-control": "no-store", "referrer-policy": "no-referrer"})
-        self.sessions.sign_out(request, response)
+        await self.sessions.sign_out(request, response)
         await self.audit.awrite("sign_out", method=method, provider=name, subject=session.identity.subject,
                           user_id=session.identity.user_id, client_ip=client_ip(request))
         return response
@@ -68,7 +68,7 @@ def build_sso(config: GatewayConfig, accounts: Accounts) -> Sso:
     if config.auth.jwt:
         sso.jwt = JwtAuth(config.auth.jwt, sync, audit, accounts.put_key)
         accounts.auth_stage.jwt = sso.jwt.identify
-    sessions = Sessions.for_master_key(config.auth.master_key)
+    sessions = Sessions.for_master_key(config.auth.master_key, accounts.engine)
     signins = SignIns(sessions, sync, audit, config.auth.master_key, config.sso.public_url, accounts.put_key)
     oidc = [OidcProvider(p) for p in config.sso.oidc]
     OidcRoutes(oidc, signins).add_to(router)

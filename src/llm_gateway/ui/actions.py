@@ -77,7 +77,7 @@ class Actions:
         add("/cache/clear", self.clear_cache, methods=["POST"])
 
     async def login_page(self, request: Request) -> Response:
-        if self.ui.session(request) is not None:
+        if await self.ui.session(request) is not None:
             return RedirectResponse(f"{base_path(request)}/", status_code=303, headers=HEADERS)
         return await self.login_form(request)
 
@@ -98,7 +98,7 @@ class Actions:
         if identity is None:
             return await self.login_form(request, "that key or token is not valid", 401)
         response = RedirectResponse(f"{base_path(request)}/", status_code=303, headers=HEADERS)
-        self.ui.sessions.sign_in(request, identity, method, response)
+        await self.ui.sessions.sign_in(request, identity, method, response)
         response.delete_cookie(PRE_COOKIE, path=base_path(request))
         return response
 
@@ -116,7 +116,7 @@ class Actions:
 
     async def _checked(self, request: Request) -> tuple[Session, FormData] | Response:
         """The session and the form, or the answer when there is no session or the CSRF token is wrong."""
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         form = await request.form()
@@ -131,7 +131,7 @@ class Actions:
         if isinstance(checked, Response):
             return checked
         response = RedirectResponse(f"{base_path(request)}/login", status_code=303, headers=HEADERS)
-        self.ui.sessions.sign_out(request, response)
+        await self.ui.sessions.sign_out(request, response)
         return response
 
     async def create_key(self, request: Request) -> Response:

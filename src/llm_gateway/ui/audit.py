@@ -23,7 +23,7 @@ class AuditPage:
         router.add_api_route("/audit", self.page, methods=["GET"])
 
     async def page(self, request: Request) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         if not session.identity.is_admin:

@@ -83,15 +83,15 @@ class Dashboard:
         self.routing = routing
         self.cache = cache
         self.auth = auth
-        self.sessions = Sessions.for_master_key(auth.master_key)
+        self.sessions = Sessions.for_master_key(auth.master_key, accounts.engine)
         self.static = Static()
         self.templates = Environment(loader=PackageLoader("llm_gateway.ui", "templates"),
                                      autoescape=select_autoescape(default=True), auto_reload=False)
         self.templates.filters.update(usd=_fmt_usd, num=_fmt_int, datetime=_fmt_time)
         self.templates.globals["asset"] = lambda name: f"{name}?v={self.static.version(name)}"
 
-    def session(self, request: Request) -> Session | None:
-        return self.sessions.read(request)
+    async def session(self, request: Request) -> Session | None:
+        return await self.sessions.read(request)
 
     def to_login(self, request: Request) -> Response:
         return RedirectResponse(f"{base_path(request)}/login", status_code=303, headers=HEADERS)

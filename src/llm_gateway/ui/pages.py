@@ -77,7 +77,7 @@ class Pages:
         return await asyncio.to_thread(fn, *args)
 
     async def overview(self, request: Request) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         scope = usage_scope(session.identity)
@@ -93,7 +93,7 @@ class Pages:
                               splits=data.SPLITS if scope is None else (), ranges=list(data.RANGES))
 
     async def chart(self, request: Request) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return JSONResponse({"error": "signed out"}, status_code=401, headers=HEADERS)
         q = request.query_params
@@ -107,7 +107,7 @@ class Pages:
 
     async def keys_page(self, request: Request, created: dict[str, Any] | None = None, error: str | None = None,
                         status: int = 200) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         after = request.query_params.get("after")
@@ -130,7 +130,7 @@ class Pages:
         return primary_first(user.team_id, await self._run(self.ui.store.teams_of, user_id))
 
     async def key(self, request: Request, key_id: str) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         key = await self._run(self.ui.store.get_key, key_id)
@@ -159,7 +159,7 @@ class Pages:
         return await self.teams_page(request)
 
     async def teams_page(self, request: Request, error: str | None = None, status: int = 200) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         identity = session.identity
@@ -174,7 +174,7 @@ class Pages:
                               next_after=found[PAGE - 1].id if len(found) > PAGE else None, error=error)
 
     async def team(self, request: Request, team_id: str) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         try:
@@ -195,7 +195,7 @@ class Pages:
 
     async def users_page(self, request: Request, created: dict[str, Any] | None = None, error: str | None = None,
                          status: int = 200) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         identity = session.identity
@@ -211,7 +211,7 @@ class Pages:
                               error=error)
 
     async def user(self, request: Request, user_id: str) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         identity = session.identity
@@ -240,7 +240,7 @@ class Pages:
         return filters
 
     async def logs(self, request: Request) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         filters = self._log_filters(request, session)
@@ -254,7 +254,7 @@ class Pages:
                               shown=shown)
 
     async def log_detail(self, request: Request, row_id: str) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         number = _int(row_id)
@@ -268,7 +268,7 @@ class Pages:
         return await self.providers_page(request)
 
     async def providers_page(self, request: Request, cleared: dict[str, Any] | None = None) -> Response:
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         try:
@@ -281,7 +281,7 @@ class Pages:
 
     async def export(self, request: Request) -> Response:
         """A usage view as CSV: the chart's series (`view=series`) or the groups of one dimension."""
-        session = self.ui.session(request)
+        session = await self.ui.session(request)
         if session is None:
             return self.ui.to_login(request)
         q = request.query_params
