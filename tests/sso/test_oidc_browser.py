@@ -183,6 +183,30 @@ def test_an_admin_group_gives_the_admin_role_and_sign_out_is_audited(gateway: Ga
     page.context.close()
 
 
+def test_a_sign_in_that_drops_admin_demotes_open_sessions_and_sign_out_ends_copies(
+        gateway: GatewayProcess, idp: str, browser: Any) -> None:
+    set_groups(idp, "gus", ["llm-admins", "data-team"])
+    laptop = sign_in(browser, gateway, "gus")
+    assert laptop.goto(f"{gateway.url}/ui/users").status == 200
+    cookie = next(c for c in laptop.context.cookies() if c["name"] == "llm_gateway_ui")["value"]
+    copy = httpx.Client(base_url=f"{gateway.url}/ui", headers={"cookie": f"llm_gateway_ui={cookie}"})
+    assert copy.get("/users").status_code == 200
+
+    set_groups(idp, "gus", ["data-team"])  # the IdP takes gus out of the admins' group
+    phone = sign_in(browser, gateway, "gus")  # the group sync of this sign-in applies to the laptop's session
+    assert phone.goto(f"{gateway.url}/ui/users").status == 403
+    assert laptop.goto(f"{gateway.url}/ui/users").status == 403
+    assert copy.get("/users").status_code == 403 and copy.get("/keys").status_code == 200  # still gus, a user
+    phone.context.close()
+
+    laptop.goto(f"{gateway.url}/ui/keys")
+    laptop.click("button:has-text('Sign out')")
+    laptop.wait_for_url(re.compile(r".*/oauth2/end_session.*"))
+    refused = copy.get("/keys")  # the copy taken before sign-out is signed out too
+    assert refused.status_code == 303 and refused.headers["location"].endswith("/ui/login")
+    laptop.context.close()
+
+
 def test_forged_callbacks_are_refused_and_audited(gateway: GatewayProcess) -> None:
     r = httpx.get(f"{gateway.url}/ui/sso/oidc/corp/callback", params={"code": "x", "state": "y"})
     assert r.status_code == 401 and "not started here" in r.text
