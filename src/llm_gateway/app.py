@@ -39,6 +39,7 @@ from llm_gateway.routing.catalog import Catalog
 from llm_gateway.routing.cooldown import Cooldowns, build_cooldown_sync
 from llm_gateway.routing.stage import RoutingStage
 from llm_gateway.server.asgi import ASGIApp, Edge
+from llm_gateway.server.origin import refuse_cross_site
 from llm_gateway.server.router import Router
 from llm_gateway.server.trim import IdleTrimmer, freeze_start_up
 from llm_gateway.settings import CorsConfig, GatewayConfig, ServerConfig
@@ -200,8 +201,11 @@ def create_app(config: GatewayConfig, worker: int = 0) -> Gateway:
     edge.also_hot = compat.hot  # Azure's and LLMGateway's paths
     metrics_edge = Edge(metrics_router, srv.limits, 1024 * 1024, watch_prefix="/-",
                         cold=cold_app([health.router(whole=False)], documented=False))
+    served = with_cors(edge, srv.cors)
+    if config.auth.master_key is None:  # keyless: no web page may make a browser call it
+        served = refuse_cross_site(served, srv.cors.allowed_origins if srv.cors.enabled else [])
     gateway = Gateway(config, router, metrics_router, registry, client, counter, providers, catalog, pipeline,
-                      edge, with_cors(edge, srv.cors), metrics_edge)
+                      edge, served, metrics_edge)
     edge.startup_hooks.append(gateway.startup)
     edge.shutdown_hooks.append(gateway.shutdown)
     gateway.telemetry = telemetry

@@ -3,6 +3,7 @@ for the allowed origins only, and answers (also streamed ones) carry the allowin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import httpx
@@ -75,3 +76,35 @@ def test_answers_carry_the_allowing_headers_for_allowed_origins_only(cors_gatewa
     assert "access-control-allow-origin" not in other.headers
     refused = httpx.post(f"{cors_gateway.v1}/chat/completions", json=CHAT, headers={"origin": APP})
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == APP  # readable errors
+
+
+EVIL = "https://evil.example"
+
+
+def keyless_config(upstream: Upstream, **server: object) -> dict[str, object]:
+    config = edge_config(upstream, **server)
+    del config["auth"]  # no master key: anyone who reaches the gateway may call it (the genai-gateway mode)
+    return config
+
+
+def test_a_keyless_gateway_refuses_what_a_page_on_another_site_makes_a_browser_send(
+        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream) -> None:
+    """A page can make its visitor's browser POST text/plain or a form to any address without a preflight. To a
+    keyless gateway on that visitor's machine or network, that would be a call paid with the provider's key."""
+    gw = gateway_factory(config=keyless_config(upstream))
+    body = json.dumps(CHAT)
+    before = len(upstream.requests)
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/json"):
+        r = httpx.post(f"{gw.v1}/chat/completions", content=body, headers={"content-type": ctype, "origin": EVIL})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "cross_origin_refused", (ctype, r.text)
+    message = json.dumps({"model": "up/m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(f"{gw.url}/v1/messages", content=message, headers={"origin": "null", "content-type": "text/plain"})
+    assert r.status_code == 403, r.text
+    assert len(upstream.requests) == before  # nothing went upstream
+    # programs send no Origin: as before, whatever the content type says
+    r = httpx.post(f"{gw.v1}/chat/completions", content=body, headers={"content-type": "text/plain"})
+    assert r.status_code == 200, r.text
+    # with CORS on, the origins it allows may call; others still may not
+    open_to_app = gateway_factory(config=keyless_config(upstream, cors={"enabled": True, "allowed_origins": [APP]}))
+    assert httpx.post(f"{open_to_app.v1}/chat/completions", json=CHAT, headers={"origin": APP}).status_code == 200
+    assert httpx.post(f"{open_to_app.v1}/chat/completions", json=CHAT, headers={"origin": EVIL}).status_code == 403
