@@ -131,3 +131,30 @@ def test_sign_out_on_one_replica_ends_the_session_on_the_other(
     sign_out(ui)
     assert signed_out(on_second.get("/keys"))
     assert signed_out(with_cookie(first, copy).get("/keys"))
+
+
+def test_a_rotated_user_token_stops_at_once_with_the_sessions_it_opened(gw: GatewayProcess) -> None:
+    """A leaked user token is replaced without deleting the user: by an admin, or by the user itself."""
+    admin = admin_api(gw)
+    old = admin.post("users", json={"id": "dana"}).json()["token"]
+    ui, _ = sign_in(gw, old)
+    master_ui, _ = sign_in(gw, MASTER)
+
+    def me(token: str) -> int:
+        return httpx.get(f"{gw.url}/api/v1/me/keys", headers={"authorization": f"Bearer {token}"}).status_code
+
+    rotated = admin.post("users/dana/token")
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["token"]
+    assert new != old and rotated.json()["user_id"] == "dana"
+    assert me(old) == 401 and me(new) == 200
+    assert signed_out(ui.get("/keys"))  # the session the old token opened
+    assert master_ui.get("/keys").status_code == 200  # others stay
+    assert admin.post("users/nobody/token").status_code == 404
+    # the user itself, with its current token
+    own = httpx.post(f"{gw.url}/api/v1/me/token", headers={"authorization": f"Bearer {new}"})
+    assert own.status_code == 200, own.text
+    assert me(new) == 401 and me(own.json()["token"]) == 200
+    assert new not in gw.log() and own.json()["token"] not in gw.log()
+    rows = admin.get("audit", params={"event": "token_rotated"}).json()["data"]
+    assert [(r["method"], r["user_id"]) for r in rows] == [("user_token", "dana"), ("admin", "dana")], rows

@@ -156,6 +156,19 @@ class Store:
         assert user is not None
         return token, user
 
+    def rotate_user_token(self, user_id: str) -> str | None:
+        """A new self-service token for the user (returned once, stored hashed); the old one stops at once, and so
+        do the dashboard sessions it opened. None: no such user."""
+        token = new_secret(USER_TOKEN_PREFIX)
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(users).where(users.c.id == user_id).values(
+                token_hash=hash_secret(token), updated_at=now_ms())).rowcount
+            if not changed:
+                return None
+            conn.execute(delete(ui_sessions).where((ui_sessions.c.user_id == user_id) &
+                                                   (ui_sessions.c.method == "user_token")))
+        return token
+
     def user_by_token(self, token: str) -> UserRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(users).where(users.c.token_hash == hash_secret(token))).first()

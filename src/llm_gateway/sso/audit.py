@@ -19,7 +19,7 @@ from llm_gateway.keys.model import now_ms
 log = logging.getLogger("llm_gateway.audit")
 
 EVENTS = ("sign_in", "sign_in_refused", "sign_out", "role_change", "team_change", "token_refused", "key_issued",
-          "key_blocked")
+          "key_blocked", "token_rotated")
 
 
 class AuditLog:

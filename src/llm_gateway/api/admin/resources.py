@@ -27,6 +27,7 @@ from .schemas import (
     MyKeyInput,
     NewKey,
     NewUser,
+    NewUserToken,
     Team,
     TeamChange,
     TeamDeleted,
@@ -87,6 +88,8 @@ class ResourcesApi:
         add("/users/{id}", self.get_user, methods=["GET"], response_model=User, tags=["users"])
         add("/users/{id}", self.update_user, methods=["PATCH"], response_model=User, tags=["users"])
         add("/users/{id}", self.delete_user, methods=["DELETE"], response_model=UserDeleted, tags=["users"])
+        add("/users/{id}/token", self.rotate_user_token, methods=["POST"], response_model=NewUserToken,
+            tags=["users"], summary="Replace the user's self-service token (the old one stops at once)")
         add("/users/{id}/teams", self.get_user_teams, methods=["GET"], response_model=UserTeams, tags=["users"],
             summary="The user's teams and its primary team")
         add("/users/{id}/teams", self.set_user_teams, methods=["PUT"], response_model=UserTeams, tags=["users"],
@@ -100,6 +103,8 @@ class ResourcesApi:
                        dependencies=[Security(USER_SCHEME), Depends(self.auth.user)])
         me.add_api_route("/teams", self.my_teams, methods=["GET"], response_model=UserTeams,
                          summary="Your teams: a new key may be made in any of them")
+        me.add_api_route("/token", self.rotate_my_token, methods=["POST"], response_model=NewUserToken,
+                         summary="Replace your token (the one you send stops at once)")
         me.add_api_route("/keys", self.my_keys, methods=["GET"], response_model=KeyList, summary="Your keys")
         me.add_api_route("/keys", self.create_my_key, methods=["POST"], status_code=201, response_model=NewKey,
                          summary="Create one of your keys (capped per user, also under concurrency)")
@@ -209,6 +214,19 @@ class ResourcesApi:
         if before.role != user.role:
             await self.audit.awrite("role_change", method="admin", user_id=id, role=user.role, previous=before.role)
         return with_teams(user, await asyncio.to_thread(self.store.teams_of, id))
+
+    async def rotate_user_token(self, id: Id) -> dict[str, Any]:
+        return await self._rotate_token(id, "admin")
+
+    async def rotate_my_token(self, request: Request) -> dict[str, Any]:
+        return await self._rotate_token(current_user(request).id, "user_token")
+
+    async def _rotate_token(self, user_id: str, method: str) -> dict[str, Any]:
+        token = await asyncio.to_thread(self.store.rotate_user_token, user_id)
+        if token is None:
+            raise NotFound(f"no user {user_id!r}", code="user_not_found")
+        await self.audit.awrite("token_rotated", method=method, user_id=user_id)
+        return {"user_id": user_id, "token": token}
 
     async def get_user_teams(self, id: Id) -> dict[str, Any]:
         user = await self._user(id)

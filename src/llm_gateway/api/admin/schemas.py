@@ -194,6 +194,12 @@ class NewUser(User):
     token: str = Field(description="the user's self-service token: only in the answer to create")
 
 
+class NewUserToken(BaseModel):
+    user_id: str
+    token: str = Field(description="the user's new self-service token, shown once; the old one no longer works, "
+                       "nor do the dashboard sessions it opened")
+
+
 class Team(BaseModel):
     id: str
     name: str
