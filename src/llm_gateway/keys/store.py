@@ -26,20 +26,33 @@ __all__ = ["NotAMember", "Store", "TeamsChanged", "UserHasKeys", "key_from_row"]
 USER_TOKEN_PREFIX = "sk-gwu-"
 
 
-class TeamHasKeys(Exception):
-    """A team with keys is deleted only with `cascade`: its keys would otherwise escape its budget and policies."""
+class OwnerHasKeys(Exception):
+    """An owner of keys (a user, a team) is deleted only with `cascade`."""
 
     def __init__(self, count: int) -> None:
-        super().__init__(f"the team has {count} key(s)")
+        super().__init__(f"{count} key(s)")
         self.count = count
 
 
-class UserHasKeys(Exception):
-    """A user with keys is deleted only with `cascade`: its keys would otherwise outlive it."""
+class TeamHasKeys(OwnerHasKeys):
+    """Without `cascade` a team's keys would escape its budget and policies."""
 
-    def __init__(self, count: int) -> None:
-        super().__init__(f"the user holds {count} key(s)")
-        self.count = count
+
+class UserHasKeys(OwnerHasKeys):
+    """Without `cascade` a user's keys would outlive it."""
+
+
+def _delete_owner(conn: Connection, table: Table, owner: Any, owner_id: str, cascade: bool,
+                  refusal: type[OwnerHasKeys]) -> list[KeyRecord] | None:
+    """Delete the row `owner_id` of `table` and, with `cascade`, the keys whose `owner` column names it (returned);
+    None: no such row. Keys without `cascade` raise `refusal`, which rolls the transaction back."""
+    if not conn.execute(delete(table).where(table.c.id == owner_id)).rowcount:
+        return None
+    owned = [key_from_row(r) for r in conn.execute(select(keys).where(owner == owner_id))]
+    if owned and not cascade:
+        raise refusal(len(owned))
+    conn.execute(delete(keys).where(owner == owner_id))
+    return owned
 
 
 def _insert_key(conn: Connection, fields: dict[str, Any]) -> tuple[str, KeyRecord]:
@@ -252,12 +265,9 @@ class Store:
         Without `cascade` a user that holds keys stays (UserHasKeys). The ledger keeps the user's rows. Its
         dashboard sessions end with it (a new user of the same id does not inherit them)."""
         with self.engine.begin() as conn:
-            if not conn.execute(delete(users).where(users.c.id == user_id)).rowcount:
+            owned = _delete_owner(conn, users, keys.c.user_id, user_id, cascade, UserHasKeys)
+            if owned is None:
                 return None
-            owned = [key_from_row(r) for r in conn.execute(select(keys).where(keys.c.user_id == user_id))]
-            if owned and not cascade:
-                raise UserHasKeys(len(owned))  # rolls the user's deletion back
-            conn.execute(delete(keys).where(keys.c.user_id == user_id))
             conn.execute(delete(team_members).where(team_members.c.user_id == user_id))
             conn.execute(delete(ui_sessions).where(ui_sessions.c.user_id == user_id))
         return owned
@@ -267,12 +277,9 @@ class Store:
         None: no such team. Without `cascade` a team that has keys stays (TeamHasKeys): they would go on without
         its budget, guardrails and policies. Its members whose primary team it was get their next team."""
         with self.engine.begin() as conn:
-            if not conn.execute(delete(teams).where(teams.c.id == team_id)).rowcount:
+            owned = _delete_owner(conn, teams, keys.c.team_id, team_id, cascade, TeamHasKeys)
+            if owned is None:
                 return None
-            owned = [key_from_row(r) for r in conn.execute(select(keys).where(keys.c.team_id == team_id))]
-            if owned and not cascade:
-                raise TeamHasKeys(len(owned))  # rolls the team's deletion back
-            conn.execute(delete(keys).where(keys.c.team_id == team_id))
             conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
             primary_of = [u for (u,) in conn.execute(select(users.c.id).where(users.c.team_id == team_id))]
             for user_id, rest in members.teams_of_users(conn, primary_of).items():

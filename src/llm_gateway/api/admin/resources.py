@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Security
@@ -13,7 +14,7 @@ from llm_gateway.keys.accounts import Accounts
 from llm_gateway.keys.members import primary_first
 from llm_gateway.keys.model import KeyRecord, UserRecord
 from llm_gateway.keys.roles import Identity, forbidden, require_key
-from llm_gateway.keys.store import NotAMember, TeamHasKeys, TeamsChanged, UserHasKeys
+from llm_gateway.keys.store import NotAMember, OwnerHasKeys, TeamsChanged
 from llm_gateway.sso.audit import AuditLog
 
 from .schemas import (
@@ -265,18 +266,24 @@ class ResourcesApi:
             description="also delete the user's keys; without it a user that holds keys is kept (409)")] = False,
     ) -> dict[str, Any]:
         """Delete a user. Its usage stays in the ledger (reports still show it)."""
+        return await self._delete_owner("user", id, cascade, self.store.delete_user)
+
+    async def _delete_owner(self, kind: str, owner_id: str, cascade: bool,
+                            delete: Callable[[str, bool], list[KeyRecord] | None]) -> dict[str, Any]:
+        """Delete a user or a team (`kind`) and, with `cascade`, its keys, which stop at once on this replica;
+        409 `<kind>_has_keys` while it has keys and no `cascade`. Its budget is forgotten."""
         try:
-            revoked = await asyncio.to_thread(self.store.delete_user, id, cascade)
-        except UserHasKeys as err:
-            raise GatewayError(f"user {id!r} holds {err.count} key(s): delete them first, or pass cascade=true "
-                               "to delete them with the user", status=409, type="invalid_request_error",
-                               code="user_has_keys") from None
+            revoked = await asyncio.to_thread(delete, owner_id, cascade)
+        except OwnerHasKeys as err:
+            raise GatewayError(f"{kind} {owner_id!r} has {err.count} key(s): delete or move them first, or pass "
+                               f"cascade=true to delete them with the {kind}", status=409,
+                               type="invalid_request_error", code=f"{kind}_has_keys") from None
         if revoked is None:
-            raise NotFound(f"no user {id!r}", code="user_not_found")
+            raise NotFound(f"no {kind} {owner_id!r}", code=f"{kind}_not_found")
         for key in revoked:
             self.accounts.cache.evict(key.key_hash)
-        self.accounts.budgets.configure("user", id, None, "total")
-        return {"id": id, "deleted": True, "revoked_keys": len(revoked)}
+        self.accounts.budgets.configure(kind, owner_id, None, "total")
+        return {"id": owner_id, "deleted": True, "revoked_keys": len(revoked)}
 
     # -- teams
     async def create_team(self, body: TeamInput | None = None) -> dict[str, Any]:
@@ -309,19 +316,9 @@ class ResourcesApi:
     ) -> dict[str, Any]:
         """Delete a team. Its keys would go on without the team's budget, guardrails and policies, so a team that
         has keys is deleted only with `cascade`, which deletes them too. Its usage stays in the ledger."""
-        try:
-            revoked = await asyncio.to_thread(self.store.delete_team, id, cascade)
-        except TeamHasKeys as err:
-            raise GatewayError(f"team {id!r} has {err.count} key(s): delete or move them first, or pass "
-                               "cascade=true to delete them with the team", status=409,
-                               type="invalid_request_error", code="team_has_keys") from None
-        if revoked is None:
-            raise NotFound(f"no team {id!r}", code="team_not_found")
-        for key in revoked:
-            self.accounts.cache.evict(key.key_hash)
-        self.accounts.budgets.configure("team", id, None, "total")
+        deleted = await self._delete_owner("team", id, cascade, self.store.delete_team)
         self.accounts.team_guardrails.pop(id, None)
-        return {"id": id, "deleted": True, "revoked_keys": len(revoked)}
+        return deleted
 
     # -- self-service: a user manages its own keys with its user token
     async def my_keys(self, request: Request, limit: Limit = 100, after: After = None) -> dict[str, Any]:
