@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import calendar
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 from tests.conftest import GatewayProcess
+from tests.pg import fresh_schema
 from tests.upstream import Upstream
 
 from llm_gateway.db.engine import make_engine, upgrade
 from llm_gateway.db.tables import keys, usage
 
 MASTER = "mk-admin-test-0c9d"
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -29,14 +28,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/admin.db"
         return
-    schema = f"test_admin_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(PG)
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    with fresh_schema("test_admin") as url:
+        yield url
 
 
 def start(factory: Callable[..., GatewayProcess], upstream: Upstream, db_url: str,

@@ -8,19 +8,17 @@ import asyncio
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 from tests.conftest import GatewayProcess
+from tests.pg import fresh_schema
 from tests.upstream import Upstream
 
 MASTER = "mk-consistency-5e1b"
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def _pg_up() -> bool:
@@ -38,14 +36,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not _pg_up():
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    schema = f"test_consist_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(PG)
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    with fresh_schema("test_consist") as url:
+        yield url
 
 
 def start(factory: Callable[..., GatewayProcess], upstream: Upstream, db_url: str, **extra: Any) -> GatewayProcess:

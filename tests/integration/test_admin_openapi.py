@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
-from sqlalchemy import create_engine, text
 from tests.conftest import GatewayProcess
+from tests.pg import fresh_schema
 from tests.upstream import Upstream
 
 from llm_gateway.app import create_app
@@ -75,14 +74,8 @@ def strict_db(tmp_path: Path) -> Iterator[str]:
     except OSError:
         yield f"sqlite:///{tmp_path}/a.db"
         return
-    schema = f"test_openapi_{uuid.uuid4().hex[:8]}"
-    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    with fresh_schema("test_openapi") as url:
+        yield url
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(

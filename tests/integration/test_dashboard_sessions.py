@@ -4,20 +4,18 @@ applies to the sessions already open at their next request."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 from tests.conftest import GatewayProcess
+from tests.pg import fresh_schema
 from tests.upstream import Upstream
 
 MASTER = "mk-dashboard-sessions-7a2"
 COOKIE = "llm_gateway_ui"
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def config(upstream: Upstream, db_url: str) -> dict[str, Any]:
@@ -107,17 +105,8 @@ def test_a_deleted_user_is_signed_out(gw: GatewayProcess) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    schema = f"test_sessions_{uuid.uuid4().hex[:8]}"
-    try:
-        engine = create_engine(PG, connect_args={"connect_timeout": 3})
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL is not available: {exc}")
-    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    with fresh_schema("test_sessions", skip_unavailable=True) as url:
+        yield url
 
 
 def test_sign_out_on_one_replica_ends_the_session_on_the_other(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,27 +13,21 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import column, create_engine, insert, table, text
+from sqlalchemy import column, insert, table
 from tests.conftest import GatewayProcess, wait_until_answering
+from tests.pg import fresh_schema
 from tests.upstream import Upstream
 
 from llm_gateway.db.engine import HEAD_REVISION, MIGRATIONS, Timeouts, make_engine
 from llm_gateway.keys.store import Store
 
-PG = "postgresql://postgres@127.0.0.1:5432/test"
 MIGRATED = "database: upgrading the schema"
 
 
 @pytest.fixture
 def db_url() -> Iterator[str]:
-    schema = f"deploy_mig_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(PG.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"{PG}?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    with fresh_schema("deploy_mig") as url:
+        yield url
 
 
 def db(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,13 @@ import openai
 import pytest
 from sqlalchemy import create_engine, text
 from tests.conftest import GatewayProcess
+from tests.pg import fresh_schema
 from tests.upstream import Upstream
 
 from llm_gateway.keys.model import hash_secret
 
 MASTER = "mk-test-master-7f3a9c0d2e"
 PROVIDER_SECRET = "sk-provider-secret-4b8e1f"
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 PRICED = {"input": 1000.0, "output": 2000.0}  # USD per 1M: 11 prompt + 5 completion tokens = $0.021
 COST = 11 * 1000e-6 + 5 * 2000e-6
@@ -35,14 +34,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/gateway.db"
         return
-    schema = f"test_keys_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with fresh_schema("test_keys") as url:
+        yield url
 
 
 def gateway_config(upstream: Upstream, db_url: str, **extra: Any) -> dict[str, Any]:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import openai
 import pytest
-from sqlalchemy import create_engine, text
 from tests.conftest import GatewayProcess
+from tests.pg import fresh_schema
 from tests.upstream import Upstream
-
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    schema = f"test_responses_{uuid.uuid4().hex[:8]}"
-    try:
-        engine = create_engine(PG, connect_args={"connect_timeout": 3})
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL is not available: {exc}")
-    yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    with fresh_schema("test_responses", skip_unavailable=True) as url:
+        yield url
 
 
 def test_a_chain_alternates_between_replicas(gateway_factory: Callable[..., GatewayProcess], upstream: Upstream,

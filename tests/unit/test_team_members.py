@@ -3,18 +3,15 @@ user's teams through every change, keys are made only in a member's team, and le
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from tests.pg import fresh_schema
 
 from llm_gateway.db.engine import make_engine, upgrade
 from llm_gateway.keys.members import exactly, move_primary
 from llm_gateway.keys.store import NotAMember, Store
-
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -25,17 +22,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield Store(engine)
         engine.dispose()
         return
-    schema = f"test_members_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = make_engine(f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}")
-    upgrade(engine)
-    yield Store(engine)
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with fresh_schema("test_members") as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        yield Store(engine)
+        engine.dispose()
 
 
 def test_a_users_team_id_is_its_first_membership_and_patch_moves_it(store: Store) -> None:
