@@ -8,10 +8,12 @@ the gateway's event loop, so a single process needs no supervisor beside it (one
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
+import select
 import signal
+import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,6 @@ from llm_gateway.settings import GatewayConfig, ServerConfig
 from llm_gateway.telemetry.logs import setup_logging
 
 log = logging.getLogger("llm_gateway")
-_PR_SET_PDEATHSIG = 1
 
 
 def server_options(srv: ServerConfig) -> dict[str, Any]:
@@ -118,7 +119,7 @@ async def serve_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
 def _worker_app(config: GatewayConfig, index: int, supervisor: int) -> Any:
     """The ASGI application of supervised worker `index` (built in the worker process)."""
     _hold_stop_signals()
-    _die_with_supervisor(supervisor)
+    _die_with_supervisor(supervisor, config.server.shutdown_grace_s)
     setup_logging(config.telemetry)
     gateway = create_app(config, index)
     metrics = MetricsListener(gateway, config.server.metrics_port + index if config.server.metrics_port else 0)
@@ -145,19 +146,37 @@ async def _release_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def _die_with_supervisor(supervisor: int) -> None:
-    """A worker gets SIGTERM (a graceful stop) when its supervisor dies, even by SIGKILL: no orphaned workers
-    holding the port. Linux only; elsewhere workers outlive a killed supervisor.
+def _die_with_supervisor(supervisor: int, grace_s: float) -> None:
+    """A worker stops when its supervisor dies, even by SIGKILL: no orphaned workers holding the port.
+
+    A thread waits on a pidfd of the supervisor (Linux 5.3+; elsewhere workers outlive a killed supervisor).
+    When the supervisor is gone it sends the worker one SIGTERM, a graceful stop that in-flight requests may
+    finish; should the worker still run `grace_s` + 5 s later (a start-up that hangs, a stop that never ends),
+    it exits at once, so no worker is left behind whatever state it was in.
 
     `supervisor` is the pid the supervisor had when it forked this worker, not what `getppid` says now: a worker
-    forked just before its supervisor was killed finds itself adopted already, and would otherwise ask to be told
-    of the death of its new parent (init), which never comes."""
+    forked just before its supervisor was killed finds itself adopted already."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        pidfd = os.pidfd_open(supervisor)
+    except ProcessLookupError:
+        pidfd = -1  # gone already (and reaped)
     except (OSError, AttributeError):
-        return
-    if os.getppid() != supervisor:  # the supervisor died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        return  # no pidfd here
+    threading.Thread(target=_watch_supervisor, args=(supervisor, pidfd, grace_s + 5),
+                     name="supervisor-watch", daemon=True).start()
+
+
+def _watch_supervisor(supervisor: int, pidfd: int, limit_s: float) -> None:
+    if pidfd >= 0:
+        if os.getppid() == supervisor:  # else the pid may already name another process
+            select.select([pidfd], [], [])  # readable once the supervisor has exited
+        os.close(pidfd)
+    log.warning("the supervisor (pid %d) is gone: this worker stops", supervisor)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(limit_s)
+    log.error("the worker did not stop within %gs of its supervisor's death: exiting now", limit_s)
+    logging.shutdown()
+    os._exit(1)
 
 
 class _Supervisor(MPServer):
