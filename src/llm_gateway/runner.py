@@ -169,7 +169,9 @@ def _die_with_supervisor(supervisor: int, grace_s: float) -> None:
 def _watch_supervisor(supervisor: int, pidfd: int, limit_s: float) -> None:
     if pidfd >= 0:
         if os.getppid() == supervisor:  # else the pid may already name another process
-            select.select([pidfd], [], [])  # readable once the supervisor has exited
+            watch = select.poll()
+            watch.register(pidfd, select.POLLIN)
+            watch.poll()  # readable once the supervisor has exited
         os.close(pidfd)
     log.warning("the supervisor (pid %d) is gone: this worker stops", supervisor)
     os.kill(os.getpid(), signal.SIGTERM)
