@@ -147,3 +147,30 @@ def test_a_rotated_user_token_stops_at_once_with_the_sessions_it_opened(gw: Gate
     assert new not in gw.log() and own.json()["token"] not in gw.log()
     rows = admin.get("audit", params={"event": "token_rotated"}).json()["data"]
     assert [(r["method"], r["user_id"]) for r in rows] == [("user_token", "dana"), ("admin", "dana")], rows
+
+
+def test_a_team_admin_role_stays_with_its_team(gw: GatewayProcess) -> None:
+    """A team admin who leaves the team it manages, or whose team is deleted, is no admin of its next team."""
+    api = admin_api(gw)
+    for team in ("red", "blue", "green"):
+        api.post("teams", json={"id": team})
+    api.post("users", json={"id": "bob", "team_id": "blue"})
+    lead = api.post("users", json={"id": "lead", "team_id": "red", "role": "team_admin"}).json()
+    assert api.put("users/lead/teams", json={"teams": ["red", "blue"]}).json()["team_id"] == "red"
+    ui, _ = sign_in(gw, lead["token"])
+    assert (ui.get("/teams/red").status_code, ui.get("/teams/blue").status_code) == (200, 403)
+    assert api.put("users/lead/teams", json={"teams": ["blue"]}).json()["team_id"] == "blue"
+    assert ui.get("/teams/blue").status_code == 403  # a member of blue, not its admin
+    assert "bob" not in ui.get("/keys").text
+    assert api.get("users/lead").json()["role"] == "user"
+    other = api.post("users", json={"id": "other", "team_id": "green", "role": "team_admin"}).json()
+    api.put("users/other/teams", json={"teams": ["green", "blue"]})
+    assert api.delete("teams/green").status_code == 200
+    assert api.get("users/other").json()["role"] == "user"
+    ui2, _ = sign_in(gw, other["token"])
+    assert ui2.get("/teams/blue").status_code == 403
+    changes = api.get("audit", params={"event": "role_change"}).json()["data"]
+    assert [(c["user_id"], c["detail"]["reason"]) for c in changes if c["detail"]["previous"] == "team_admin"] == [
+        ("other", "team green deleted"), ("lead", "primary team changed to blue")]
+    assert api.patch("users/lead", json={"team_id": "red", "role": "team_admin"}).json()["role"] == "team_admin"
+    assert ui.get("/teams/red").status_code == 200  # an admin may make it the admin of another team, explicitly

@@ -127,3 +127,14 @@ def test_an_sso_team_admin_keeps_the_role(sync: GroupSync) -> None:
     sync.store.update_user(uid, {"role": "team_admin"})
     identity = run(sync, ["data-team"], sub="ida").identity()  # type: ignore[attr-defined]
     assert identity.is_team_admin and identity.team_id == "team_data"
+
+
+def test_a_team_admin_who_leaves_its_team_is_no_admin_of_the_next(sync: GroupSync) -> None:
+    uid = run(sync, ["data-team", "ml-team"], sub="ian").user.id  # type: ignore[attr-defined]
+    sync.store.update_user(uid, {"role": "team_admin"})  # of team_data, its primary team
+    identity = run(sync, ["ml-team"], sub="ian").identity()  # type: ignore[attr-defined]
+    assert identity.team_id == "team_ml" and not identity.is_team_admin
+    assert sync.store.get_user(uid).role == "user"  # type: ignore[union-attr]
+    changes = sync.audit.list(user_id=uid, event="role_change")
+    assert [(c["detail"]["role"], c["detail"]["previous"], c["detail"]["reason"]) for c in changes] == [
+        ("user", "team_admin", "primary team changed to team_ml")]

@@ -2,7 +2,10 @@
 of them, and the keys a user holds through a team it leaves, blocked in the same transaction.
 
 The rule every writer keeps: `team_id` is one of the user's teams, or null only when the user is in no team. It is
-the default team of the user's new keys and the team a team admin manages (keys/roles.py). Changes take the same
+the default team of the user's new keys and the team a team admin manages (keys/roles.py). The team-admin role
+belongs to the team it was given for: when the primary team changes, the role goes back to `user` in the same
+write (an admin may give it again, for the new team), so that leaving a team never makes its admin the admin of
+another. Changes take the same
 per-user write lock as creating a key within the user's cap (store.py), so a key is never made in a team that a
 concurrent change is taking away.
 """
@@ -17,6 +20,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from llm_gateway.db.tables import keys, team_members, users
 from llm_gateway.keys.model import KeyRecord, now_ms
+from llm_gateway.keys.roles import TEAM_ADMIN, USER
 from llm_gateway.keys.rows import encode, key_from_row
 
 # (current teams, current primary) -> (the teams wanted, in order of preference for the primary; a primary asked for)
@@ -39,10 +43,19 @@ class TeamsChanged:
     left: tuple[str, ...] = ()
     blocked: tuple[KeyRecord, ...] = field(default=())  # put them in the key cache
     moved: bool = False  # the primary team changed
+    demoted: bool = False  # a team admin whose primary team changed: a plain user now
 
     @property
     def nothing(self) -> bool:
         return not (self.joined or self.left or self.blocked or self.moved)
+
+    def demotion(self) -> dict[str, str]:
+        """The audit row's detail when `demoted`."""
+        return demotion(f"primary team changed to {self.primary}")
+
+
+def demotion(reason: str) -> dict[str, str]:
+    return {"role": USER, "previous": TEAM_ADMIN, "reason": reason}
 
 
 def primary_first(primary: str | None, teams: list[str]) -> list[str]:
@@ -83,12 +96,12 @@ def apply(conn: Connection, user_id: str, plan: Plan, blocked_by: str, also_bloc
     """Set the user's teams to what `plan` wants, within the caller's transaction (after `lock_user`). Keys the user
     holds through a team it leaves, or through a team of `also_block` it is not in, are blocked. None: no user.
     With `write` False: what it would change, changing nothing (no lock needed)."""
-    rows = conn.execute(select(users.c.team_id, team_members.c.team_id).select_from(users.outerjoin(
+    rows = conn.execute(select(users.c.team_id, users.c.role, team_members.c.team_id).select_from(users.outerjoin(
         team_members, team_members.c.user_id == users.c.id)).where(users.c.id == user_id)
         .order_by(team_members.c.team_id)).all()
     if not rows:
         return None
-    primary, current = rows[0][0], [team for _, team in rows if team is not None]
+    primary, role, current = rows[0][0], rows[0][1], [team for _, _, team in rows if team is not None]
     wanted, asked = plan(current, primary)
     target = list(dict.fromkeys(wanted))
     joined = [t for t in target if t not in current]
@@ -99,8 +112,9 @@ def apply(conn: Connection, user_id: str, plan: Plan, blocked_by: str, also_bloc
         new_primary = primary if primary in target else (target[0] if target else None)
     blocked = _held_through(conn, user_id, (set(left) | set(also_block)) - set(target))
     ordered = ([new_primary] if new_primary else []) + [t for t in target if t != new_primary]
-    changed = TeamsChanged(tuple(ordered), new_primary, tuple(joined), tuple(left), tuple(blocked),
-                           new_primary != primary)
+    moved = new_primary != primary
+    changed = TeamsChanged(tuple(ordered), new_primary, tuple(joined), tuple(left), tuple(blocked), moved,
+                           moved and role == TEAM_ADMIN)
     if not write:
         return changed
     if left:
@@ -109,10 +123,22 @@ def apply(conn: Connection, user_id: str, plan: Plan, blocked_by: str, also_bloc
     if joined:
         ts = now_ms()
         conn.execute(insert(team_members), [{"user_id": user_id, "team_id": t, "created_at": ts} for t in joined])
-    if new_primary != primary:
-        conn.execute(update(users).where(users.c.id == user_id).values(team_id=new_primary, updated_at=now_ms()))
+    if moved:
+        conn.execute(update(users).where(users.c.id == user_id).values(
+            team_id=new_primary, role=USER if changed.demoted else role, updated_at=now_ms()))
     _block(conn, blocked, blocked_by)
     return changed
+
+
+def primary_team_gone(conn: Connection, team_id: str) -> list[str]:
+    """After team `team_id` is deleted: its members whose primary team it was move to their next team, and those
+    of them who were its team admins become plain users; returns the ids of those demoted."""
+    moved = {u: r for u, r in conn.execute(select(users.c.id, users.c.role).where(users.c.team_id == team_id))}
+    for user_id, rest in teams_of_users(conn, moved).items():
+        conn.execute(update(users).where(users.c.id == user_id).values(
+            team_id=rest[0] if rest else None, role=USER if moved[user_id] == TEAM_ADMIN else moved[user_id],
+            updated_at=now_ms()))
+    return sorted(u for u, r in moved.items() if r == TEAM_ADMIN)
 
 
 def _held_through(conn: Connection, user_id: str, teams: set[str]) -> list[KeyRecord]:

@@ -272,19 +272,20 @@ class Store:
             conn.execute(delete(ui_sessions).where(ui_sessions.c.user_id == user_id))
         return owned
 
-    def delete_team(self, team_id: str, cascade: bool = False) -> list[KeyRecord] | None:
+    def delete_team(self, team_id: str, cascade: bool = False,
+                    demoted: list[str] | None = None) -> list[KeyRecord] | None:
         """Delete a team, its memberships and, with `cascade`, its keys (returned, to evict them from caches);
         None: no such team. Without `cascade` a team that has keys stays (TeamHasKeys): they would go on without
-        its budget, guardrails and policies. Its members whose primary team it was get their next team."""
+        its budget, guardrails and policies. Its members whose primary team it was get their next team; its team
+        admins among them become plain users (their ids are added to `demoted`)."""
         with self.engine.begin() as conn:
             owned = _delete_owner(conn, teams, keys.c.team_id, team_id, cascade, TeamHasKeys)
             if owned is None:
                 return None
             conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
-            primary_of = [u for (u,) in conn.execute(select(users.c.id).where(users.c.team_id == team_id))]
-            for user_id, rest in members.teams_of_users(conn, primary_of).items():
-                conn.execute(update(users).where(users.c.id == user_id).values(
-                    team_id=rest[0] if rest else None, updated_at=now_ms()))
+            gone = members.primary_team_gone(conn, team_id)
+        if demoted is not None:
+            demoted.extend(gone)
         return owned
 
     def permitted_teams(self) -> list[TeamRecord]:

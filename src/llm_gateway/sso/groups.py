@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from llm_gateway.keys.members import Plan
 from llm_gateway.keys.model import KeyRecord, UserRecord
-from llm_gateway.keys.roles import Identity, of_sso_user
+from llm_gateway.keys.roles import USER, Identity, of_sso_user
 from llm_gateway.keys.store import Store
 
 from .audit import AuditLog
@@ -104,7 +104,10 @@ class GroupSync:
             self.audit.write("team_change", **audit, joined=sorted(changed.joined), left=sorted(changed.left))
         for key in changed.blocked:
             self.audit.write("key_blocked", **audit, key_id=key.id, team_id=key.team_id)
-        return Synced(replace(user, team_id=changed.primary), admin, changed.teams, changed.blocked)
+        if changed.demoted:  # the team-admin role stays with the team it was given for (keys/members.py)
+            self.audit.write("role_change", **audit, **changed.demotion())
+        role = USER if changed.demoted else user.role
+        return Synced(replace(user, team_id=changed.primary, role=role), admin, changed.teams, changed.blocked)
 
     def _ensure_teams(self, teams: tuple[str, ...]) -> None:
         """Mapped teams exist (created on first need, named by their id), so the dashboard can show them."""

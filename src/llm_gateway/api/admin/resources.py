@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Security
@@ -13,7 +14,7 @@ from llm_gateway.keys import members
 from llm_gateway.keys.accounts import Accounts
 from llm_gateway.keys.members import primary_first
 from llm_gateway.keys.model import KeyRecord, UserRecord
-from llm_gateway.keys.roles import Identity, forbidden, require_key
+from llm_gateway.keys.roles import USER, Identity, forbidden, require_key
 from llm_gateway.keys.store import NotAMember, OwnerHasKeys, TeamsChanged
 from llm_gateway.sso.audit import AuditLog
 
@@ -204,16 +205,17 @@ class ResourcesApi:
     async def update_user(self, id: Id, body: UserChange) -> dict[str, Any]:
         changes = body.model_dump(exclude_unset=True)
         before = await self._user(id)
+        role = before.role
         if "team_id" in changes:
             team = changes.pop("team_id")
-            if team != before.team_id:
-                await self._change_teams(id, members.move_primary(team))
+            if team != before.team_id and (await self._change_teams(id, members.move_primary(team))).demoted:
+                role = USER  # audited; a `role` in this change gives it again, for the new team
         user = await asyncio.to_thread(self.store.update_user, id, changes)
         if user is None:
             raise NotFound(f"no user {id!r}", code="user_not_found")
         self.accounts.user_changed(user)
-        if before.role != user.role:
-            await self.audit.awrite("role_change", method="admin", user_id=id, role=user.role, previous=before.role)
+        if role != user.role:
+            await self.audit.awrite("role_change", method="admin", user_id=id, role=user.role, previous=role)
         return with_teams(user, await asyncio.to_thread(self.store.teams_of, id))
 
     async def rotate_user_token(self, id: Id) -> dict[str, Any]:
@@ -260,6 +262,8 @@ class ResourcesApi:
         for key in changed.blocked:
             await self.audit.awrite("key_blocked", method="admin", user_id=user_id, key_id=key.id,
                                     team_id=key.team_id)
+        if changed.demoted:  # the team-admin role stays with the team it was given for (keys/members.py)
+            await self.audit.awrite("role_change", method="admin", user_id=user_id, **changed.demotion())
         return changed
 
     async def delete_user(self, id: Id, cascade: Annotated[bool, Query(
@@ -316,8 +320,12 @@ class ResourcesApi:
     ) -> dict[str, Any]:
         """Delete a team. Its keys would go on without the team's budget, guardrails and policies, so a team that
         has keys is deleted only with `cascade`, which deletes them too. Its usage stays in the ledger."""
-        deleted = await self._delete_owner("team", id, cascade, self.store.delete_team)
+        demoted: list[str] = []
+        deleted = await self._delete_owner("team", id, cascade, partial(self.store.delete_team, demoted=demoted))
         self.accounts.team_guardrails.pop(id, None)
+        for user_id in demoted:  # its team admins whose primary team it was
+            await self.audit.awrite("role_change", method="admin", user_id=user_id,
+                                    **members.demotion(f"team {id} deleted"))
         return deleted
 
     # -- self-service: a user manages its own keys with its user token
