@@ -174,3 +174,27 @@ def test_a_team_admin_role_stays_with_its_team(gw: GatewayProcess) -> None:
         ("other", "team green deleted"), ("lead", "primary team changed to blue")]
     assert api.patch("users/lead", json={"team_id": "red", "role": "team_admin"}).json()["role"] == "team_admin"
     assert ui.get("/teams/red").status_code == 200  # an admin may make it the admin of another team, explicitly
+
+
+def test_a_team_admin_makes_keys_only_for_its_teams_members(gw: GatewayProcess) -> None:
+    """A key's user is charged for it and shown as its spender: a team admin may not name someone outside its team."""
+    api = admin_api(gw)
+    for team in ("red", "blue"):
+        api.post("teams", json={"id": team})
+    api.post("users", json={"id": "bob", "team_id": "blue"})
+    api.post("users", json={"id": "ruth", "team_id": "blue"})
+    api.put("users/ruth/teams", json={"teams": ["blue", "red"]})  # a member of red too (not her primary team)
+    lead = api.post("users", json={"id": "lead", "team_id": "red", "role": "team_admin"}).json()
+    ui, _ = sign_in(gw, lead["token"])
+
+    def create(**fields: str) -> httpx.Response:
+        return ui.post("/keys", data={"csrf": form_token(ui.get("/keys").text), "alias": "k", **fields})
+
+    refused = create(user_id="bob")
+    assert refused.status_code == 403 and "bob" in refused.text
+    assert api.get("keys", params={"user_id": "bob"}).json()["data"] == []
+    assert create(user_id="ruth").status_code == 201
+    assert create(user_id="lead").status_code == 201
+    assert create().status_code == 201  # a team key of no user
+    made = api.get("keys", params={"team_id": "red"}).json()["data"]
+    assert sorted(k["user_id"] or "" for k in made) == ["", "lead", "ruth"]

@@ -91,6 +91,15 @@ def require_team(identity: Identity, team_id: str | None) -> None:
     raise forbidden("you may only manage your own team")
 
 
+def require_key_holder(identity: Identity, user_id: str, teams: list[str]) -> None:
+    """Whom a key `identity` makes may be given to (`teams`: that user's teams). The key's user is charged for it
+    and shown as its spender, so a team admin may name only the members of its team; admins anyone."""
+    if identity.is_admin or user_id == identity.user_id or (identity.is_team_admin and identity.team_id in teams):
+        return
+    raise forbidden(f"user {user_id!r} is not a member of your team {identity.team_id!r}", code="not_a_member",
+                    param="user_id")
+
+
 def usage_scope(identity: Identity) -> tuple[str, str] | None:
     """The usage `identity` may see, as a rollup dimension and value (None: everything)."""
     if identity.is_admin:

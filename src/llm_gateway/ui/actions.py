@@ -21,7 +21,7 @@ from llm_gateway.api.admin.schemas import KeyInput, MyKeyInput, TeamInput, UserI
 from llm_gateway.api.admin.wire import check_master
 from llm_gateway.api.cache_admin import ClearInput
 from llm_gateway.errors import GatewayError
-from llm_gateway.keys.roles import MASTER, Identity, of_user, require_admin, require_team
+from llm_gateway.keys.roles import MASTER, Identity, of_user, require_admin, require_key_holder, require_team
 
 from .dashboard import HEADERS, Dashboard
 from .pages import Pages
@@ -147,6 +147,9 @@ class Actions:
                 if not identity.is_admin:
                     fields["team_id"] = identity.team_id
                 require_team(identity, fields.get("team_id"))
+                if fields.get("user_id"):
+                    holder = str(fields["user_id"])
+                    require_key_holder(identity, holder, await asyncio.to_thread(self.ui.store.teams_of, holder))
                 created = await self.ui.resources.create_key(KeyInput(**fields))
             else:
                 user = await asyncio.to_thread(self.ui.store.get_user, identity.user_id or "")
