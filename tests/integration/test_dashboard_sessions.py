@@ -198,3 +198,6 @@ def test_a_team_admin_makes_keys_only_for_its_teams_members(gw: GatewayProcess) 
     assert create().status_code == 201  # a team key of no user
     made = api.get("keys", params={"team_id": "red"}).json()["data"]
     assert sorted(k["user_id"] or "" for k in made) == ["", "lead", "ruth"]
+    api.post("keys", json={"user_id": "ruth", "team_id": "blue", "alias": "ruths-blue-key"})
+    page = ui.get("/users/ruth")
+    assert page.status_code == 200 and "ruths-blue-key" not in page.text  # her keys of other teams are not red's

@@ -84,6 +84,14 @@ def may_see_user(identity: Identity, user_id: str, teams: list[str]) -> bool:
     return identity.is_admin or identity.user_id == user_id or (identity.is_team_admin and identity.team_id in teams)
 
 
+def user_keys_scope(identity: Identity, user_id: str) -> dict[str, str]:
+    """The store filters for the keys of user `user_id` that `identity` (allowed to see the user) may see: a team
+    admin sees only those of its team, not the member's keys in other teams."""
+    if identity.is_admin or identity.user_id == user_id:
+        return {"user_id": user_id}
+    return {"user_id": user_id, "team_id": identity.team_id or ""}
+
+
 def require_team(identity: Identity, team_id: str | None) -> None:
     """Admins manage every team, team admins their own."""
     if identity.is_admin or (identity.is_team_admin and team_id == identity.team_id):

@@ -16,7 +16,15 @@ from fastapi.responses import JSONResponse, Response
 
 from llm_gateway.errors import GatewayError
 from llm_gateway.keys.members import primary_first
-from llm_gateway.keys.roles import key_scope, may_manage_key, may_see_user, require_admin, require_team, usage_scope
+from llm_gateway.keys.roles import (
+    key_scope,
+    may_manage_key,
+    may_see_user,
+    require_admin,
+    require_team,
+    usage_scope,
+    user_keys_scope,
+)
 from llm_gateway.usage.rollup import DAY_MS, HOUR_MS
 
 from . import data
@@ -219,7 +227,7 @@ class Pages:
         teams = primary_first(user.team_id, await self._run(self.ui.store.teams_of, user_id)) if user else []
         if user is None or not may_see_user(identity, user_id, teams):
             return self.ui.render(request, "error.html", session, status=404, message="no such user")
-        keys = await self._run(lambda: self.ui.store.list_keys(None, PAGE, user_id=user_id))
+        keys = await self._run(lambda: self.ui.store.list_keys(None, PAGE, **user_keys_scope(identity, user_id)))
         budget = self.ui.accounts.budgets.budgets.get(("user", user_id))
         return await self._entity(request, session, "user", user_id, user.email or user_id,
                                   {**user.public(), "teams": teams}, budget, keys=keys, teams=teams)
