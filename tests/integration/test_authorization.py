@@ -321,3 +321,37 @@ def test_the_cli_creates_keys_with_the_permissions(gw: Gw) -> None:
     assert gw.chat(steering["key"], "cheap", {"x-gateway-retries": "0"})[0].status_code == 200
     assert gw.chat(plain["key"], "cheap", {"x-gateway-retries": "0"})[0].status_code == 400
     assert gw.post("moderations", steering["key"], {"model": "cheap", "input": "x"})[0].status_code == 403
+
+
+def test_pass_through_reads_the_model_of_any_body(gw: Gw) -> None:
+    """The upstream reads a model from a body without a JSON content type (none at all, another case, text, a
+    form, multipart): the key's `models` decide on it just the same."""
+    key = gw.keys["cheap-passthrough"]
+    auth = {"authorization": f"Bearer {key}"}
+    url = f"{gw.proc.v1}/audio/transcriptions"
+    forbidden_json = json.dumps({"model": "gpt-4o", "input": "hi"}).encode()
+    before = len(gw.upstream.requests)
+    sends: list[dict[str, Any]] = [
+        {"content": forbidden_json},
+        {"content": forbidden_json, "headers": {"content-type": "Application/JSON"}},
+        {"content": forbidden_json, "headers": {"content-type": "text/plain"}},
+        {"data": {"model": "gpt-4o"}},
+        {"data": {"model": "gpt-4o"}, "files": {"file": ("a.wav", b"RIFF....", "audio/wav")}},
+        {"content": b"input=hi;model=gpt-4o", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+    ]
+    answers = [httpx.post(url, **{**send, "headers": {**auth, **send.get("headers", {})}}) for send in sends]
+    assert [(r.status_code, r.json()["error"]["code"] if r.status_code >= 400 else "") for r in answers] == [
+        (403, "model_not_allowed")] * len(sends)
+    # two models in one body: which one the upstream takes is its parser's choice, so neither is
+    r = httpx.post(url, headers=auth, data={"model": ["gpt-4o-mini", "gpt-4o"]},
+                   files={"file": ("a.wav", b"RIFF", "audio/wav")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "ambiguous_model"
+    assert gw.upstream.requests[before:] == []
+    # the model the key may use, and a multipart body that names none (a file upload), go through
+    r = httpx.post(url, headers=auth, data={"model": "gpt-4o-mini"},
+                   files={"file": ("a.wav", b"RIFF....", "audio/wav")})
+    assert r.status_code == 200, r.text
+    r = httpx.post(f"{gw.proc.v1}/files", headers=auth, data={"purpose": "batch"},
+                   files={"file": ("b.jsonl", b'{"model": "gpt-4o"}\n', "application/jsonl")})
+    assert r.status_code == 200, r.text
+    assert [req.path for req in gw.upstream.requests[before:]] == ["/v1/audio/transcriptions", "/v1/files"]

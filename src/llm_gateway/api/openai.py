@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from llm_gateway.accounting.usage import cut_short
+from llm_gateway.api.passthrough_body import named_models
 from llm_gateway.api.passthrough_path import passthrough_endpoint
 from llm_gateway.cache.replay import replay
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
@@ -56,6 +57,14 @@ def request_id_of(request: Request) -> str:
     if given and len(given) <= 128 and given.isprintable():
         return given
     return new_request_id()
+
+
+def _only_model(names: set[str]) -> str | None:
+    """The one model a pass-through body names; 400 when it names several (which one would the upstream take?)."""
+    if len(names) > 1:
+        raise BadRequest(f"the request names more than one model: {', '.join(sorted(map(repr, names)))}",
+                         param="model", code="ambiguous_model")
+    return next(iter(names), None)
 
 
 def parse_body(request: Request, any_type: bool = False) -> dict[str, Any]:
@@ -166,8 +175,9 @@ class OpenAIApi:
     def _read(self, ctx: RequestContext) -> None:
         request = ctx.request
         canonical = ctx.endpoint in ENDPOINTS.values()
-        if canonical or (request.method == "POST" and request.body and
-                         "json" in request.headers.get("content-type", "")):
+        json_body = canonical or (request.method == "POST" and request.body and
+                                  "json" in request.headers.get("content-type", "").lower())
+        if json_body:
             ctx.body = parse_body(request, self.forward_client_auth)
         body = ctx.body
         ctx.options = parse_options(request.headers, body)  # the `x-gateway` extension, never forwarded
@@ -176,6 +186,8 @@ class OpenAIApi:
             raise BadRequest("you must provide a model parameter", param="model", code="missing_model")
         if model is not None and not isinstance(model, str):
             raise BadRequest("model must be a string", param="model", code="invalid_model")
+        if not json_body and request.body:  # a pass-through body of another kind names its model too
+            model = _only_model(named_models(request.headers.get("content-type", ""), request.body))
         ctx.model = model or ""
         user = request.headers.get(self.user_header) or body.get("user")
         # The user the client names; with keys in use the auth stage makes the key's user the request's user.
