@@ -97,6 +97,11 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
         "database": {"url": f"sqlite:///{tmp / 'authz.db'}", "ledger_flush_interval_s": 0.05},
         "auth": {"master_key": MASTER, "key_cache_ttl_s": 0.3},
         "cache": {"enabled": True, "scope": "global"},
+        # the "guarded" key's own guardrails: on the answer ("fox" is in every answer of the test upstream),
+        # and beside the call
+        "guardrails": [{"name": "no-fox", "type": "keywords", "mode": ["post_call"], "keywords": ["fox"]},
+                       {"name": "beside", "type": "keywords", "mode": ["during_call"], "keywords": ["besideword"]}],
+        "guardrail_policy": {"keys": {"guarded": ["no-fox", "beside"]}},
     }
     proc = launch([], tmp, config=config)
     g = Gw(proc, tmp / "authz.db", upstream)
@@ -104,6 +109,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
     g.key("cheap-steering", models=["cheap", "flaky"], allow_overrides=True)
     g.key("slow-or-cheap", models=["ttft-600", "cheap"])
     g.key("cheap-passthrough", models=["cheap"], allow_passthrough=True)
+    g.key("guarded", models=["cheap"])
     yield g
     proc.stop(signal.SIGKILL)
 
@@ -234,6 +240,22 @@ def test_a_cached_answer_is_served_only_to_whom_may_use_its_deployment(gw: Gw) -
     r, _ = gw.post("chat/completions", MASTER, {"model": "big", **body})
     r, rid = gw.post("chat/completions", gw.keys["cheap-only"], {"model": "big", **body})
     assert r.status_code == 403 and "x-cache" not in r.headers and not gw.row(rid)["cache_hit"]
+
+
+def test_a_cached_answer_passes_the_askers_own_guardrails(gw: Gw) -> None:
+    """An answer another key put in the (global) cache is checked by the asker's guardrails, as one from the
+    upstream would be: its post_call checks on the answer, its during_call checks on the request."""
+    for word, guardrail in (("fox", "no-fox"), ("besideword", "beside")):
+        body = {"model": "cheap", "messages": [{"role": "user", "content": f"{word} {uuid.uuid4().hex}"}]}
+        r, _ = gw.post("chat/completions", gw.keys["cheap-only"], body)
+        assert r.status_code == 200 and r.headers["x-cache"] == "MISS" and "fox" in r.text
+        for stream in (False, True):
+            r, rid = gw.post("chat/completions", gw.keys["guarded"], {**body, "stream": stream})
+            assert r.status_code == 400, (word, stream, r.text)
+            assert r.json()["error"]["code"] == "guardrail_blocked" and guardrail in r.json()["error"]["message"]
+            assert "brown" not in r.text and gw.row(rid)["status"] == 400
+        r, _ = gw.post("chat/completions", gw.keys["cheap-only"], body)  # the others still get the answer
+        assert r.status_code == 200 and r.headers["x-cache"] == "HIT"
 
 
 def test_messages_count_tokens_and_embeddings_obey_the_key(gw: Gw) -> None:

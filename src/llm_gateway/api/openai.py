@@ -148,7 +148,10 @@ class OpenAIApi:
             await self.pipeline.admit(ctx)
             if ctx.cache is not None and ctx.cache.answer is not None:  # the cache stage found the answer
                 ctx.run_deferred()  # what the stages left for while an upstream works: none will
-                await replay(ctx, responder, ctx.cache.answer, self._headers(ctx))
+                answer = ctx.cache.answer
+                if ctx.guard is not None:  # the asker's guardrails, whoever stored the answer
+                    answer = await ctx.guard.cached(answer)
+                await replay(ctx, responder, answer, self._headers(ctx))
             else:
                 await self._forward(ctx, responder)
         except GatewayError as err:
