@@ -296,6 +296,24 @@ def test_pass_through_needs_allow_passthrough_and_checks_its_model(gw: Gw) -> No
     assert httpx.get(f"{gw.proc.v1}/files").status_code == 401
 
 
+def test_a_key_cannot_choose_the_providers_organization_or_project(gw: Gw) -> None:
+    """`OpenAI-Organization` / `OpenAI-Project` pick what the provider's key acts for (billing, stored data): the
+    client's own choice when its own key goes upstream (keyless mode), never a virtual key holder's."""
+    chosen = {"openai-organization": "org-someone-else", "openai-project": "proj_someone_else",
+              "openai-beta": "assistants=v2", "x-gateway-cache": "false"}
+    before = len(gw.upstream.requests)
+    for key in (gw.keys["cheap-only"], MASTER):
+        r, _ = gw.chat(key, "cheap", chosen)
+        assert r.status_code == 200, r.text
+    r, _ = gw.post("moderations", gw.keys["cheap-passthrough"], {"model": "gpt-4o-mini", "input": "x"}, chosen)
+    assert r.status_code == 200, r.text
+    sent = [{k.lower(): v for k, v in req.headers.items()} for req in gw.upstream.requests[before:]]
+    assert len(sent) == 3
+    for headers in sent:
+        assert "openai-organization" not in headers and "openai-project" not in headers, headers
+        assert headers["openai-beta"] == "assistants=v2"  # a feature flag, not a choice of account
+
+
 def test_the_model_list_obeys_the_key(gw: Gw) -> None:
     def names(key: str) -> set[str]:
         r = httpx.get(f"{gw.proc.v1}/models", headers={"authorization": f"Bearer {key}"})
