@@ -31,6 +31,8 @@ def multipart(*parts: tuple[str, str]) -> bytes:
      {"m"}),
     (MULTIPART, multipart(("form-data; NAME=model", "m")), {"m"}),
     (MULTIPART, multipart(('form-data; name="purpose"', "batch")), set()),
+    (MULTIPART, multipart(('form-data; name="file"; filename="a; b.wav"', "..."), ('form-data; name=model', "m")),
+     {"m"}),
     (MULTIPART, multipart(('form-data; name="model"', "a"), ('form-data; name="model"', "b")), {"a", "b"}),
 ])
 def test_every_reading_of_a_body(content_type: str, body: bytes, models: set[str]) -> None:
@@ -41,6 +43,10 @@ def test_every_reading_of_a_body(content_type: str, body: bytes, models: set[str
     ("text/plain", b'{"model": 1}'),
     ("multipart/form-data", multipart(('form-data; name="model"', "m"))),
     (MULTIPART, multipart(('form-data; name="model"', "m" * 2000))),
+    (MULTIPART, multipart(('form-data; name="model"; name="x"', "m"))),
+    (MULTIPART, multipart(('form-data; name="x"; NAME="model"', "m"))),
+    (MULTIPART, multipart(("form-data; name*=UTF-8''model", "m"))),
+    (f"{MULTIPART}; boundary=other", multipart(('form-data; name="model"', "m"))),
 ])
 def test_unreadable_or_odd_bodies_are_refused(content_type: str, body: bytes) -> None:
     with pytest.raises(BadRequest):

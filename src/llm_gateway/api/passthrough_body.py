@@ -8,6 +8,7 @@ reading is taken: a body that is JSON and a form at once names the models of bot
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 import orjson
@@ -19,12 +20,23 @@ from llm_gateway.errors import BadRequest
 _MAX_MODEL_BYTES = 1024  # a `model` field longer than this names no model anyone serves
 
 
+def _param(name: str) -> re.Pattern[str]:
+    return re.compile(rf";\s*{name}\*?\s*=", re.IGNORECASE)
+
+
+# A parameter given twice (`boundary`, or a part's `name`, `name*` included: RFC 7578 forbids that form, yet some
+# parsers read it) is read as the first by some parsers, the last by others, or ignored: the gateway and the
+# upstream could then see different fields.
+_BOUNDARY, _NAME = _param("boundary"), _param("name")
+_EXTENDED_NAME = re.compile(r";\s*name\*", re.IGNORECASE)
+
+
 def named_models(content_type: str, body: bytes) -> set[str]:
     """Every model name the body gives, read as JSON, as a form and as multipart (by its content type)."""
     media, params = parse_options_header(content_type)
     found: set[str] = set()
     if media == b"multipart/form-data":
-        found.update(_multipart(params, body))
+        found.update(_multipart(content_type, params, body))
     elif media == b"application/x-www-form-urlencoded":
         text = body.decode("latin-1").replace(";", "&")  # some servers split a form at `;` too
         found.update(v for k, v in parse_qsl(text, keep_blank_values=True) if k == "model")
@@ -40,10 +52,10 @@ def named_models(content_type: str, body: bytes) -> set[str]:
     return found
 
 
-def _multipart(params: dict[bytes, bytes], body: bytes) -> list[str]:
+def _multipart(content_type: str, params: dict[bytes, bytes], body: bytes) -> list[str]:
     boundary = next((v for k, v in params.items() if k.lower() == b"boundary"), None)
-    if not boundary:
-        raise BadRequest("the multipart body has no boundary", code="invalid_body")
+    if not boundary or len(_BOUNDARY.findall(content_type)) > 1:
+        raise BadRequest("the multipart body needs exactly one boundary", code="invalid_body")
     models: list[str] = []
     part = _Part()
 
@@ -55,7 +67,10 @@ def _multipart(params: dict[bytes, bytes], body: bytes) -> list[str]:
 
     def header_end() -> None:
         if part.field.strip().lower() == b"content-disposition":
-            _, options = parse_options_header(part.value.decode("latin-1"))
+            disposition = part.value.decode("latin-1")
+            if len(_NAME.findall(disposition)) > 1 or _EXTENDED_NAME.search(disposition):
+                raise BadRequest("a multipart part must name its field once, as name=", code="invalid_body")
+            _, options = parse_options_header(disposition)
             part.is_model = any(k.lower() == b"name" and v == b"model" for k, v in options.items())
         part.field = part.value = b""
 
