@@ -269,6 +269,10 @@ def test_messages_count_tokens_and_embeddings_obey_the_key(gw: Gw) -> None:
     with pytest.raises(anthropic.PermissionDeniedError):
         client.messages.count_tokens(model="up/gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert client.messages.count_tokens(model="cheap", messages=[{"role": "user", "content": "hi"}]).input_tokens
+    for model, status in (("big", 403), ("up/gpt-4o", 403), ("cheap", 200)):  # LLMGateway's count, the same way
+        r = httpx.post(f"{gw.proc.url}/extras/tokenize/count", json={"model": model, "input": "hi"},
+                       headers={"authorization": f"Bearer {gw.keys['cheap-only']}"})
+        assert r.status_code == status, (model, r.text)
     r, rid = gw.post("embeddings", gw.keys["cheap-only"], {"model": "text-embedding-3-large", "input": "x"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
     r, rid = gw.post("embeddings", gw.keys["cheap-only"], {"model": "cheap", "input": "x"})

@@ -61,6 +61,16 @@ class Access:
             raise forbidden(ctx.model)
         ctx.route = allowed
 
+    def counted(self, model: str, route: Route | None) -> Route | None:
+        """The route a token count for `model` uses, decided as a request for it would be; 403 when the caller
+        may not use it (None: an unknown model the caller may name)."""
+        if self.pairs is None:
+            return route
+        allowed = self.route(route) if route is not None else None
+        if allowed is None and (route is not None or self.names is None or model not in self.names):
+            raise forbidden(model)
+        return allowed
+
     def allows(self, dep: Deployment) -> bool:
         pairs = self.pairs
         # No model: a pass-through path that names none (e.g. GET /v1/files), which allow_passthrough covers.
