@@ -62,7 +62,8 @@ def request_id_of(request: Request) -> str:
 def _only_model(names: set[str]) -> str | None:
     """The one model a pass-through body names; 400 when it names several (which one would the upstream take?)."""
     if len(names) > 1:
-        raise BadRequest(f"the request names more than one model: {', '.join(sorted(map(repr, names)))}",
+        shown = ", ".join(repr(name[:64]) for name in sorted(names)[:3])
+        raise BadRequest(f"the request names {len(names)} different models ({shown}): name one",
                          param="model", code="ambiguous_model")
     return next(iter(names), None)
 
