@@ -80,6 +80,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
                            "models": ["down-model"], "timeouts": {"connect": 1}}],
         "models": {
             "cheap": {"deployments": [{"provider": "up", "model": "gpt-4o-mini"}]},
+            "watched": {"deployments": [{"provider": "up", "model": "gpt-4.1"}]},
+            "watched-too": {"deployments": [{"provider": "up", "model": "gpt-4.1"}]},
             "big": {"deployments": [{"provider": "up", "model": "gpt-4o"}]},
             # almost always gpt-4o; the part a key limited to gpt-4o-mini may use is gpt-4o-mini alone
             # (named: a deployment's state and weight are shared by the routes that name the same one)
@@ -101,7 +103,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
         # and beside the call
         "guardrails": [{"name": "no-fox", "type": "keywords", "mode": ["post_call"], "keywords": ["fox"]},
                        {"name": "beside", "type": "keywords", "mode": ["during_call"], "keywords": ["besideword"]}],
-        "guardrail_policy": {"keys": {"guarded": ["no-fox", "beside"]}},
+        # and the model "watched"'s, however a request reaches its deployment
+        "guardrail_policy": {"keys": {"guarded": ["no-fox", "beside"]}, "models": {"watched": ["no-fox"]}},
     }
     proc = launch([], tmp, config=config)
     g = Gw(proc, tmp / "authz.db", upstream)
@@ -256,6 +259,18 @@ def test_a_cached_answer_passes_the_askers_own_guardrails(gw: Gw) -> None:
             assert "brown" not in r.text and gw.row(rid)["status"] == 400
         r, _ = gw.post("chat/completions", gw.keys["cheap-only"], body)  # the others still get the answer
         assert r.status_code == 200 and r.headers["x-cache"] == "HIT"
+
+
+def test_a_models_guardrails_run_however_the_request_names_it(gw: Gw) -> None:
+    """The guardrails of a model (`guardrail_policy.models`) run on every request that may reach its deployment:
+    by its name, as PROVIDER/MODEL, through an alias, a fallback or a pinned provider."""
+    for model, headers in (("watched", {}), ("up/gpt-4.1", {}), ("gpt-4.1", {}), ("watched-too", {}),
+                           ("cheap", {"x-gateway-fallbacks": "watched-too", "x-gateway-provider": "down"})):
+        r, _ = gw.chat(MASTER, model, {"x-gateway-cache": "false", **headers})
+        assert r.status_code == 400, (model, headers, r.text)
+        assert r.json()["error"]["code"] == "guardrail_blocked" and "no-fox" in r.json()["error"]["message"]
+    r, _ = gw.chat(MASTER, "cheap", {"x-gateway-cache": "false"})  # a route that never reaches gpt-4.1: none
+    assert r.status_code == 200, r.text
 
 
 def test_messages_count_tokens_and_embeddings_obey_the_key(gw: Gw) -> None:

@@ -13,8 +13,8 @@ from llm_gateway.keys.cache import MISSING, KeyCache
 from llm_gateway.keys.model import MASTER, KeyRecord, Principal, hash_secret
 from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.pipeline.context import RequestContext
-from llm_gateway.routing.access import Access, Policy
-from llm_gateway.routing.catalog import Catalog, Deployment, Route
+from llm_gateway.routing.access import Access, Policy, reachable
+from llm_gateway.routing.catalog import Catalog
 from llm_gateway.usage.pricing import Price, PriceBook
 
 _BUDGET = "budget"
@@ -135,40 +135,10 @@ class AuthStage:
                                    price.input_image) + out_tokens * max(price.output, price.reasoning,
                                                                          price.output_audio, price.output_image)
 
-    def _reachable(self, ctx: RequestContext) -> list[Deployment]:
-        """The deployments the caller's request may be sent to (as routing.dispatch plans it): its route's and
-        fallback chain's, the provider it pins, its fallbacks' (configured or asked for) and the context-window
-        fallbacks of any of them."""
-        route: Route | None = ctx.route
-        if route is None:
-            return []
-        primary = [*route.deployments, *(d for r in route.chain for d in r.deployments)]
-        opts = ctx.options
-        fallbacks = opts.fallbacks if opts is not None and opts.fallbacks is not None else route.fallbacks
-        pinned = opts.provider if opts is not None else None
-        if not fallbacks and not pinned and not route.context_window_fallbacks:  # the usual request
-            return primary
-        catalog = self.policy.catalog
-        groups: list[Route] = []
-        if pinned and (found := catalog.pinned(route, pinned)) is not None:
-            groups.append(found)
-        groups.extend(r for r in map(catalog.resolve, fallbacks) if r is not None)
-        seen = {route.name, *(g.name for g in groups)}
-        walk = [route, *groups]
-        for group in walk:  # grows as it goes: a bigger model's own bigger ones are reachable too
-            for name in group.context_window_fallbacks:
-                if name not in seen and (found := catalog.resolve(name)) is not None:
-                    seen.add(name)
-                    walk.append(found)
-                    groups.append(found)
-        access = ctx.access
-        deployments = [*primary, *(d for g in groups for d in g.deployments)]
-        return deployments if access is None else [d for d in deployments if access.allows(d)]
-
     def _price(self, ctx: RequestContext) -> Price:
         """The dearest price among the deployments the request may go to. With `pricing.unknown: reject`, a
         deployment with no price refuses the request: a budget cannot bind on spend it cannot see."""
-        deployments = self._reachable(ctx)
+        deployments = reachable(self.policy.catalog, ctx)
         prices = []
         for dep in deployments:
             priced = self.prices.for_deployment(dep)
