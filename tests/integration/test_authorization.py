@@ -80,6 +80,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
                            "models": ["down-model"], "timeouts": {"connect": 1}}],
         "models": {
             "cheap": {"deployments": [{"provider": "up", "model": "gpt-4o-mini"}]},
+            "watched": {"deployments": [{"provider": "up", "model": "gpt-4.1"}]},
+            "watched-too": {"deployments": [{"provider": "up", "model": "gpt-4.1"}]},
             "big": {"deployments": [{"provider": "up", "model": "gpt-4o"}]},
             # almost always gpt-4o; the part a key limited to gpt-4o-mini may use is gpt-4o-mini alone
             # (named: a deployment's state and weight are shared by the routes that name the same one)
@@ -97,6 +99,12 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
         "database": {"url": f"sqlite:///{tmp / 'authz.db'}", "ledger_flush_interval_s": 0.05},
         "auth": {"master_key": MASTER, "key_cache_ttl_s": 0.3},
         "cache": {"enabled": True, "scope": "global"},
+        # the "guarded" key's own guardrails: on the answer ("fox" is in every answer of the test upstream),
+        # and beside the call
+        "guardrails": [{"name": "no-fox", "type": "keywords", "mode": ["post_call"], "keywords": ["fox"]},
+                       {"name": "beside", "type": "keywords", "mode": ["during_call"], "keywords": ["besideword"]}],
+        # and the model "watched"'s, however a request reaches its deployment
+        "guardrail_policy": {"keys": {"guarded": ["no-fox", "beside"]}, "models": {"watched": ["no-fox"]}},
     }
     proc = launch([], tmp, config=config)
     g = Gw(proc, tmp / "authz.db", upstream)
@@ -104,6 +112,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator
     g.key("cheap-steering", models=["cheap", "flaky"], allow_overrides=True)
     g.key("slow-or-cheap", models=["ttft-600", "cheap"])
     g.key("cheap-passthrough", models=["cheap"], allow_passthrough=True)
+    g.key("guarded", models=["cheap"])
     yield g
     proc.stop(signal.SIGKILL)
 
@@ -236,6 +245,34 @@ def test_a_cached_answer_is_served_only_to_whom_may_use_its_deployment(gw: Gw) -
     assert r.status_code == 403 and "x-cache" not in r.headers and not gw.row(rid)["cache_hit"]
 
 
+def test_a_cached_answer_passes_the_askers_own_guardrails(gw: Gw) -> None:
+    """An answer another key put in the (global) cache is checked by the asker's guardrails, as one from the
+    upstream would be: its post_call checks on the answer, its during_call checks on the request."""
+    for word, guardrail in (("fox", "no-fox"), ("besideword", "beside")):
+        body = {"model": "cheap", "messages": [{"role": "user", "content": f"{word} {uuid.uuid4().hex}"}]}
+        r, _ = gw.post("chat/completions", gw.keys["cheap-only"], body)
+        assert r.status_code == 200 and r.headers["x-cache"] == "MISS" and "fox" in r.text
+        for stream in (False, True):
+            r, rid = gw.post("chat/completions", gw.keys["guarded"], {**body, "stream": stream})
+            assert r.status_code == 400, (word, stream, r.text)
+            assert r.json()["error"]["code"] == "guardrail_blocked" and guardrail in r.json()["error"]["message"]
+            assert "brown" not in r.text and gw.row(rid)["status"] == 400
+        r, _ = gw.post("chat/completions", gw.keys["cheap-only"], body)  # the others still get the answer
+        assert r.status_code == 200 and r.headers["x-cache"] == "HIT"
+
+
+def test_a_models_guardrails_run_however_the_request_names_it(gw: Gw) -> None:
+    """The guardrails of a model (`guardrail_policy.models`) run on every request that may reach its deployment:
+    by its name, as PROVIDER/MODEL, through an alias, a fallback or a pinned provider."""
+    for model, headers in (("watched", {}), ("up/gpt-4.1", {}), ("gpt-4.1", {}), ("watched-too", {}),
+                           ("cheap", {"x-gateway-fallbacks": "watched-too", "x-gateway-provider": "down"})):
+        r, _ = gw.chat(MASTER, model, {"x-gateway-cache": "false", **headers})
+        assert r.status_code == 400, (model, headers, r.text)
+        assert r.json()["error"]["code"] == "guardrail_blocked" and "no-fox" in r.json()["error"]["message"]
+    r, _ = gw.chat(MASTER, "cheap", {"x-gateway-cache": "false"})  # a route that never reaches gpt-4.1: none
+    assert r.status_code == 200, r.text
+
+
 def test_messages_count_tokens_and_embeddings_obey_the_key(gw: Gw) -> None:
     client = anthropic.Anthropic(base_url=gw.proc.url, api_key=gw.keys["cheap-only"], max_retries=0)
     with pytest.raises(anthropic.PermissionDeniedError):
@@ -247,6 +284,10 @@ def test_messages_count_tokens_and_embeddings_obey_the_key(gw: Gw) -> None:
     with pytest.raises(anthropic.PermissionDeniedError):
         client.messages.count_tokens(model="up/gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert client.messages.count_tokens(model="cheap", messages=[{"role": "user", "content": "hi"}]).input_tokens
+    for model, status in (("big", 403), ("up/gpt-4o", 403), ("cheap", 200)):  # LLMGateway's count, the same way
+        r = httpx.post(f"{gw.proc.url}/extras/tokenize/count", json={"model": model, "input": "hi"},
+                       headers={"authorization": f"Bearer {gw.keys['cheap-only']}"})
+        assert r.status_code == status, (model, r.text)
     r, rid = gw.post("embeddings", gw.keys["cheap-only"], {"model": "text-embedding-3-large", "input": "x"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
     r, rid = gw.post("embeddings", gw.keys["cheap-only"], {"model": "cheap", "input": "x"})
@@ -272,6 +313,24 @@ def test_pass_through_needs_allow_passthrough_and_checks_its_model(gw: Gw) -> No
     assert files.status_code == 200, files.text
     assert httpx.get(f"{gw.proc.v1}/files", headers={"authorization": f"Bearer {MASTER}"}).status_code == 200
     assert httpx.get(f"{gw.proc.v1}/files").status_code == 401
+
+
+def test_a_key_cannot_choose_the_providers_organization_or_project(gw: Gw) -> None:
+    """`OpenAI-Organization` / `OpenAI-Project` pick what the provider's key acts for (billing, stored data): the
+    client's own choice when its own key goes upstream (keyless mode), never a virtual key holder's."""
+    chosen = {"openai-organization": "org-someone-else", "openai-project": "proj_someone_else",
+              "openai-beta": "assistants=v2", "x-gateway-cache": "false"}
+    before = len(gw.upstream.requests)
+    for key in (gw.keys["cheap-only"], MASTER):
+        r, _ = gw.chat(key, "cheap", chosen)
+        assert r.status_code == 200, r.text
+    r, _ = gw.post("moderations", gw.keys["cheap-passthrough"], {"model": "gpt-4o-mini", "input": "x"}, chosen)
+    assert r.status_code == 200, r.text
+    sent = [{k.lower(): v for k, v in req.headers.items()} for req in gw.upstream.requests[before:]]
+    assert len(sent) == 3
+    for headers in sent:
+        assert "openai-organization" not in headers and "openai-project" not in headers, headers
+        assert headers["openai-beta"] == "assistants=v2"  # a feature flag, not a choice of account
 
 
 def test_the_model_list_obeys_the_key(gw: Gw) -> None:
@@ -321,3 +380,37 @@ def test_the_cli_creates_keys_with_the_permissions(gw: Gw) -> None:
     assert gw.chat(steering["key"], "cheap", {"x-gateway-retries": "0"})[0].status_code == 200
     assert gw.chat(plain["key"], "cheap", {"x-gateway-retries": "0"})[0].status_code == 400
     assert gw.post("moderations", steering["key"], {"model": "cheap", "input": "x"})[0].status_code == 403
+
+
+def test_pass_through_reads_the_model_of_any_body(gw: Gw) -> None:
+    """The upstream reads a model from a body without a JSON content type (none at all, another case, text, a
+    form, multipart): the key's `models` decide on it just the same."""
+    key = gw.keys["cheap-passthrough"]
+    auth = {"authorization": f"Bearer {key}"}
+    url = f"{gw.proc.v1}/audio/transcriptions"
+    forbidden_json = json.dumps({"model": "gpt-4o", "input": "hi"}).encode()
+    before = len(gw.upstream.requests)
+    sends: list[dict[str, Any]] = [
+        {"content": forbidden_json},
+        {"content": forbidden_json, "headers": {"content-type": "Application/JSON"}},
+        {"content": forbidden_json, "headers": {"content-type": "text/plain"}},
+        {"data": {"model": "gpt-4o"}},
+        {"data": {"model": "gpt-4o"}, "files": {"file": ("a.wav", b"RIFF....", "audio/wav")}},
+        {"content": b"input=hi;model=gpt-4o", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+    ]
+    answers = [httpx.post(url, **{**send, "headers": {**auth, **send.get("headers", {})}}) for send in sends]
+    assert [(r.status_code, r.json()["error"]["code"] if r.status_code >= 400 else "") for r in answers] == [
+        (403, "model_not_allowed")] * len(sends)
+    # two models in one body: which one the upstream takes is its parser's choice, so neither is
+    r = httpx.post(url, headers=auth, data={"model": ["gpt-4o-mini", "gpt-4o"]},
+                   files={"file": ("a.wav", b"RIFF", "audio/wav")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "ambiguous_model"
+    assert gw.upstream.requests[before:] == []
+    # the model the key may use, and a multipart body that names none (a file upload), go through
+    r = httpx.post(url, headers=auth, data={"model": "gpt-4o-mini"},
+                   files={"file": ("a.wav", b"RIFF....", "audio/wav")})
+    assert r.status_code == 200, r.text
+    r = httpx.post(f"{gw.proc.v1}/files", headers=auth, data={"purpose": "batch"},
+                   files={"file": ("b.jsonl", b'{"model": "gpt-4o"}\n', "application/jsonl")})
+    assert r.status_code == 200, r.text
+    assert [req.path for req in gw.upstream.requests[before:]] == ["/v1/audio/transcriptions", "/v1/files"]

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from tests.conftest import GatewayProcess, metric_value
 from tests.providers.replay import ReplayServer, Reply
+from tests.upstream import Upstream
 
 MASTER = "mk-pricing-master-51c0"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -165,3 +166,31 @@ def test_unpriced_requests_are_counted_and_refused_for_budgets_with_reject(
     assert chat(gw, budgeted, "gpt-4o").status_code == 200  # a priced model is served to the budgeted key
     metrics = httpx.get(f"{gw.url}/metrics").text
     assert metric_value(metrics, "llm_gateway_unpriced_requests_total", {"model": "llama-local"}) == 1
+
+
+def test_reject_covers_every_deployment_a_budgeted_request_may_reach(
+        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream, tmp_path: Path) -> None:
+    """A fallback (configured or asked for) or a pinned provider may serve the request too: with
+    `pricing.unknown: reject` an unpriced one must not serve a key with a budget at $0."""
+    up = {"type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}
+    gw = gateway_factory([], env={"LLM_GATEWAY_MASTER_KEY": MASTER}, config={
+        "providers": [{"name": "up", **up}, {"name": "other", **up}],
+        "models": {"priced": {"deployments": [{"provider": "up", "model": "gpt-4o-mini"}]},
+                   "free": {"deployments": [{"provider": "up", "model": "llama-local"}]},
+                   "flaky": {"retries": 0, "deployments": [{"provider": "up", "model": "error-503"}],
+                             "fallbacks": ["free"]}},
+        "pricing": {"unknown": "reject", "models": {"gpt-4o-mini": {"input": 1, "output": 1},
+                                                    "error-503": {"input": 1, "output": 1}}},
+        "database": {"url": f"sqlite:///{tmp_path / 'fallbacks.db'}"}})
+    made = admin(gw, "POST", "keys", json={"budget_usd": 1.0, "allow_overrides": True})
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    before = len(upstream.requests)
+    answers = [httpx.post(f"{gw.v1}/chat/completions", headers={"authorization": f"Bearer {key}", **headers},
+                          json={"model": model, "messages": MESSAGES, "max_tokens": 10}, timeout=30)
+               for model, headers in (("flaky", {}), ("priced", {"x-gateway-provider": "other"}),
+                                      ("error-503", {"x-gateway-fallbacks": "free"}))]
+    assert [(r.status_code, r.json().get("error", {}).get("code")) for r in answers] == [
+        (403, "model_not_priced")] * 3
+    assert [req.body["model"] for req in upstream.requests[before:]] == []  # refused before anything was spent
+    assert chat(gw, key, "priced").status_code == 200

@@ -16,7 +16,6 @@ from llm_gateway.api.anthropic_wire import error_body, error_object, to_message,
 from llm_gateway.api.openai import OpenAIApi, parse_body, request_id_of
 from llm_gateway.errors import GatewayError, NotFound, UpstreamHTTPError
 from llm_gateway.providers.base import CHAT, NativeBody
-from llm_gateway.routing.access import forbidden
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.server.http import Request, Responder, WrappingResponder
 
@@ -137,11 +136,8 @@ class MessagesApi:
             body = self._canonical(request, counting=True)
             model = body["model"]
             route = self.catalog.resolve(model)
-            if access is not None and access.pairs is not None:  # the same decision as a request would get
-                allowed = access.route(route) if route is not None else None
-                if allowed is None and (route is not None or access.names is None or model not in access.names):
-                    raise forbidden(model)
-                route = allowed
+            if access is not None:  # the same decision as a request would get
+                route = access.counted(model, route)
             if route is None:
                 raise NotFound(f"model: {model!r} is not served by this gateway", param="model")
             upstream = route.deployments[0].model if route.deployments else model

@@ -102,8 +102,7 @@ class CompatPaths:
     async def tokenize_count(self, request: Request, responder: Responder) -> None:
         """POST /extras/tokenize/count: `{"count": N}` of an input string or a whole request, counted as the
         limits count a prompt."""
-        if self.openai.access_of is not None:
-            await self.openai.access_of(request.headers)
+        access = await self.openai.access_of(request.headers) if self.openai.access_of is not None else None
         body = parse_body(request, self.openai.forward_client_auth)
         model = body.get("model")
         if model is not None and not isinstance(model, str):
@@ -111,6 +110,8 @@ class CompatPaths:
         if not any(k in body for k in ("messages", "input", "prompt")):
             raise BadRequest("send the text as `input` (or a chat request's `messages`)", param="input")
         route = self.openai.catalog.resolve(model) if model else None
+        if model and access is not None:  # the same decision as a request for the model would get
+            route = access.counted(model, route)
         upstream = route.deployments[0].model if route is not None and route.deployments else model or ""
         count = self.counter.count_prompt(body, upstream)
         responder.send(200, orjson.dumps({"count": count}), [("x-request-id", request_id_of(request))])

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from llm_gateway.accounting.usage import cut_short
+from llm_gateway.api.passthrough_body import named_models
 from llm_gateway.api.passthrough_path import passthrough_endpoint
 from llm_gateway.cache.replay import replay
 from llm_gateway.errors import BadRequest, GatewayError, NotFound
@@ -56,6 +57,15 @@ def request_id_of(request: Request) -> str:
     if given and len(given) <= 128 and given.isprintable():
         return given
     return new_request_id()
+
+
+def _only_model(names: set[str]) -> str | None:
+    """The one model a pass-through body names; 400 when it names several (which one would the upstream take?)."""
+    if len(names) > 1:
+        shown = ", ".join(repr(name[:64]) for name in sorted(names)[:3])
+        raise BadRequest(f"the request names {len(names)} different models ({shown}): name one",
+                         param="model", code="ambiguous_model")
+    return next(iter(names), None)
 
 
 def parse_body(request: Request, any_type: bool = False) -> dict[str, Any]:
@@ -139,7 +149,10 @@ class OpenAIApi:
             await self.pipeline.admit(ctx)
             if ctx.cache is not None and ctx.cache.answer is not None:  # the cache stage found the answer
                 ctx.run_deferred()  # what the stages left for while an upstream works: none will
-                await replay(ctx, responder, ctx.cache.answer, self._headers(ctx))
+                answer = ctx.cache.answer
+                if ctx.guard is not None:  # the asker's guardrails, whoever stored the answer
+                    answer = await ctx.guard.cached(answer)
+                await replay(ctx, responder, answer, self._headers(ctx))
             else:
                 await self._forward(ctx, responder)
         except GatewayError as err:
@@ -166,8 +179,9 @@ class OpenAIApi:
     def _read(self, ctx: RequestContext) -> None:
         request = ctx.request
         canonical = ctx.endpoint in ENDPOINTS.values()
-        if canonical or (request.method == "POST" and request.body and
-                         "json" in request.headers.get("content-type", "")):
+        json_body = canonical or (request.method == "POST" and request.body and
+                                  "json" in request.headers.get("content-type", "").lower())
+        if json_body:
             ctx.body = parse_body(request, self.forward_client_auth)
         body = ctx.body
         ctx.options = parse_options(request.headers, body)  # the `x-gateway` extension, never forwarded
@@ -176,6 +190,8 @@ class OpenAIApi:
             raise BadRequest("you must provide a model parameter", param="model", code="missing_model")
         if model is not None and not isinstance(model, str):
             raise BadRequest("model must be a string", param="model", code="invalid_model")
+        if not json_body and request.body:  # a pass-through body of another kind names its model too
+            model = _only_model(named_models(request.headers.get("content-type", ""), request.body))
         ctx.model = model or ""
         user = request.headers.get(self.user_header) or body.get("user")
         # The user the client names; with keys in use the auth stage makes the key's user the request's user.

@@ -142,6 +142,15 @@ class RequestGuard:
             raise
         return await sending
 
+    async def cached(self, answer: bytes) -> bytes:
+        """An answer from the cache (which another caller may have stored) checked as the upstream's would be:
+        the `during_call` checks, which have no call to run beside, then the answer's own."""
+        if self.during_checks:
+            texts = [c[k] for c, k in request_slots(self.ctx.endpoint, self.ctx.body)]
+            if texts:
+                await self._decide(self.during_checks, texts, DURING)
+        return await self.answer(answer)
+
     # -- after the call
     @property
     def restorer(self) -> Restorer | None:

@@ -15,6 +15,8 @@ from llm_gateway.guardrails.base import Check, Parts
 from llm_gateway.guardrails.flow import RequestGuard
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from llm_gateway.routing.access import pairs_of, reachable
+from llm_gateway.routing.catalog import Catalog, Route
 from llm_gateway.settings import GatewayConfig, GuardrailPolicyConfig
 from llm_gateway.telemetry.metrics import Registry
 
@@ -35,11 +37,38 @@ class Policy:
     """
 
     def __init__(self, config: GuardrailPolicyConfig, checks: dict[str, Check],
-                 teams: dict[str, tuple[str, ...]] | None = None) -> None:
+                 teams: dict[str, tuple[str, ...]] | None = None, catalog: Catalog | None = None) -> None:
         self.config = config
         self.checks = checks
         self.teams = teams if teams is not None else {}
+        self.catalog = catalog
         self._known: dict[tuple[Any, ...], tuple[Check, ...]] = {}
+        # A model's guardrails bind its deployments: the (provider, model) pairs each policy's name reaches
+        self._model_pairs: dict[str, frozenset[tuple[str, str]]] = {}
+        for name in config.models:
+            route = catalog.resolve(name) if catalog is not None else None
+            if route is not None:
+                self._model_pairs[name] = pairs_of(route)
+        self._routes: dict[str, tuple[Route, tuple[str, ...]]] = {}
+
+    def models_of(self, ctx: RequestContext) -> tuple[str, ...]:
+        """The model policies a request gets: the one of the name it sent, and of every name whose deployments
+        it may reach (an alias, PROVIDER/MODEL, a fallback, a pinned provider)."""
+        if not self._model_pairs or self.catalog is None or ctx.route is None:
+            return (ctx.model,)
+        route = ctx.route
+        plain = ctx.options is None  # the usual request: decided once per route (and caller kind)
+        if plain:
+            found = self._routes.get(route.name)
+            if found is not None and found[0] is route:
+                return found[1]
+        pairs = {(d.provider.name, d.model) for d in reachable(self.catalog, ctx)}
+        names = tuple(sorted({ctx.model, *(n for n, p in self._model_pairs.items() if not p.isdisjoint(pairs))}))
+        if plain:
+            if len(self._routes) >= MAX_POLICIES:
+                self._routes.clear()
+            self._routes[route.name] = (route, names)
+        return names
 
     def of(self, ctx: RequestContext) -> tuple[Check, ...]:
         key = ctx.key
@@ -47,12 +76,14 @@ class Policy:
         alias = getattr(key, "alias", None)
         own = getattr(key, "guardrails", None) or ()
         team = self.teams.get(ctx.team, ()) if ctx.team else ()
-        index = (ctx.team, team, key_id, alias, own, ctx.model)
+        models = self.models_of(ctx)
+        index = (ctx.team, team, key_id, alias, own, models)
         found = self._known.get(index)
         if found is None:
             c = self.config
             names = [*c.default, *c.teams.get(ctx.team or "", ()), *team, *c.keys.get(key_id or "", ()),
-                     *(c.keys.get(alias, ()) if alias else ()), *own, *c.models.get(ctx.model, ())]
+                     *(c.keys.get(alias, ()) if alias else ()), *own,
+                     *(name for model in models for name in c.models.get(model, ()))]
             found = self._resolve(names, key_id)
             if len(self._known) >= MAX_POLICIES:
                 self._known.clear()
@@ -111,4 +142,4 @@ def build_guardrails(config: GatewayConfig, registry: Registry, catalog: Any, cl
         module = importlib.import_module(f"llm_gateway.guardrails.checks.{MODULES[guardrail.type]}")
         checks[guardrail.name] = module.build(guardrail, parts)
     log.info("guardrails: %s", ", ".join(f"{g.name} ({g.type}, {g.action})" for g in config.guardrails))
-    return GuardrailStage(Policy(config.guardrail_policy, checks, teams), registry)
+    return GuardrailStage(Policy(config.guardrail_policy, checks, teams, parts.catalog), registry)

@@ -13,7 +13,7 @@ from llm_gateway.keys.cache import MISSING, KeyCache
 from llm_gateway.keys.model import MASTER, KeyRecord, Principal, hash_secret
 from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.pipeline.context import RequestContext
-from llm_gateway.routing.access import Access, Policy
+from llm_gateway.routing.access import Access, Policy, reachable
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.usage.pricing import Price, PriceBook
 
@@ -138,8 +138,7 @@ class AuthStage:
     def _price(self, ctx: RequestContext) -> Price:
         """The dearest price among the deployments the request may go to. With `pricing.unknown: reject`, a
         deployment with no price refuses the request: a budget cannot bind on spend it cannot see."""
-        route = ctx.route
-        deployments = [*route.deployments, *(d for r in route.chain for d in r.deployments)] if route else []
+        deployments = reachable(self.policy.catalog, ctx)
         prices = []
         for dep in deployments:
             priced = self.prices.for_deployment(dep)

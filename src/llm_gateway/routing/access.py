@@ -61,6 +61,16 @@ class Access:
             raise forbidden(ctx.model)
         ctx.route = allowed
 
+    def counted(self, model: str, route: Route | None) -> Route | None:
+        """The route a token count for `model` uses, decided as a request for it would be; 403 when the caller
+        may not use it (None: an unknown model the caller may name)."""
+        if self.pairs is None:
+            return route
+        allowed = self.route(route) if route is not None else None
+        if allowed is None and (route is not None or self.names is None or model not in self.names):
+            raise forbidden(model)
+        return allowed
+
     def allows(self, dep: Deployment) -> bool:
         pairs = self.pairs
         # No model: a pass-through path that names none (e.g. GET /v1/files), which allow_passthrough covers.
@@ -112,6 +122,43 @@ class Access:
             if getattr(options, name, None) is not None:
                 raise BadRequest(f"x-gateway {name}: this API key may not override routing (the key or its team "
                                  "needs allow_overrides)", param=f"x-gateway.{name}", code="override_not_allowed")
+
+
+def reachable(catalog: Catalog, ctx: Any) -> list[Deployment]:
+    """The deployments a request may be sent to, as routing.dispatch plans it and as far as its caller may use
+    them: its route's and fallback chain's, the provider it pins, its fallbacks' (configured or asked for) and
+    the context-window fallbacks of any of them. What budgets price and a model's guardrails are decided on."""
+    route: Route | None = ctx.route
+    if route is None:
+        return []
+    primary = [*route.deployments, *(d for r in route.chain for d in r.deployments)]
+    opts = ctx.options
+    fallbacks = opts.fallbacks if opts is not None and opts.fallbacks is not None else route.fallbacks
+    pinned = opts.provider if opts is not None else None
+    if not fallbacks and not pinned and not route.context_window_fallbacks:  # the usual request
+        return primary
+    groups: list[Route] = []
+    if pinned and (found := catalog.pinned(route, pinned)) is not None:
+        groups.append(found)
+    groups.extend(r for r in map(catalog.resolve, fallbacks) if r is not None)
+    seen = {route.name, *(g.name for g in groups)}
+    walk = [route, *groups]
+    for group in walk:  # grows as it goes: a bigger model's own bigger ones are reachable too
+        for name in group.context_window_fallbacks:
+            if name not in seen and (found := catalog.resolve(name)) is not None:
+                seen.add(name)
+                walk.append(found)
+                groups.append(found)
+    access: Access | None = ctx.access
+    deployments = [*primary, *(d for g in groups for d in g.deployments)]
+    return deployments if access is None else [d for d in deployments if access.allows(d)]
+
+
+def pairs_of(route: Route) -> frozenset[tuple[str, str]]:
+    """The (provider, model) pairs a route and its fallback chain name."""
+    out: set[tuple[str, str]] = set()
+    _collect(route, out)
+    return frozenset(out)
 
 
 def _collect(route: Route, out: set[tuple[str, str]]) -> None:

@@ -24,7 +24,10 @@ from llm_gateway.providers.openai_compat.responses_native import NativeResponses
 from llm_gateway.providers.sse import EventTranslator
 
 # Client headers that carry meaning for an OpenAI-compatible upstream and are forwarded as they are.
-FORWARDED_HEADERS = ("openai-organization", "openai-project", "openai-beta")
+FORWARDED_HEADERS = ("openai-beta",)
+# The organization and project the upstream key acts for (whose billing, whose stored files and responses): the
+# client's choice only when its own credentials go upstream (keyless mode), never a virtual key holder's.
+ACCOUNT_HEADERS = ("openai-organization", "openai-project")
 CANONICAL = (CHAT, COMPLETIONS, EMBEDDINGS)
 
 
@@ -141,7 +144,7 @@ class OpenAICompatibleProvider(Provider):
         auth = self._auth or call.client_auth
         if auth:
             headers.append(("authorization", auth))
-        for name in FORWARDED_HEADERS:
+        for name in FORWARDED_HEADERS if call.client_auth is None else FORWARDED_HEADERS + ACCOUNT_HEADERS:
             value = call.client_headers.get(name)
             if value is not None:
                 headers.append((name, value))
