@@ -20,6 +20,10 @@ from llm_gateway.usage.pricing import Price, PriceBook
 _BUDGET = "budget"
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
+
+
 def client_secret(headers: dict[str, str]) -> str:
     """The key a client sent: `Authorization: Bearer …` (OpenAI), `x-api-key` (Anthropic), `api-key` (Azure)."""
     auth = headers.get("authorization")
@@ -124,11 +128,14 @@ class AuthStage:
         return out
 
     def _estimate(self, ctx: RequestContext, price: Price) -> float:
-        """An upper bound of the request's cost: every request byte a prompt token, and the full max_tokens."""
+        """An upper bound of the request's cost: every request byte a prompt token, and the full max_tokens for
+        each of the answers it asks for (`n`; `best_of` on completions, all of them billed)."""
         body: dict[str, Any] = ctx.body
         out_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or self.default_output_tokens
         if not isinstance(out_tokens, int) or out_tokens <= 0:
             out_tokens = self.default_output_tokens
+        answers = max(_count(body.get("n")), _count(body.get("best_of")))
+        out_tokens *= answers
         prompt_tokens = len(ctx.request.body)
         price = price.at(prompt_tokens)
         return prompt_tokens * max(price.input, price.cache_write, price.cache_write_1h, price.input_audio,

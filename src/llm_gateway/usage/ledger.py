@@ -123,6 +123,7 @@ class Ledger:
         self.max_backoff = max_backoff
         self.pending: deque[tuple[Any, ...]] = deque()  # rows as tuples in the table's column order
         self._retry: tuple[str, int] | None = None  # a batch whose write failed: its id and row count
+        self._writing = 0  # rows at the head of `pending` that a write in flight has taken
         self._batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -158,6 +159,13 @@ class Ledger:
     def backlog(self) -> float:
         """Rows waiting to be written (telemetry's `llm_gateway_ledger_backlog` gauge reads it at scrape)."""
         return float(len(self.pending))
+
+    def unwritten_cost(self, column: str, owner: str, since_ms: int) -> float:
+        """The cost of one key's, user's or team's queued rows since `since_ms` that no write has taken yet (those
+        a write in flight has taken may or may not be in the database already: left out, never counted twice)."""
+        at, ts, cost = (self._columns.index(name) for name in (column, "ts", "cost_usd"))
+        return float(sum(row[cost] for row in islice(self.pending, self._writing, None)
+                         if row[at] == owner and row[ts] >= since_ms))
 
     def record(self, row: dict[str, Any]) -> None:
         pending = self.pending
@@ -224,6 +232,7 @@ class Ledger:
         held: list[Any] = []  # the writer thread puts its connection here, for the watchdog
         self.attempts.inc()
         write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch_id, batch, held)
+        self._writing = len(batch)
         try:
             await self._within_timeout(write, held)
         except asyncio.CancelledError:  # stop() cancels the writer task; the batch's thread goes on
@@ -239,6 +248,8 @@ class Ledger:
             self.failures.inc()
             self.outage.failed(exc, len(self.pending), self.max_backoff)
             return False
+        finally:
+            self._writing = 0
         self._written(len(batch))
         self.outage.succeeded(len(self.pending))
         return True
