@@ -53,6 +53,19 @@ FIRST_BACKOFF = 0.25  # seconds after the first failed write; doubles up to `max
 MARKER_KEEP_MS = 86_400_000  # batch markers older than a day are deleted: a retry comes within minutes
 MARKER_CLEANUP_EVERY = 1000  # batches
 STAGING = "gw_usage_batch"
+# Columns whose text a client chooses, wholly or in part (a model name, a `user`, a pass-through path, the texts
+# quoting them): cut to the column's width and rid of NUL, which PostgreSQL refuses in text. One such row failed
+# its batch's every write, and no row after it was ever written.
+CLIENT_TEXT = tuple((name, int(usage.c[name].type.length))  # type: ignore[attr-defined]
+                    for name in ("user_id", "model", "provider", "deployment", "endpoint", "upstream_model",
+                                 "end_user", "price_source", "error", "attempt_log"))
+
+
+def fit_client_text(row: dict[str, Any]) -> None:
+    for name, width in CLIENT_TEXT:
+        value = row[name]
+        if value and (len(value) > width or "\x00" in value):
+            row[name] = value.replace("\x00", "")[:width]
 
 
 def _idle_priority() -> None:
@@ -332,7 +345,7 @@ class LedgerStage:
         user_id = (key.user_id if isinstance(key, KeyRecord) else None) or ctx.user or None
         deployment = ctx.deployment
         first = ctx.first_byte_at
-        self.ledger.record({
+        row = {
             "ts": int(time.time() * 1000),
             "request_id": ctx.request_id,
             "key_id": key_id,
@@ -367,7 +380,9 @@ class LedgerStage:
             "attempts": ctx.attempts,
             "attempt_log": attempts_of(ctx),
             "guardrails": orjson.dumps(verdicts).decode() if (verdicts := ctx.extensions.get("guardrails")) else None,
-        })
+        }
+        fit_client_text(row)
+        self.ledger.record(row)
 
 
 MAX_METADATA_CHARS = 8192
