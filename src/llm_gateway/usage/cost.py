@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from llm_gateway.accounting.usage import SIDE_CALLS
 from llm_gateway.accounting.usage_types import Usage
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.usage.pricing import Price, PriceBook, Priced
@@ -54,6 +57,12 @@ class CostStage:
     admit = None  # nothing to do before the upstream call
 
     def settle(self, ctx: RequestContext) -> None:
+        self._settle(ctx)
+        side = ctx.extensions.get(SIDE_CALLS)
+        if side:
+            self._side_calls(ctx, side)
+
+    def _settle(self, ctx: RequestContext) -> None:
         usage = ctx.usage
         if usage is None or ctx.cache_status == "hit":
             ctx.cost = 0.0  # answered from the gateway's cache: no provider spend
@@ -68,3 +77,18 @@ class CostStage:
             return
         ctx.price_source = priced.source
         ctx.cost = cost_of(usage, priced.price)
+
+    def _side_calls(self, ctx: RequestContext, calls: list[tuple[Any, Usage]]) -> None:
+        """Add what the gateway's own calls for the request cost (the semantic cache's embedding), and say so in
+        `price_source`; an unpriced main call keeps its empty source, so that it is still counted as unpriced."""
+        notes = []
+        for dep, usage in calls:
+            priced = self.prices.for_deployment(dep)
+            if priced is None:
+                self.prices.unpriced(dep.model)
+                notes.append(f"+ {dep.id} {usage.prompt_tokens} tokens unpriced")
+                continue
+            ctx.cost += cost_of(usage, priced.price)
+            notes.append(f"+ {dep.id} {usage.prompt_tokens} tokens at {priced.source}")
+        if ctx.price_source or ctx.cache_status == "hit":
+            ctx.price_source = "; ".join((ctx.price_source, *notes) if ctx.price_source else notes)
