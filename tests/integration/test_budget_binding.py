@@ -1,6 +1,6 @@
 """Budgets bind as a finance team expects, through one real gateway process: a budget set (or given a new
-period) on a key, user or team that has already spent counts that spend at once, and a request asking for
-`n` answers reserves the cost of all of them."""
+period) on a key, user or team that has already spent counts that spend at once, a request asking for `n`
+answers reserves the cost of all of them, and one whose model falls back to a dearer one reserves at that price."""
 
 from __future__ import annotations
 
@@ -27,7 +27,12 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = {"providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
                              "api_key": "sk-up", "models": ["*"]}],
               "database": {"url": f"sqlite:///{tmp}/gw.db", "ledger_flush_interval_s": 0.1},
-              "pricing": {"models": {"priced": PRICED, "n-slow-200": PRICED}}}
+              "pricing": {"models": {"priced": PRICED, "n-slow-200": PRICED, "slow-200": PRICED,
+                                     "error-500": {"input": 1.0, "output": 1.0}}},
+              # a cheap model whose deployment fails, and its dear fallback, which answers
+              "models": {"cheap": {"deployments": [{"provider": "up", "model": "error-500"}], "retries": 0,
+                                   "fallbacks": ["dear"]},
+                         "dear": {"deployments": [{"provider": "up", "model": "slow-200"}]}}}
     gateway = launch([], tmp, {"LLM_GATEWAY_MASTER_KEY": MASTER}, config)
     yield gateway
     gateway.stop()
@@ -89,3 +94,17 @@ async def test_n_choices_reserve_the_cost_of_every_choice(gw: GatewayProcess) ->
     cost = 11 * 1000e-6 + 8 * 50 * 2000e-6  # the upstream answers every choice with max_tokens tokens
     assert spent(gw, "key", key["id"]) == pytest.approx(len(ok) * cost)
     assert len(ok) * cost <= 1.0 + cost, f"{len(ok)} requests of ${cost} admitted on a $1 budget"
+
+
+async def test_a_fallback_to_a_dearer_model_is_reserved_at_its_price(gw: GatewayProcess) -> None:
+    """`cheap` fails over to `dear` (1000x its price): concurrent requests admitted at the cheap price spent
+    8 times the dear one's cost on a budget that holds fewer than 5."""
+    key = admin(gw, "POST", "keys", json={"budget_usd": 0.1}).json()
+    body = {"model": "cheap", "messages": MESSAGES, "max_tokens": 5}
+    async with httpx.AsyncClient(timeout=30) as client:
+        answers = await asyncio.gather(*(client.post(f"{gw.v1}/chat/completions", json=body, headers={
+            "authorization": f"Bearer {key['key']}"}) for _ in range(8)))
+    ok = [r for r in answers if r.status_code == 200]
+    assert ok and all(r.headers["x-gateway-deployment"] == "up/slow-200" for r in ok)
+    assert spent(gw, "key", key["id"]) == pytest.approx(len(ok) * COST)
+    assert len(ok) * COST <= 0.1 + COST, f"{len(ok)} requests of ${COST} admitted on a $0.10 budget"

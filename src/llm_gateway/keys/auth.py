@@ -14,7 +14,7 @@ from llm_gateway.keys.model import MASTER, KeyRecord, Principal, hash_secret
 from llm_gateway.keys.shared_budget import SharedBudgets
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.routing.access import Access, Policy
-from llm_gateway.routing.catalog import Catalog
+from llm_gateway.routing.catalog import Catalog, Route
 from llm_gateway.usage.pricing import Price, PriceBook
 
 _BUDGET = "budget"
@@ -143,10 +143,11 @@ class AuthStage:
                                                                          price.output_audio, price.output_image)
 
     def _price(self, ctx: RequestContext) -> Price:
-        """The dearest price among the deployments the request may go to. With `pricing.unknown: reject`, a
+        """The dearest price among the deployments the request may go to: its route's, the fallback chain's, its
+        fallbacks' (configured or `x-gateway`) and context-window fallbacks'. With `pricing.unknown: reject`, a
         deployment with no price refuses the request: a budget cannot bind on spend it cannot see."""
         route = ctx.route
-        deployments = [*route.deployments, *(d for r in route.chain for d in r.deployments)] if route else []
+        deployments = [d for r in self._reachable(route, ctx.options) for d in r.deployments] if route else []
         prices = []
         for dep in deployments:
             priced = self.prices.for_deployment(dep)
@@ -161,3 +162,10 @@ class AuthStage:
             if priced is not None:
                 prices.append(priced.price)
         return max(prices, key=lambda p: p.input + p.output, default=Price())
+
+    def _reachable(self, route: Route, options: Any) -> list[Route]:
+        """The routes dispatch may try for `route` (pipeline.dispatch: the route, its fallbacks, its chain)."""
+        fallbacks = options.fallbacks if options is not None and options.fallbacks is not None else route.fallbacks
+        names = [*fallbacks, *route.context_window_fallbacks]
+        resolve = self.policy.catalog.resolve
+        return [route, *route.chain, *(r for r in map(resolve, names) if r is not None)]
