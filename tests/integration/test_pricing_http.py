@@ -165,3 +165,44 @@ def test_unpriced_requests_are_counted_and_refused_for_budgets_with_reject(
     assert chat(gw, budgeted, "gpt-4o").status_code == 200  # a priced model is served to the budgeted key
     metrics = httpx.get(f"{gw.url}/metrics").text
     assert metric_value(metrics, "llm_gateway_unpriced_requests_total", {"model": "llama-local"}) == 1
+
+
+# OpenAI's answer processed at the priority tier (genai-prices, gpt-4o priority, USD per 1M: input 4.25, output
+# 17, against 2.50 / 10 by default): 1000*4.25 + 2000*17 = $0.03825 per call, worked out by hand.
+PRIORITY_REPLY = {**AZURE_REPLY, "service_tier": "priority",
+                  "usage": {"prompt_tokens": 1000, "completion_tokens": 2000, "total_tokens": 3000}}
+PRIORITY_COST = 0.03825
+
+
+def _priority_stream() -> bytes:
+    base = {"id": "chatcmpl-p", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-2024-08-06",
+            "service_tier": "priority"}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"},
+                                    "finish_reason": None}], "usage": None},
+              {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None},
+              {**base, "choices": [], "usage": PRIORITY_REPLY["usage"]}]
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def test_the_priority_service_tier_is_charged_at_its_price(
+        gateway_factory: Callable[..., GatewayProcess], replay: ReplayServer, tmp_path: Path) -> None:
+    """A client that asks OpenAI for `service_tier: priority` is billed 1.7 times the default price: the ledger
+    and the budget must see that, not the default price."""
+    db = tmp_path / "tier.db"
+    config = {"providers": [{"name": "oa", "type": "openai", "base_url": f"{replay.url}/v1", "api_key": "sk-oa",
+                             "models": ["gpt-4o"]}],
+              "database": {"url": f"sqlite:///{db}", "ledger_flush_interval_s": 0.1}}
+    gw = gateway_factory([], config=config, env={"LLM_GATEWAY_MASTER_KEY": MASTER})
+    key = admin(gw, "POST", "keys", json={"budget_usd": 1.0}).json()
+    body = {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 10, "service_tier": "priority"}
+    headers = {"authorization": f"Bearer {key['key']}"}
+    replay.reply = Reply(200, json.dumps(PRIORITY_REPLY).encode())
+    assert httpx.post(f"{gw.v1}/chat/completions", json=body, headers=headers, timeout=30).status_code == 200
+    replay.reply = Reply(200, _priority_stream(), content_type="text/event-stream")
+    streamed = httpx.post(f"{gw.v1}/chat/completions", json={**body, "stream": True}, headers=headers, timeout=30)
+    assert streamed.status_code == 200 and '"usage"' not in streamed.text  # the client did not ask for it
+    rows = ledger_rows(db, "gpt-4o", 2)
+    assert [r["cost_usd"] for r in rows] == pytest.approx([PRIORITY_COST, PRIORITY_COST])
+    assert all(r["price_source"].endswith("openai/gpt-4o (service_tier priority)") for r in rows), rows
+    spend = admin(gw, "GET", "spend", params={"kind": "key"}).json()["data"]
+    assert spend[0]["spent_usd"] == pytest.approx(2 * PRIORITY_COST)

@@ -148,6 +148,8 @@ class AuthStage:
         deployment with no price refuses the request: a budget cannot bind on spend it cannot see."""
         route = ctx.route
         deployments = [d for r in self._reachable(route, ctx.options) for d in r.deployments] if route else []
+        tier = ctx.body.get("service_tier")
+        tier = tier if isinstance(tier, str) else ""
         prices = []
         for dep in deployments:
             priced = self.prices.for_deployment(dep)
@@ -156,7 +158,7 @@ class AuthStage:
                     raise Forbidden(f"the model {ctx.model!r} has no known price (deployment {dep.id}) and this "
                                     "key has a budget", param="model", code="model_not_priced")
                 continue
-            prices.append(priced.price)
+            prices.append(priced.for_tier(tier)[0] if tier else priced.price)
         if not deployments:  # an unknown model: the routing stage refuses it next
             priced = self.prices.for_model(ctx.model)
             if priced is not None:

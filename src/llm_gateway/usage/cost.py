@@ -75,6 +75,10 @@ class CostStage:
             if usage.prompt_tokens or usage.completion_tokens:
                 self.prices.unpriced(ctx.model)
             return
+        if usage.service_tier:
+            price, ctx.price_source = priced.for_tier(usage.service_tier)
+            ctx.cost = cost_of(usage, price)
+            return
         ctx.price_source = priced.source
         ctx.cost = cost_of(usage, priced.price)
 

@@ -89,10 +89,19 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class Priced:
-    """A deployment's price and where it came from (recorded with every ledger row)."""
+    """A deployment's price and where it came from (recorded with every ledger row), and the prices of the
+    service tiers that differ from it (OpenAI's `priority`, `flex`: the tier the provider says it served)."""
 
     price: Price
     source: str
+    service_tiers: Mapping[str, Price] = field(default_factory=dict)
+
+    def for_tier(self, tier: str) -> tuple[Price, str]:
+        """The price and source of a request served at `tier` ("" or an unknown tier: the default)."""
+        price = self.service_tiers.get(tier) if tier else None
+        if price is None:
+            return self.price, self.source
+        return price, f"{self.source} (service_tier {tier})"
 
 
 class PriceDatabase(Protocol):
