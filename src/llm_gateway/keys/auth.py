@@ -97,22 +97,23 @@ class AuthStage:
         budgets = self.budgets.applicable(self._entities(key))
         if budgets:
             estimate = self._estimate(ctx, self._price(ctx))
-            shared = await self.shared.reserve(budgets, estimate) if self.shared is not None else False
+            periods: list[float] = []  # the periods Redis holds the estimate in
+            shared = await self.shared.reserve(budgets, estimate, periods) if self.shared is not None else False
             if shared is False:  # no Redis, or it cannot be reached: this replica's tracker decides
                 self.budgets.reserve(budgets, estimate)
             elif shared is True:
                 self.budgets.hold(budgets, estimate)
             else:
                 raise exceeded(shared, time.time())
-            ctx.extensions[_BUDGET] = (budgets, estimate, shared is True)
+            ctx.extensions[_BUDGET] = (budgets, estimate, shared is True, periods)
 
     def settle(self, ctx: RequestContext) -> None:
-        held: tuple[list[Budget], float, bool] | None = ctx.extensions.get(_BUDGET)
+        held: tuple[list[Budget], float, bool, list[float]] | None = ctx.extensions.get(_BUDGET)
         if held is not None:
-            budgets, estimate, shared = held
+            budgets, estimate, shared, periods = held
             self.budgets.settle(budgets, estimate, ctx.cost)
             if self.shared is not None:  # spend goes to Redis also when the hold could not
-                self.shared.settle(budgets, estimate if shared else 0.0, ctx.cost)
+                self.shared.settle(budgets, estimate if shared else 0.0, ctx.cost, periods if shared else None)
         elif isinstance(ctx.key, KeyRecord) and ctx.cost:
             self.budgets.add(self._entities(ctx.key), ctx.cost)
             if self.shared is not None:
