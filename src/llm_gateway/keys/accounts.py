@@ -90,14 +90,15 @@ class Accounts:
 
     async def _load_spend_of(self, budget: Budget) -> None:
         start_ms = int(budget.start * 1000)
+
+        def written() -> float:
+            return spend_since(self.engine, budget.kind, start_ms, budget.owner).get(budget.owner, 0.0)
         try:
-            spent = await asyncio.to_thread(spend_since, self.engine, budget.kind, start_ms, budget.owner)
+            total = await self.ledger.spend(written, f"{budget.kind}_id", budget.owner, start_ms)
         except Exception as exc:
             log.warning("loading the spend of %s %s failed (%s); it is read again at the next budget reload",
                         budget.kind, budget.owner, type(exc).__name__)
             return
-        column = f"{budget.kind}_id"
-        total = spent.get(budget.owner, 0.0) + self.ledger.unwritten_cost(column, budget.owner, start_ms)
         self.budgets.set_spent(budget.kind, budget.owner, total)
         if self.auth_stage.shared is not None:
             await self.auth_stage.shared.seed([budget])

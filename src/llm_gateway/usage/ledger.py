@@ -136,7 +136,9 @@ class Ledger:
         self.max_backoff = max_backoff
         self.pending: deque[tuple[Any, ...]] = deque()  # rows as tuples in the table's column order
         self._retry: tuple[str, int] | None = None  # a batch whose write failed: its id and row count
-        self._writing = 0  # rows at the head of `pending` that a write in flight has taken
+        # held while a batch is written and taken off the queue: `spend` reads the database and the queue with
+        # no batch between the two, so that no row is counted twice or missed
+        self._write_lock = asyncio.Lock()
         self._batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -173,12 +175,13 @@ class Ledger:
         """Rows waiting to be written (telemetry's `llm_gateway_ledger_backlog` gauge reads it at scrape)."""
         return float(len(self.pending))
 
-    def unwritten_cost(self, column: str, owner: str, since_ms: int) -> float:
-        """The cost of one key's, user's or team's queued rows since `since_ms` that no write has taken yet (those
-        a write in flight has taken may or may not be in the database already: left out, never counted twice)."""
+    async def spend(self, written: Callable[[], float], column: str, owner: str, since_ms: int) -> float:
+        """One key's, user's or team's spend since `since_ms`: `written` (a query of the database, run in a
+        thread) plus the cost of its rows still queued, read with no batch written in between."""
         at, ts, cost = (self._columns.index(name) for name in (column, "ts", "cost_usd"))
-        return float(sum(row[cost] for row in islice(self.pending, self._writing, None)
-                         if row[at] == owner and row[ts] >= since_ms))
+        async with self._write_lock:
+            spent = await asyncio.to_thread(written)
+            return spent + float(sum(row[cost] for row in self.pending if row[at] == owner and row[ts] >= since_ms))
 
     def record(self, row: dict[str, Any]) -> None:
         pending = self.pending
@@ -235,6 +238,10 @@ class Ledger:
 
     async def _write_batch(self, now: bool = False) -> bool:
         """Write the oldest batch; `now` (shutdown): at normal priority, whatever else wants the CPU."""
+        async with self._write_lock:
+            return await self._write_oldest(now)
+
+    async def _write_oldest(self, now: bool) -> bool:
         busy = now or len(self.pending) > 2 * self.batch_size
         if self._retry is not None:
             batch_id, size = self._retry  # the same rows under the same id: written at most once
@@ -245,7 +252,6 @@ class Ledger:
         held: list[Any] = []  # the writer thread puts its connection here, for the watchdog
         self.attempts.inc()
         write = asyncio.get_running_loop().run_in_executor(writer, self._insert, batch_id, batch, held)
-        self._writing = len(batch)
         try:
             await self._within_timeout(write, held)
         except asyncio.CancelledError:  # stop() cancels the writer task; the batch's thread goes on
@@ -261,8 +267,6 @@ class Ledger:
             self.failures.inc()
             self.outage.failed(exc, len(self.pending), self.max_backoff)
             return False
-        finally:
-            self._writing = 0
         self._written(len(batch))
         self.outage.succeeded(len(self.pending))
         return True
