@@ -28,6 +28,7 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                              "api_key": "sk-up", "models": ["*"]}],
               "database": {"url": f"sqlite:///{tmp}/gw.db", "ledger_flush_interval_s": 0.1},
               "pricing": {"models": {"priced": PRICED, "n-slow-200": PRICED, "slow-200": PRICED,
+                                     "slow-2000": PRICED, "ttft-2000": PRICED,
                                      "error-500": {"input": 1.0, "output": 1.0}}},
               # a cheap model whose deployment fails, and its dear fallback, which answers
               "models": {"cheap": {"deployments": [{"provider": "up", "model": "error-500"}], "retries": 0,
@@ -108,3 +109,25 @@ async def test_a_fallback_to_a_dearer_model_is_reserved_at_its_price(gw: Gateway
     assert ok and all(r.headers["x-gateway-deployment"] == "up/slow-200" for r in ok)
     assert spent(gw, "key", key["id"]) == pytest.approx(len(ok) * COST)
     assert len(ok) * COST <= 0.1 + COST, f"{len(ok)} requests of ${COST} admitted on a $0.10 budget"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream-before-its-first-byte"])
+def test_a_client_that_hangs_up_while_the_upstream_works_is_charged_its_prompt(gw: GatewayProcess,
+                                                                               stream: bool) -> None:
+    """The upstream had the whole prompt (and billed it) when the client left: recorded at $0 with no tokens,
+    a budget could be spent without limit by clients that never wait for their answers."""
+    key = admin(gw, "POST", "keys", json={"budget_usd": 1.0}).json()
+    model = "ttft-2000" if stream else "slow-2000"
+    body = {"model": model, "messages": MESSAGES, "max_tokens": 5, "stream": stream}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{gw.v1}/chat/completions", json=body, headers={"authorization": f"Bearer {key['key']}"},
+                   timeout=0.3).read()
+    deadline = time.monotonic() + 5
+    while (cost := spent(gw, "key", key["id"])) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    prompt = 9  # "Say hello" as the gateway counts it (the test upstream says 11)
+    assert cost == pytest.approx(prompt * 1000e-6)
+    while (totals := admin(gw, "GET", "usage", params={"key_id": key["id"]}).json()["totals"])[
+            "total_requests"] == 0 and time.monotonic() < deadline + 5:
+        time.sleep(0.05)  # the ledger is written off the request path
+    assert (totals["prompt_tokens"], totals["completion_tokens"], totals["total_cost"]) == (prompt, 0, cost)

@@ -41,7 +41,12 @@ class UsageStage:
         if ctx.usage is not None:
             return
         if not ctx.completion_parts and not ctx.first_byte_at:
-            ctx.usage = Usage()  # nothing reached the model's answer: nothing to bill
+            if not (ctx.disconnected and ctx.attempts and ctx.body):
+                ctx.usage = Usage()  # nothing reached the model's answer: nothing to bill
+                return
+            # The client left while an upstream had its prompt: the provider bills the prompt it read (and
+            # maybe more); the prompt is the least the request cost.
+            ctx.usage = Usage(self.counter.count_prompt(ctx.body, ctx.upstream_model or ctx.model), 0, estimated=True)
             return
         model = ctx.upstream_model or ctx.model
         completion = self.counter.count_completion(ctx.completion_parts, model)
