@@ -18,17 +18,19 @@ class Usage:
     of the answer. The detail fields say how many of the total belong to each class, so that each token is
     charged once, at its class's price (usage.cost). `cache_write_1h_tokens` is the part of
     `cache_write_tokens` written for one hour; the rest was written for five minutes. `service_tier` is the
-    tier the provider says it served the request at (OpenAI's `priority`, `flex`, …), which has its own prices.
+    tier the provider says it served the request at (OpenAI's `priority`, `flex`, …), which has its own prices;
+    `web_searches` the server-side web searches it billed beside the tokens.
     """
 
     __slots__ = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
                  "cache_write_1h_tokens", "reasoning_tokens", "prompt_audio_tokens", "prompt_image_tokens",
-                 "completion_audio_tokens", "completion_image_tokens", "service_tier", "estimated")
+                 "completion_audio_tokens", "completion_image_tokens", "web_searches", "service_tier", "estimated")
 
     def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, *, cached_tokens: int = 0,
                  cache_write_tokens: int = 0, cache_write_1h_tokens: int = 0, reasoning_tokens: int = 0,
                  prompt_audio_tokens: int = 0, prompt_image_tokens: int = 0, completion_audio_tokens: int = 0,
-                 completion_image_tokens: int = 0, service_tier: str = "", estimated: bool = False) -> None:
+                 completion_image_tokens: int = 0, web_searches: int = 0, service_tier: str = "",
+                 estimated: bool = False) -> None:
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.cached_tokens = cached_tokens
@@ -39,6 +41,7 @@ class Usage:
         self.prompt_image_tokens = prompt_image_tokens
         self.completion_audio_tokens = completion_audio_tokens
         self.completion_image_tokens = completion_image_tokens
+        self.web_searches = web_searches
         self.service_tier = service_tier
         self.estimated = estimated
 

@@ -36,6 +36,8 @@ def cost_of(usage: Usage, price: Price) -> float:
         cost = (prompt - cached) * p.input + cached * p.cached_input
     else:
         cost = prompt * p.input
+    if usage.web_searches:  # billed per search, beside the tokens
+        cost += usage.web_searches * price.web_search
     out = usage.completion_tokens
     reasoning, audio_out, image_out = (usage.reasoning_tokens, usage.completion_audio_tokens,
                                        usage.completion_image_tokens)

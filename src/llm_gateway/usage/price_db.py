@@ -50,7 +50,8 @@ def to_price(prices: ModelPrice) -> Price | None:
     def flat(prompt_tokens: int) -> Price:
         return Price.per_million({name: _at(value, prompt_tokens) for name, value in found.items()})
 
-    base = flat(0)
+    searches = getattr(prices, "web_searches_kcount", None)
+    base = replace(flat(0), web_search=float(searches) / 1000) if isinstance(searches, Decimal) else flat(0)
     if not starts:
         return base
     return replace(base, tiers=tuple((start, flat(start + 1)) for start in starts))

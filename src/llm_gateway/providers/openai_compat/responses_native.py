@@ -30,9 +30,13 @@ def responses_usage(usage: Any, response: dict[str, Any] | None = None) -> Usage
         return None
     inp, out = usage.get("input_tokens_details"), usage.get("output_tokens_details")
     tier = response.get("service_tier") if response is not None else None
+    output = response.get("output") if response is not None else None
+    searches = sum(1 for item in output if isinstance(item, dict) and item.get("type") == "web_search_call"
+                   ) if isinstance(output, list) else 0
     return Usage(_count(usage, "input_tokens"), _count(usage, "output_tokens"),
                  cached_tokens=_count(inp, "cached_tokens"), cache_write_tokens=_count(inp, "cache_write_tokens"),
-                 reasoning_tokens=_count(out, "reasoning_tokens"), service_tier=tier if isinstance(tier, str) else "")
+                 reasoning_tokens=_count(out, "reasoning_tokens"), web_searches=searches,
+                 service_tier=tier if isinstance(tier, str) else "")
 
 
 def usage_of_body(body: bytes) -> Usage | None:
