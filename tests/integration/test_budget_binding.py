@@ -29,6 +29,7 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
               "database": {"url": f"sqlite:///{tmp}/gw.db", "ledger_flush_interval_s": 0.1},
               "pricing": {"models": {"priced": PRICED, "n-slow-200": PRICED, "slow-200": PRICED,
                                      "slow-2000": PRICED, "ttft-2000": PRICED,
+                                     "images-slow-200": {"input": 10.0, "output": 20.0},
                                      "error-500": {"input": 1.0, "output": 1.0}}},
               # a cheap model whose deployment fails, and its dear fallback, which answers
               "models": {"cheap": {"deployments": [{"provider": "up", "model": "error-500"}], "retries": 0,
@@ -131,3 +132,19 @@ def test_a_client_that_hangs_up_while_the_upstream_works_is_charged_its_prompt(g
             "total_requests"] == 0 and time.monotonic() < deadline + 5:
         time.sleep(0.05)  # the ledger is written off the request path
     assert (totals["prompt_tokens"], totals["completion_tokens"], totals["total_cost"]) == (prompt, 0, cost)
+
+
+async def test_images_by_url_are_reserved_at_what_they_cost(gw: GatewayProcess) -> None:
+    """Ten pictures by URL are a few hundred bytes of request and 7,650 prompt tokens: reserved as their bytes,
+    8 concurrent requests spent 3 times a $0.20 budget."""
+    key = admin(gw, "POST", "keys", json={"budget_usd": 0.2}).json()
+    images = [{"type": "image_url", "image_url": {"url": f"https://example.com/{i}.png"}} for i in range(10)]
+    body = {"model": "images-slow-200", "max_tokens": 5,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Compare"}, *images]}]}
+    async with httpx.AsyncClient(timeout=30) as client:
+        answers = await asyncio.gather(*(client.post(f"{gw.v1}/chat/completions", json=body, headers={
+            "authorization": f"Bearer {key['key']}"}) for _ in range(8)))
+    ok = [r for r in answers if r.status_code == 200]
+    cost = (11 + 10 * 765) * 10e-6 + 2 * 20e-6
+    assert ok and spent(gw, "key", key["id"]) == pytest.approx(len(ok) * cost)
+    assert len(ok) * cost <= 0.2 + cost, f"{len(ok)} requests of ${cost} admitted on a $0.20 budget"

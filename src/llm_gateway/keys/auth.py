@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from llm_gateway.accounting.tokens import remote_image_tokens
 from llm_gateway.errors import Forbidden, Unauthorized
 from llm_gateway.keys.budget import Budget, BudgetTracker, exceeded
 from llm_gateway.keys.cache import MISSING, KeyCache
@@ -137,7 +138,10 @@ class AuthStage:
             out_tokens = self.default_output_tokens
         answers = max(_count(body.get("n")), _count(body.get("best_of")))
         out_tokens *= answers
-        prompt_tokens = len(ctx.request.body)
+        raw = ctx.request.body
+        prompt_tokens = len(raw)
+        if b"image" in raw:  # pictures by URL: a few bytes for hundreds of tokens
+            prompt_tokens += remote_image_tokens(body, ctx.model)
         price = price.at(prompt_tokens)
         return prompt_tokens * max(price.input, price.cache_write, price.cache_write_1h, price.input_audio,
                                    price.input_image) + out_tokens * max(price.output, price.reasoning,
