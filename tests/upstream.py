@@ -17,6 +17,10 @@ Model names (anything else answers normally, with usage):
   stall-stream    streams the first chunk, then goes silent forever
   garbage-stream  streams two chunks, then bytes that break the HTTP chunked encoding
   ttft-N          waits N milliseconds before the first byte of the answer only
+  n-slow-N        (not streamed) waits N milliseconds, then answers `n` choices of `max_tokens` words each, with
+                  usage counting every choice, as OpenAI bills them
+  images-slow-N   (not streamed) waits N milliseconds, then answers with 11 prompt tokens plus 765 for each
+                  `image_url` part (OpenAI's count of a 1024x1024 picture)
 Every request is recorded (method, path, headers, JSON body) in `Upstream.requests`.
 """
 
@@ -106,6 +110,27 @@ def _fault(model: str, times: int, request: web.Request) -> Any:
     return None
 
 
+async def _n_choices(body: dict[str, Any], delay: float) -> web.Response:
+    await asyncio.sleep(delay)
+    n, per_choice = int(body.get("n") or 1), int(body.get("max_tokens") or 5)
+    text = " ".join(WORDS[i % len(WORDS)] for i in range(per_choice))
+    choices = [{"index": i, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                "finish_reason": "length"} for i in range(n)]
+    return web.json_response({"id": "chatcmpl-n", "object": "chat.completion", "created": int(time.time()),
+                              "model": body.get("model"), "choices": choices, "usage": _usage(11, n * per_choice)})
+
+
+async def _with_images(body: dict[str, Any], delay: float) -> web.Response:
+    await asyncio.sleep(delay)
+    images = sum(1 for m in body.get("messages") or () if isinstance(m.get("content"), list)
+                 for part in m["content"] if part.get("type") == "image_url")
+    return web.json_response({"id": "chatcmpl-img", "object": "chat.completion", "created": int(time.time()),
+                              "model": body.get("model"), "choices": [
+                                  {"index": 0, "message": {"role": "assistant", "content": "A picture"},
+                                   "logprobs": None, "finish_reason": "stop"}],
+                              "usage": _usage(11 + 765 * images, 2)})
+
+
 def make_app(state: Upstream) -> web.Application:
     async def record(request: web.Request) -> Any:
         raw = await request.read()
@@ -133,6 +158,10 @@ def make_app(state: Upstream) -> web.Application:
             return _error(status, f"simulated {status}", etype, "simulated")
         if model == "hang":
             await asyncio.sleep(3600)
+        if model.startswith("n-slow-"):
+            return await _n_choices(body, int(model.rsplit("-", 1)[1]) / 1000)
+        if model.startswith("images-slow-"):
+            return await _with_images(body, int(model.rsplit("-", 1)[1]) / 1000)
         delay = _delay(model)
         first_token = int(model.split("-")[1]) / 1000 if model.startswith("ttft-") else 0.0
         words = [WORDS[i % len(WORDS)] for i in range(state.chunks)]

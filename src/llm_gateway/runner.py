@@ -211,6 +211,10 @@ def run(config: GatewayConfig) -> int:
             engine.dispose()
     one_malloc_arena()
     srv = config.server
+    if srv.workers > 1 and not config.redis.url and (config.limits.rules or config.auth.master_key):
+        log.warning("%d workers and no redis.url: each worker counts limits and budgets on its own, so together "
+                    "they admit up to %d times a limit, and a budget's spend reaches the others only with the "
+                    "30 s budget reload; set redis.url to share them", srv.workers, srv.workers)
     if srv.workers > 1:
         supervisor = _Supervisor(config, address=srv.host, port=srv.port, interface=Interfaces.ASGI,
                                  workers=srv.workers, loop=Loops.uvloop, respawn_failed_workers=True,

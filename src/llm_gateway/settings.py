@@ -289,6 +289,7 @@ class PriceConfig(_Section):
     input_image: float | None = Field(None, ge=0)
     output_image: float | None = Field(None, ge=0)
     tiers: list[PriceTierConfig] = Field(default_factory=list, description="prices by prompt size")
+    web_search: float | None = Field(None, ge=0, description="USD per 1,000 server-side web searches")
 
 
 class PricingConfig(_Section):

@@ -15,7 +15,7 @@ import openai
 import psycopg
 import pytest
 import redis
-from tests.conftest import GatewayProcess, upstream_args
+from tests.conftest import GatewayProcess, metric_value, upstream_args
 from tests.upstream import Upstream
 
 Factory = Callable[..., GatewayProcess]
@@ -128,3 +128,41 @@ def test_embeddings_through_the_gateways_own_provider(gateway_factory: Factory, 
     assert embedded and embedded[-1].body["model"] == "text-embedding-3-small"
     status, similarity, _ = chat(gw, f"{tag} something else entirely")
     assert status == "HIT-SEMANTIC" and similarity == "1.0000"
+
+
+def test_the_embedding_a_provider_makes_for_the_semantic_cache_is_charged(gateway_factory: Factory,
+                                                                          upstream: Upstream) -> None:
+    """With `embedding: <a served model>` each lookup is a paid provider call: the request it was made for is
+    charged for it (a hit costs the embedding only), so the ledger, the budget and the metrics see that spend."""
+    master = "sk-master-sem-cost"
+    priced = {"input": 1000.0, "output": 2000.0}  # USD per 1M
+    gw = gateway_factory([], config={
+        "providers": [{"name": "up", "type": "openai-compatible", "base_url": f"{upstream.url}/v1",
+                       "models": ["*"]}],
+        "pricing": {"models": {"sem-chat": priced, "sem-embed": {"input": 500.0, "output": 0.0}}},
+        "cache": {"enabled": True, "semantic": {"enabled": True, "embedding": "sem-embed", "threshold": 0.85}},
+        "auth": {"master_key": master}, "database": {"ledger_flush_interval_s": 0.05}})
+    admin = {"authorization": f"Bearer {master}"}
+    key = httpx.post(f"{gw.url}/api/v1/keys", json={"budget_usd": 1.0}, headers=admin).json()
+    c = openai.OpenAI(base_url=gw.v1, api_key=key["key"], max_retries=0)
+    tag = uuid.uuid4().hex[:6]
+    statuses = []
+    for text in (f"{tag} What is the capital of France?", f"{tag} Tell me the capital city of France"):
+        raw = c.chat.completions.with_raw_response.create(model="sem-chat",
+                                                          messages=[{"role": "user", "content": text}])
+        statuses.append(raw.headers["x-cache"])
+    assert statuses == ["MISS", "HIT-SEMANTIC"]  # the test upstream embeds every text alike
+    embedding = 4 * 500e-6  # the test upstream's embeddings: 4 prompt tokens an input
+    chat_call = 11 * 1000e-6 + 5 * 2000e-6
+    deadline = time.monotonic() + 10
+    while True:
+        totals = httpx.get(f"{gw.url}/api/v1/usage", params={"model": "sem-chat"}, headers=admin).json()["totals"]
+        if totals["total_requests"] == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert totals["total_requests"] == 2
+    assert totals["total_cost"] == pytest.approx(chat_call + 2 * embedding)
+    spend = httpx.get(f"{gw.url}/api/v1/spend", params={"kind": "key"}, headers=admin).json()["data"]
+    assert spend[0]["spent_usd"] == pytest.approx(chat_call + 2 * embedding)
+    metrics = httpx.get(f"{gw.url}/metrics").text
+    assert metric_value(metrics, "llm_gateway_cost_total") == pytest.approx(chat_call + 2 * embedding)

@@ -127,3 +127,30 @@ def test_failed_writes_are_retried_and_the_backlog_is_visible(
     assert len(rows) == 5
     assert rows[0][:3] == ("gpt-4o-mini", 11, 5) and rows[0][3] == pytest.approx(11 * 0.15e-6 + 5 * 0.6e-6)
     assert rows[0][4] == "master"
+
+
+def test_a_client_cannot_stop_the_ledger_with_a_long_or_nul_value(
+        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream,
+        db: tuple[str, Callable[[str], Any]]) -> None:
+    """A model name or `user` longer than its column, or holding a NUL, was a row PostgreSQL refused: its batch
+    failed and was retried forever, and no request after it was recorded. Such values are now cut to fit."""
+    db_url, sql = db
+    gw = start(gateway_factory, upstream, db_url)
+    auth = {"authorization": f"Bearer {MASTER}"}
+    messages = [{"role": "user", "content": "hi"}]
+    odd = [{"model": "m" * 300}, {"model": "ok", "user": "u" * 300}, {"model": "ok", "user": "nul\x00user"},
+           {"model": "nul\x00model"}]
+    for extra in odd:
+        httpx.post(f"{gw.v1}/chat/completions", json={"messages": messages, **extra}, headers=auth, timeout=10)
+    httpx.post(f"{gw.v1}/chat/completions", json={"model": "x" * 300, "messages": messages}, timeout=10)  # no key
+    for _ in range(3):
+        assert httpx.post(f"{gw.v1}/chat/completions", json={"model": "after", "messages": messages},
+                          headers=auth, timeout=10).status_code == 200
+    deadline = time.monotonic() + 10
+    while (count := sql("SELECT count(*) FROM gw_usage")[0][0]) < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count == 8, gw.log()[-2000:]
+    rows = sql("SELECT model, end_user FROM gw_usage ORDER BY id")
+    assert rows[0][0] == "m" * 200 and rows[1][1] == "u" * 200 and rows[2][1] == "nuluser"
+    assert rows[3][0] == "nulmodel" and rows[-1][0] == "after"
+    assert metric_value(httpx.get(f"{gw.url}/metrics").text, "llm_gateway_ledger_write_failures_total") == 0

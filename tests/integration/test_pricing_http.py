@@ -194,3 +194,77 @@ def test_reject_covers_every_deployment_a_budgeted_request_may_reach(
         (403, "model_not_priced")] * 3
     assert [req.body["model"] for req in upstream.requests[before:]] == []  # refused before anything was spent
     assert chat(gw, key, "priced").status_code == 200
+
+
+# OpenAI's answer processed at the priority tier (genai-prices, gpt-4o priority, USD per 1M: input 4.25, output
+# 17, against 2.50 / 10 by default): 1000*4.25 + 2000*17 = $0.03825 per call, worked out by hand.
+PRIORITY_REPLY = {**AZURE_REPLY, "service_tier": "priority",
+                  "usage": {"prompt_tokens": 1000, "completion_tokens": 2000, "total_tokens": 3000}}
+PRIORITY_COST = 0.03825
+
+
+def _priority_stream() -> bytes:
+    base = {"id": "chatcmpl-p", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-2024-08-06",
+            "service_tier": "priority"}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"},
+                                    "finish_reason": None}], "usage": None},
+              {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None},
+              {**base, "choices": [], "usage": PRIORITY_REPLY["usage"]}]
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def test_the_priority_service_tier_is_charged_at_its_price(
+        gateway_factory: Callable[..., GatewayProcess], replay: ReplayServer, tmp_path: Path) -> None:
+    """A client that asks OpenAI for `service_tier: priority` is billed 1.7 times the default price: the ledger
+    and the budget must see that, not the default price."""
+    db = tmp_path / "tier.db"
+    config = {"providers": [{"name": "oa", "type": "openai", "base_url": f"{replay.url}/v1", "api_key": "sk-oa",
+                             "models": ["gpt-4o"]}],
+              "database": {"url": f"sqlite:///{db}", "ledger_flush_interval_s": 0.1}}
+    gw = gateway_factory([], config=config, env={"LLM_GATEWAY_MASTER_KEY": MASTER})
+    key = admin(gw, "POST", "keys", json={"budget_usd": 1.0}).json()
+    body = {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 10, "service_tier": "priority"}
+    headers = {"authorization": f"Bearer {key['key']}"}
+    replay.reply = Reply(200, json.dumps(PRIORITY_REPLY).encode())
+    assert httpx.post(f"{gw.v1}/chat/completions", json=body, headers=headers, timeout=30).status_code == 200
+    replay.reply = Reply(200, _priority_stream(), content_type="text/event-stream")
+    streamed = httpx.post(f"{gw.v1}/chat/completions", json={**body, "stream": True}, headers=headers, timeout=30)
+    assert streamed.status_code == 200 and '"usage"' not in streamed.text  # the client did not ask for it
+    rows = ledger_rows(db, "gpt-4o", 2)
+    assert [r["cost_usd"] for r in rows] == pytest.approx([PRIORITY_COST, PRIORITY_COST])
+    assert all(r["price_source"].endswith("openai/gpt-4o (service_tier priority)") for r in rows), rows
+    spend = admin(gw, "GET", "spend", params={"kind": "key"}).json()["data"]
+    assert spend[0]["spent_usd"] == pytest.approx(2 * PRIORITY_COST)
+
+
+# OpenAI's Response after two web_search tool calls: gpt-4o (USD per 1M: input 2.50, output 10) and $10 per
+# 1,000 searches: 1000*2.5/1e6 + 2000*10/1e6 + 2*0.01 = $0.0425, worked out by hand.
+SEARCHED = {"id": "resp_up", "object": "response", "created_at": 1, "status": "completed", "model": "gpt-4o",
+            "output": [{"type": "web_search_call", "id": "ws_1", "status": "completed",
+                        "action": {"type": "search", "query": "a"}},
+                       {"type": "web_search_call", "id": "ws_2", "status": "completed",
+                        "action": {"type": "search", "query": "b"}},
+                       {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": "Found", "annotations": []}]}],
+            "usage": {"input_tokens": 1000, "output_tokens": 2000, "total_tokens": 3000}}
+SEARCHED_COST = 0.0425
+
+
+def test_web_search_calls_of_a_native_response_are_charged(
+        gateway_factory: Callable[..., GatewayProcess], replay: ReplayServer, tmp_path: Path) -> None:
+    """OpenAI bills each web_search call of the Responses API ($10 per 1,000) beside the tokens; a native
+    deployment gets the tool as sent, so the calls were made and billed but left out of the record."""
+    db = tmp_path / "search.db"
+    config = {"providers": [{"name": "oa", "type": "openai", "base_url": f"{replay.url}/v1", "api_key": "sk-oa",
+                             "models": ["gpt-4o"]}],
+              "database": {"url": f"sqlite:///{db}", "ledger_flush_interval_s": 0.1}}
+    gw = gateway_factory([], config=config, env={"LLM_GATEWAY_MASTER_KEY": MASTER})
+    key = admin(gw, "POST", "keys", json={"budget_usd": 1.0}).json()
+    replay.reply = Reply(200, json.dumps(SEARCHED).encode())
+    answer = httpx.post(f"{gw.v1}/responses", headers={"authorization": f"Bearer {key['key']}"}, timeout=30,
+                        json={"model": "gpt-4o", "input": "news?", "tools": [{"type": "web_search"}]})
+    assert answer.status_code == 200, answer.text
+    rows = ledger_rows(db, "gpt-4o", 1)
+    assert [r["cost_usd"] for r in rows] == pytest.approx([SEARCHED_COST])
+    spend = admin(gw, "GET", "spend", params={"kind": "key"}).json()["data"]
+    assert spend[0]["spent_usd"] == pytest.approx(SEARCHED_COST)

@@ -416,3 +416,16 @@ def test_gemini_and_bedrock_answer_as_responses(gateway: GatewayProcess, keys: d
     assert final.status == "completed" and final.output_text and final.usage is not None
     sent = replay.received[-1].body.decode()
     assert "Hi" in sent and first.output_text[:20] in sent.replace("\\", "")  # the first turn, rebuilt
+
+
+def test_background_responses_are_refused_since_their_cost_cannot_be_seen(
+        gateway: GatewayProcess, keys: dict[str, str], mocks: ProviderMocks) -> None:
+    """`background: true` went to an OpenAI deployment as sent: OpenAI answered `queued` with no usage and
+    generated (and billed) up to max_output_tokens later, which the ledger and the budget never saw."""
+    before = len(mocks.received)
+    for model in ("gpt-native", "m"):  # a native deployment and a translated one
+        r = httpx.post(f"{gateway.v1}/responses", headers={"authorization": f"Bearer {keys['a1']}"}, json={
+            "model": model, "input": "write a long story", "background": True, "max_output_tokens": 100000})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == "background"
+    assert len(mocks.received) == before

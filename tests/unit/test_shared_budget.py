@@ -3,6 +3,7 @@ ledger's spend seeds a period, and an unreachable Redis leaves the decision to t
 
 from __future__ import annotations
 
+import calendar
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
+from llm_gateway.keys import shared_budget
 from llm_gateway.keys.budget import Budget
 from llm_gateway.keys.shared_budget import STALE_MS, SharedBudgets
 
@@ -77,3 +79,28 @@ async def test_an_unreachable_redis_leaves_the_decision_to_memory() -> None:
     assert await shared.reserve([budget()], 0.1) is False  # not asked again at once: no timeout per request
     assert time.monotonic() - started < 0.01
     await shared.close()
+
+
+async def test_a_request_settled_in_the_next_period_gives_its_hold_back_where_it_took_it(
+        prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request admitted at 23:59:59 and finished after midnight: its hold was taken on yesterday's hash, its
+    cost belongs to today's. Giving the hold back on today's hash dropped this replica's holds of today's
+    requests in flight (their budget could then be overshot) and left yesterday's hold behind."""
+    shared = SharedBudgets(REDIS_URL, 1, prefix, "a")
+    midnight = float(calendar.timegm((*time.gmtime()[:3], 0, 0, 0)))
+    clock = [midnight - 1.0]
+    monkeypatch.setattr(shared_budget.time, "time", lambda: clock[0])
+    b = [Budget("key", "k1", 1.0, "daily", clock[0])]
+    held: list[float] = []
+    assert await shared.reserve(b, 0.5, held) is True  # yesterday, 23:59:59
+    clock[0] = midnight + 1.0
+    assert await shared.reserve(b, 0.3) is True  # today: another request holds 0.3
+    b[0].roll(clock[0])
+    shared.settle(b, 0.5, 0.2, held)  # the first one ends today
+    await shared.close()
+    store = redis.Redis.from_url(REDIS_URL)
+    today = store.hgetall(f"{prefix}key:k1:{int(midnight)}")
+    yesterday = store.hgetall(f"{prefix}key:k1:{int(midnight) - 86400}")
+    store.close()
+    assert float(today[b"r:a"]) == pytest.approx(0.3) and float(today[b"spent"]) == pytest.approx(0.2)
+    assert b"r:a" not in yesterday and b"spent" not in yesterday

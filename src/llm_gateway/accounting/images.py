@@ -32,6 +32,9 @@ TILE_PRICES: tuple[tuple[str, int, int], ...] = (
 )
 DEFAULT_PRICES = (85, 170)  # other models: gpt-4o's prices, the most common family
 REMOTE_SIZE = (1024, 1024)
+# the sizes whose count is the largest for each family, for images up to 2048 px: OpenAI's tiled models (8 tiles),
+# Claude (its cap) and Gemini (9 tiles)
+LARGEST_SIZES = ((768, 2048), (2048, 2048))
 GEMINI_TILE = 258
 CLAUDE_LONG_EDGE, CLAUDE_MAX_TOKENS = 1568, 1600
 HEADER_CHARS = 64 * 1024  # base64 characters decoded to find a JPEG's frame header (EXIF can come first)
@@ -65,6 +68,12 @@ def image_tokens(model: str, size: tuple[int, int] | None, detail: str = "auto")
     scale = min(1.0, 768 / min(width, height))
     width, height = width * scale, height * scale
     return fixed + tile * math.ceil(width / 512) * math.ceil(height / 512)
+
+
+def largest_image_tokens(model: str, detail: str = "auto") -> int:
+    """An upper bound of what a picture of unknown size up to 2048 px costs: for budgets, which must not
+    under-reserve."""
+    return max(image_tokens(model, size, detail) for size in LARGEST_SIZES)
 
 
 def _claude_tokens(width: int, height: int) -> int:

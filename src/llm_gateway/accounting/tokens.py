@@ -16,7 +16,7 @@ from typing import Any
 
 import tiktoken
 
-from llm_gateway.accounting.images import image_size, image_tokens
+from llm_gateway.accounting.images import image_size, image_tokens, largest_image_tokens
 from llm_gateway.accounting.tool_tokens import tool_texts
 
 # Split patterns and special tokens of OpenAI's published encodings.
@@ -196,6 +196,22 @@ def _content_texts(content: Any, texts: list[str], model: str) -> int:
                 url, detail = _image_ref(part)
                 extra += image_tokens(model, image_size(url), detail)
     return extra
+
+
+def remote_image_tokens(body: dict[str, Any], model: str) -> int:
+    """At most what the pictures a chat body gives by URL cost (a URL of a few bytes stands for up to ~1,600
+    tokens); pictures in `data:` URLs are left out, their bytes outnumber their tokens."""
+    total = 0
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if isinstance(part, dict) and part.get("type") in ("image_url", "input_image", "image"):
+                url, detail = _image_ref(part)
+                if not url.startswith("data:"):
+                    total += largest_image_tokens(model, detail)
+    return total
 
 
 def _image_ref(part: dict[str, Any]) -> tuple[str, str]:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.pipeline.context import RequestContext, Usage
 
 # ctx.extensions key: what a provider had reported when its stream was cut short (its prompt count is exact)
 PARTIAL_USAGE = "accounting.partial_usage"
+# ctx.extensions key: [(deployment, Usage)] of paid calls the gateway made for the request besides its own
+# (the semantic cache's embedding): usage.cost charges them to it
+SIDE_CALLS = "accounting.side_calls"
+
+
+def side_call(ctx: RequestContext, deployment: Any, usage: Usage) -> None:
+    """Charge the request for a provider call the gateway made on its behalf."""
+    ctx.extensions.setdefault(SIDE_CALLS, []).append((deployment, usage))
 
 
 def cut_short(ctx: RequestContext, reported: Usage | None, relayed: list[str]) -> None:
@@ -31,7 +41,12 @@ class UsageStage:
         if ctx.usage is not None:
             return
         if not ctx.completion_parts and not ctx.first_byte_at:
-            ctx.usage = Usage()  # nothing reached the model's answer: nothing to bill
+            if not (ctx.disconnected and ctx.attempts and ctx.body):
+                ctx.usage = Usage()  # nothing reached the model's answer: nothing to bill
+                return
+            # The client left while an upstream had its prompt: the provider bills the prompt it read (and
+            # maybe more); the prompt is the least the request cost.
+            ctx.usage = Usage(self.counter.count_prompt(ctx.body, ctx.upstream_model or ctx.model), 0, estimated=True)
             return
         model = ctx.upstream_model or ctx.model
         completion = self.counter.count_completion(ctx.completion_parts, model)

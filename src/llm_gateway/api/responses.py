@@ -193,6 +193,12 @@ class ResponsesApi:
         try:
             req = parse_body(request)
             owner = await self._owner(request)  # 401 before anything is looked up
+            if req.get("background") not in (None, False):
+                # The provider would answer `queued` and bill the generation later, out of the gateway's sight
+                # (no usage, no budget): not served, whichever the deployment.
+                raise BadRequest("background responses are not supported by this gateway: send the request "
+                                 "without `background` (stream it for long generations)", param="background",
+                                 code="unsupported_parameter")
             previous = req.get("previous_response_id")
             history: list[dict[str, Any]] = []
             if previous is not None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import orjson
 
+from llm_gateway.accounting.usage import side_call
 from llm_gateway.cache.keys import partition_key, scope_of
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.providers.base import CHAT, EMBEDDINGS, UpstreamCall
@@ -32,7 +33,9 @@ class SyncEmbedder(Protocol):
 
 
 class Embedder(Protocol):
-    async def vector(self, text: str) -> np.ndarray | None: ...
+    async def vector(self, text: str, ctx: RequestContext) -> np.ndarray | None:
+        """The text's unit vector; a paid call is charged to the request `ctx` (accounting.usage.side_call)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -44,7 +47,7 @@ class ThreadedEmbedder:
         self.model = model
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 
-    async def vector(self, text: str) -> np.ndarray | None:
+    async def vector(self, text: str, ctx: RequestContext) -> np.ndarray | None:
         return await asyncio.get_running_loop().run_in_executor(self.pool, self.model.embed, text)
 
     async def close(self) -> None:
@@ -59,7 +62,7 @@ class ProviderEmbedder:
         self.client = client
         self.model = model
 
-    async def vector(self, text: str) -> np.ndarray | None:
+    async def vector(self, text: str, ctx: RequestContext) -> np.ndarray | None:
         route = self.catalog.resolve(self.model)
         if route is None:
             return None
@@ -78,7 +81,10 @@ class ProviderEmbedder:
         if response.status != 200:
             return None
         try:
-            data = orjson.loads(provider.parse(call, body).body)["data"][0]["embedding"]
+            parsed = provider.parse(call, body)
+            if parsed.usage is not None:  # the provider bills this call: so is the request it was made for
+                side_call(ctx, deployment, parsed.usage)
+            data = orjson.loads(parsed.body)["data"][0]["embedding"]
             vector = np.asarray(data, dtype=np.float32)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
             return None
@@ -196,7 +202,7 @@ class SemanticCache:
         text = prompt_text(ctx.body, self.config.max_text_chars)
         if not text:
             return None
-        vector = await self.embedder.vector(text)
+        vector = await self.embedder.vector(text, ctx)
         if vector is None:
             return None
         scope = scope_of(self.config.scope, ctx)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from llm_gateway.db.engine import Timeouts, check_schema, make_engine, upgrade_in_child
 from llm_gateway.keys.auth import AuthStage
-from llm_gateway.keys.budget import BudgetTracker, window
+from llm_gateway.keys.budget import Budget, BudgetTracker, window
 from llm_gateway.keys.cache import KeyCache
 from llm_gateway.keys.model import KeyRecord, TeamRecord, UserRecord
 from llm_gateway.keys.shared_budget import SharedBudgets
@@ -43,6 +43,9 @@ class Accounts:
     ledger_stage: LedgerStage
     policy: Policy
     _reload: asyncio.Task[None] | None = None
+    # spend loads of budgets made after start (a budget set, or given another period, on an entity that spent)
+    _loads: set[asyncio.Task[None]] = field(default_factory=set)
+    _loaded_all: bool = False  # until the first reload loads every budget's spend at once
     # each team's `guardrails`, for the guardrail policy (read on the request path, never queried there)
     team_guardrails: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -70,7 +73,40 @@ class Accounts:
 
     # -- changes the admin API makes take effect here at once
     def key_changed(self, key: KeyRecord) -> None:
-        self.budgets.configure("key", key.id, key.budget_usd, key.budget_period)
+        self._configure("key", key.id, key.budget_usd, key.budget_period)
+
+    def _configure(self, kind: str, owner: str, limit: float | None, period: str) -> None:
+        budget = self.budgets.configure(kind, owner, limit, period)
+        if budget is None or not self._loaded_all:
+            return
+        # A new budget on an entity that may have spent in its period already (a budget set after the fact, a
+        # daily one made monthly): its spend is read from the ledger now, not at the next reload.
+        try:
+            task = asyncio.get_running_loop().create_task(self._load_spend_of(budget))
+        except RuntimeError:  # no event loop (a synchronous caller): the next reload reads it
+            return
+        self._loads.add(task)
+        task.add_done_callback(self._loads.discard)
+
+    async def _load_spend_of(self, budget: Budget) -> None:
+        start_ms = int(budget.start * 1000)
+
+        def written() -> float:
+            return spend_since(self.engine, budget.kind, start_ms, budget.owner).get(budget.owner, 0.0)
+        try:
+            total = await self.ledger.spend(written, f"{budget.kind}_id", budget.owner, start_ms)
+        except Exception as exc:
+            log.warning("loading the spend of %s %s failed (%s); it is read again at the next budget reload",
+                        budget.kind, budget.owner, type(exc).__name__)
+            return
+        self.budgets.set_spent(budget.kind, budget.owner, total)
+        if self.auth_stage.shared is not None:
+            await self.auth_stage.shared.seed([budget])
+
+    async def budgets_loaded(self) -> None:
+        """Wait for the spend of the budgets just set: the admin API answers once they bind."""
+        if self._loads:
+            await asyncio.gather(*self._loads, return_exceptions=True)
 
     def put_key(self, key: KeyRecord, old_hash: str | None = None) -> None:
         if old_hash is not None and old_hash != key.key_hash:
@@ -78,10 +114,10 @@ class Accounts:
         self.cache.put(key)
 
     def user_changed(self, user: UserRecord) -> None:
-        self.budgets.configure("user", user.id, user.budget_usd, user.budget_period)
+        self._configure("user", user.id, user.budget_usd, user.budget_period)
 
     def team_changed(self, team: TeamRecord) -> None:
-        self.budgets.configure("team", team.id, team.budget_usd, team.budget_period)
+        self._configure("team", team.id, team.budget_usd, team.budget_period)
         self._team_permissions(team)
         if team.guardrails:
             self.team_guardrails[team.id] = team.guardrails
@@ -118,6 +154,7 @@ class Accounts:
             self._team_permissions(team)
         if load_spend:
             await asyncio.to_thread(self._load_spend)
+            self._loaded_all = True
             if self.auth_stage.shared is not None:
                 await self.auth_stage.shared.seed(list(self.budgets.budgets.values()))
 

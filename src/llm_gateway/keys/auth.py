@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from llm_gateway.accounting.tokens import remote_image_tokens
 from llm_gateway.errors import Forbidden, Unauthorized
 from llm_gateway.keys.budget import Budget, BudgetTracker, exceeded
 from llm_gateway.keys.cache import MISSING, KeyCache
@@ -18,6 +19,10 @@ from llm_gateway.routing.catalog import Catalog
 from llm_gateway.usage.pricing import Price, PriceBook
 
 _BUDGET = "budget"
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
 
 
 def client_secret(headers: dict[str, str]) -> str:
@@ -93,22 +98,23 @@ class AuthStage:
         budgets = self.budgets.applicable(self._entities(key))
         if budgets:
             estimate = self._estimate(ctx, self._price(ctx))
-            shared = await self.shared.reserve(budgets, estimate) if self.shared is not None else False
+            periods: list[float] = []  # the periods Redis holds the estimate in
+            shared = await self.shared.reserve(budgets, estimate, periods) if self.shared is not None else False
             if shared is False:  # no Redis, or it cannot be reached: this replica's tracker decides
                 self.budgets.reserve(budgets, estimate)
             elif shared is True:
                 self.budgets.hold(budgets, estimate)
             else:
                 raise exceeded(shared, time.time())
-            ctx.extensions[_BUDGET] = (budgets, estimate, shared is True)
+            ctx.extensions[_BUDGET] = (budgets, estimate, shared is True, periods)
 
     def settle(self, ctx: RequestContext) -> None:
-        held: tuple[list[Budget], float, bool] | None = ctx.extensions.get(_BUDGET)
+        held: tuple[list[Budget], float, bool, list[float]] | None = ctx.extensions.get(_BUDGET)
         if held is not None:
-            budgets, estimate, shared = held
+            budgets, estimate, shared, periods = held
             self.budgets.settle(budgets, estimate, ctx.cost)
             if self.shared is not None:  # spend goes to Redis also when the hold could not
-                self.shared.settle(budgets, estimate if shared else 0.0, ctx.cost)
+                self.shared.settle(budgets, estimate if shared else 0.0, ctx.cost, periods if shared else None)
         elif isinstance(ctx.key, KeyRecord) and ctx.cost:
             self.budgets.add(self._entities(ctx.key), ctx.cost)
             if self.shared is not None:
@@ -124,21 +130,30 @@ class AuthStage:
         return out
 
     def _estimate(self, ctx: RequestContext, price: Price) -> float:
-        """An upper bound of the request's cost: every request byte a prompt token, and the full max_tokens."""
+        """An upper bound of the request's cost: every request byte a prompt token, and the full max_tokens for
+        each of the answers it asks for (`n`; `best_of` on completions, all of them billed)."""
         body: dict[str, Any] = ctx.body
         out_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or self.default_output_tokens
         if not isinstance(out_tokens, int) or out_tokens <= 0:
             out_tokens = self.default_output_tokens
-        prompt_tokens = len(ctx.request.body)
+        answers = max(_count(body.get("n")), _count(body.get("best_of")))
+        out_tokens *= answers
+        raw = ctx.request.body
+        prompt_tokens = len(raw)
+        if b"image" in raw:  # pictures by URL: a few bytes for hundreds of tokens
+            prompt_tokens += remote_image_tokens(body, ctx.model)
         price = price.at(prompt_tokens)
         return prompt_tokens * max(price.input, price.cache_write, price.cache_write_1h, price.input_audio,
                                    price.input_image) + out_tokens * max(price.output, price.reasoning,
                                                                          price.output_audio, price.output_image)
 
     def _price(self, ctx: RequestContext) -> Price:
-        """The dearest price among the deployments the request may go to. With `pricing.unknown: reject`, a
+        """The dearest price among the deployments the request may go to: its route's, the fallback chain's, its
+        fallbacks' (configured or `x-gateway`) and context-window fallbacks'. With `pricing.unknown: reject`, a
         deployment with no price refuses the request: a budget cannot bind on spend it cannot see."""
         deployments = reachable(self.policy.catalog, ctx)
+        tier = ctx.body.get("service_tier")
+        tier = tier if isinstance(tier, str) else ""
         prices = []
         for dep in deployments:
             priced = self.prices.for_deployment(dep)
@@ -147,7 +162,7 @@ class AuthStage:
                     raise Forbidden(f"the model {ctx.model!r} has no known price (deployment {dep.id}) and this "
                                     "key has a budget", param="model", code="model_not_priced")
                 continue
-            prices.append(priced.price)
+            prices.append(priced.for_tier(tier)[0] if tier else priced.price)
         if not deployments:  # an unknown model: the routing stage refuses it next
             priced = self.prices.for_model(ctx.model)
             if priced is not None:

@@ -65,17 +65,19 @@ class BudgetTracker:
         self.clock = clock
         self.budgets: dict[Entity, Budget] = {}
 
-    def configure(self, kind: str, owner: str, limit: float | None, period: str) -> None:
-        """Set (or clear, with None) an entity's budget, keeping its spend when only the amount changes."""
+    def configure(self, kind: str, owner: str, limit: float | None, period: str) -> Budget | None:
+        """Set (or clear, with None) an entity's budget, keeping its spend when only the amount changes. Returns
+        a budget made anew (none before, or another period): it knows nothing yet of what was spent in it."""
         entity = (kind, owner)
         if limit is None:
             self.budgets.pop(entity, None)
-            return
+            return None
         current = self.budgets.get(entity)
         if current is not None and current.period == period:
             current.limit = limit
-            return
-        self.budgets[entity] = Budget(kind, owner, limit, period, self.clock())
+            return None
+        budget = self.budgets[entity] = Budget(kind, owner, limit, period, self.clock())
+        return budget
 
     def set_spent(self, kind: str, owner: str, spent: float) -> None:
         """Spend read from the ledger: it includes other replicas' flushed spend, this replica's memory includes

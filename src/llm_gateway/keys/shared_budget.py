@@ -98,8 +98,8 @@ class SharedBudgets:
         self._down = False
         self._down_until = 0.0  # after a failure Redis is not asked for a while: an outage costs one timeout
 
-    def _key(self, budget: Budget) -> str:
-        return f"{self.prefix}{budget.kind}:{budget.owner}:{int(budget.start)}"
+    def _key(self, budget: Budget, start: float | None = None) -> str:
+        return f"{self.prefix}{budget.kind}:{budget.owner}:{int(budget.start if start is None else start)}"
 
     @staticmethod
     def _ttl(budget: Budget, now: float) -> int:
@@ -113,9 +113,11 @@ class SharedBudgets:
                 raise
         return await self.client.call("EVAL", source, len(keys), *keys, *args)  # the script did not run
 
-    async def reserve(self, budgets: list[Budget], estimate: float) -> Budget | bool:
+    async def reserve(self, budgets: list[Budget], estimate: float, held: list[float] | None = None
+                      ) -> Budget | bool:
         """Hold `estimate` on every budget: True when held, the spent Budget when one is, False when Redis
-        could not be asked (the caller decides in memory)."""
+        could not be asked (the caller decides in memory). `held` receives the periods (their starts) the hold
+        was taken in, for `settle`."""
         if self._down and time.monotonic() < self._down_until:
             return False
         now = time.time()
@@ -123,6 +125,8 @@ class SharedBudgets:
         for budget in budgets:
             budget.roll(now)
             args += [repr(budget.limit), self._ttl(budget, now)]
+        if held is not None:
+            held[:] = [b.start for b in budgets]
         keys = [self._key(b) for b in budgets]
         try:
             if self._cluster and len({slot_of(k) for k in keys}) > 1:
@@ -158,13 +162,21 @@ class SharedBudgets:
             raise failure
         return spent
 
-    def settle(self, budgets: list[Budget], estimate: float, cost: float) -> None:
-        """Give back the hold and add the real cost; sent off the request path."""
+    def settle(self, budgets: list[Budget], estimate: float, cost: float, held: list[float] | None = None) -> None:
+        """Give back the hold (in the periods `held` it was taken in) and add the real cost (to the current
+        periods); sent off the request path."""
         if not budgets or (estimate <= 0 and cost <= 0):
             return
         keys = [self._key(b) for b in budgets]
-        args = [int(time.time() * 1000), self.replica, repr(estimate), repr(cost)]
-        self._send_settle(keys, args)
+        now_ms = int(time.time() * 1000)
+        if estimate > 0 and held and any(start != b.start for start, b in zip(held, budgets, strict=True)):
+            # admitted before a period's end, finished after it: the hold is in the old period's hash
+            self._send_settle([self._key(b, start) for b, start in zip(budgets, held, strict=True)],
+                              [now_ms, self.replica, repr(estimate), "0"])
+            estimate = 0.0
+            if cost <= 0:
+                return
+        self._send_settle(keys, [now_ms, self.replica, repr(estimate), repr(cost)])
 
     def _send_settle(self, keys: list[str], args: list[Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._settle(keys, args))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from llm_gateway.accounting.usage import SIDE_CALLS
 from llm_gateway.accounting.usage_types import Usage
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.usage.pricing import Price, PriceBook, Priced
@@ -33,6 +36,8 @@ def cost_of(usage: Usage, price: Price) -> float:
         cost = (prompt - cached) * p.input + cached * p.cached_input
     else:
         cost = prompt * p.input
+    if usage.web_searches:  # billed per search, beside the tokens
+        cost += usage.web_searches * price.web_search
     out = usage.completion_tokens
     reasoning, audio_out, image_out = (usage.reasoning_tokens, usage.completion_audio_tokens,
                                        usage.completion_image_tokens)
@@ -54,6 +59,12 @@ class CostStage:
     admit = None  # nothing to do before the upstream call
 
     def settle(self, ctx: RequestContext) -> None:
+        self._settle(ctx)
+        side = ctx.extensions.get(SIDE_CALLS)
+        if side:
+            self._side_calls(ctx, side)
+
+    def _settle(self, ctx: RequestContext) -> None:
         usage = ctx.usage
         if usage is None or ctx.cache_status == "hit":
             ctx.cost = 0.0  # answered from the gateway's cache: no provider spend
@@ -66,5 +77,24 @@ class CostStage:
             if usage.prompt_tokens or usage.completion_tokens:
                 self.prices.unpriced(ctx.model)
             return
+        if usage.service_tier:
+            price, ctx.price_source = priced.for_tier(usage.service_tier)
+            ctx.cost = cost_of(usage, price)
+            return
         ctx.price_source = priced.source
         ctx.cost = cost_of(usage, priced.price)
+
+    def _side_calls(self, ctx: RequestContext, calls: list[tuple[Any, Usage]]) -> None:
+        """Add what the gateway's own calls for the request cost (the semantic cache's embedding), and say so in
+        `price_source`; an unpriced main call keeps its empty source, so that it is still counted as unpriced."""
+        notes = []
+        for dep, usage in calls:
+            priced = self.prices.for_deployment(dep)
+            if priced is None:
+                self.prices.unpriced(dep.model)
+                notes.append(f"+ {dep.id} {usage.prompt_tokens} tokens unpriced")
+                continue
+            ctx.cost += cost_of(usage, priced.price)
+            notes.append(f"+ {dep.id} {usage.prompt_tokens} tokens at {priced.source}")
+        if ctx.price_source or ctx.cache_status == "hit":
+            ctx.price_source = "; ".join((ctx.price_source, *notes) if ctx.price_source else notes)

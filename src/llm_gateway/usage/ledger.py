@@ -53,6 +53,19 @@ FIRST_BACKOFF = 0.25  # seconds after the first failed write; doubles up to `max
 MARKER_KEEP_MS = 86_400_000  # batch markers older than a day are deleted: a retry comes within minutes
 MARKER_CLEANUP_EVERY = 1000  # batches
 STAGING = "gw_usage_batch"
+# Columns whose text a client chooses, wholly or in part (a model name, a `user`, a pass-through path, the texts
+# quoting them): cut to the column's width and rid of NUL, which PostgreSQL refuses in text. One such row failed
+# its batch's every write, and no row after it was ever written.
+CLIENT_TEXT = tuple((name, int(usage.c[name].type.length))  # type: ignore[attr-defined]
+                    for name in ("user_id", "model", "provider", "deployment", "endpoint", "upstream_model",
+                                 "end_user", "price_source", "error", "attempt_log"))
+
+
+def fit_client_text(row: dict[str, Any]) -> None:
+    for name, width in CLIENT_TEXT:
+        value = row[name]
+        if value and (len(value) > width or "\x00" in value):
+            row[name] = value.replace("\x00", "")[:width]
 
 
 def _idle_priority() -> None:
@@ -123,6 +136,9 @@ class Ledger:
         self.max_backoff = max_backoff
         self.pending: deque[tuple[Any, ...]] = deque()  # rows as tuples in the table's column order
         self._retry: tuple[str, int] | None = None  # a batch whose write failed: its id and row count
+        # held while a batch is written and taken off the queue: `spend` reads the database and the queue with
+        # no batch between the two, so that no row is counted twice or missed
+        self._write_lock = asyncio.Lock()
         self._batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -158,6 +174,14 @@ class Ledger:
     def backlog(self) -> float:
         """Rows waiting to be written (telemetry's `llm_gateway_ledger_backlog` gauge reads it at scrape)."""
         return float(len(self.pending))
+
+    async def spend(self, written: Callable[[], float], column: str, owner: str, since_ms: int) -> float:
+        """One key's, user's or team's spend since `since_ms`: `written` (a query of the database, run in a
+        thread) plus the cost of its rows still queued, read with no batch written in between."""
+        at, ts, cost = (self._columns.index(name) for name in (column, "ts", "cost_usd"))
+        async with self._write_lock:
+            spent = await asyncio.to_thread(written)
+            return spent + float(sum(row[cost] for row in self.pending if row[at] == owner and row[ts] >= since_ms))
 
     def record(self, row: dict[str, Any]) -> None:
         pending = self.pending
@@ -214,6 +238,10 @@ class Ledger:
 
     async def _write_batch(self, now: bool = False) -> bool:
         """Write the oldest batch; `now` (shutdown): at normal priority, whatever else wants the CPU."""
+        async with self._write_lock:
+            return await self._write_oldest(now)
+
+    async def _write_oldest(self, now: bool) -> bool:
         busy = now or len(self.pending) > 2 * self.batch_size
         if self._retry is not None:
             batch_id, size = self._retry  # the same rows under the same id: written at most once
@@ -321,7 +349,7 @@ class LedgerStage:
         user_id = (key.user_id if isinstance(key, KeyRecord) else None) or ctx.user or None
         deployment = ctx.deployment
         first = ctx.first_byte_at
-        self.ledger.record({
+        row = {
             "ts": int(time.time() * 1000),
             "request_id": ctx.request_id,
             "key_id": key_id,
@@ -356,7 +384,9 @@ class LedgerStage:
             "attempts": ctx.attempts,
             "attempt_log": attempts_of(ctx),
             "guardrails": orjson.dumps(verdicts).decode() if (verdicts := ctx.extensions.get("guardrails")) else None,
-        })
+        }
+        fit_client_text(row)
+        self.ledger.record(row)
 
 
 MAX_METADATA_CHARS = 8192

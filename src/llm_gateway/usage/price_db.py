@@ -14,7 +14,7 @@ from decimal import Decimal
 from importlib.metadata import version as package_version
 
 from genai_prices import data_snapshot
-from genai_prices.types import ModelPrice, TieredPrices
+from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
 from llm_gateway.usage.pricing import Price, Priced
 
@@ -50,7 +50,8 @@ def to_price(prices: ModelPrice) -> Price | None:
     def flat(prompt_tokens: int) -> Price:
         return Price.per_million({name: _at(value, prompt_tokens) for name, value in found.items()})
 
-    base = flat(0)
+    searches = getattr(prices, "web_searches_kcount", None)
+    base = replace(flat(0), web_search=float(searches) / 1000) if isinstance(searches, Decimal) else flat(0)
     if not starts:
         return base
     return replace(base, tiers=tuple((start, flat(start + 1)) for start in starts))
@@ -84,4 +85,16 @@ class GenaiPrices:
         if price is None:
             return None
         how = "" if provider_id or provider_url else " (by model name)"
-        return Priced(price, f"genai-prices {self.version}: {provider.id}/{info.id}{how}")
+        return Priced(price, f"genai-prices {self.version}: {provider.id}/{info.id}{how}", self._tiers(info, price))
+
+    def _tiers(self, info: ModelInfo, standard: Price) -> dict[str, Price]:
+        """The model's prices per service tier (`priority`, `flex`, …) that differ from its standard ones."""
+        out = {}
+        for variant in info.price_variants or ():
+            tier = variant.when.get("service_tier")
+            if tier is None or len(variant.when) != 1:
+                continue
+            price = to_price(info.get_prices(self.when, {"service_tier": tier}))
+            if price is not None and price != standard:
+                out[tier] = price
+        return out

@@ -53,6 +53,7 @@ class Price:
     output_audio: float = 0.0
     output_image: float = 0.0
     tiers: tuple[tuple[int, Price], ...] = ()
+    web_search: float = 0.0  # USD per server-side web search (published per 1,000), whatever the prompt's size
 
     @classmethod
     def per_million(cls, entry: Mapping[str, Any]) -> Price:
@@ -67,7 +68,8 @@ class Price:
                 values[name] = values[_PARENT[name]] if name in _PARENT else 0.0
         v = values
         base = cls(v["input"], v["output"], v["cached_input"], v["cache_write"], v["cache_write_1h"],
-                   v["input_audio"], v["input_image"], v["reasoning"], v["output_audio"], v["output_image"])
+                   v["input_audio"], v["input_image"], v["reasoning"], v["output_audio"], v["output_image"],
+                   web_search=float(entry.get("web_search") or 0.0) / 1000)
         # a class a tier leaves out costs its parent's price *in that tier* (the tier's input or output)
         tiers = tuple((int(tier["above"]), cls.per_million({k: v for k, v in tier.items() if k != "above"}))
                       for tier in sorted(entry.get("tiers") or (), key=lambda t: int(t["above"])))
@@ -89,10 +91,19 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class Priced:
-    """A deployment's price and where it came from (recorded with every ledger row)."""
+    """A deployment's price and where it came from (recorded with every ledger row), and the prices of the
+    service tiers that differ from it (OpenAI's `priority`, `flex`: the tier the provider says it served)."""
 
     price: Price
     source: str
+    service_tiers: Mapping[str, Price] = field(default_factory=dict)
+
+    def for_tier(self, tier: str) -> tuple[Price, str]:
+        """The price and source of a request served at `tier` ("" or an unknown tier: the default)."""
+        price = self.service_tiers.get(tier) if tier else None
+        if price is None:
+            return self.price, self.source
+        return price, f"{self.source} (service_tier {tier})"
 
 
 class PriceDatabase(Protocol):

@@ -99,10 +99,11 @@ def usage_report(engine: Engine, start_ms: int, end_ms: int, group_by: str | Non
     return out
 
 
-def spend_since(engine: Engine, group: str, start_ms: int) -> dict[str, float]:
-    """Cost per key, user or team since `start_ms` (budgets load their period's spend at start)."""
+def spend_since(engine: Engine, group: str, start_ms: int, owner: str | None = None) -> dict[str, float]:
+    """Cost per key, user or team (or of the one `owner`) since `start_ms` (budgets load their period's spend)."""
     column = GROUPS[group]
-    query = (select(column, func.sum(usage.c.cost_usd)).where(usage.c.ts >= start_ms, column.is_not(None))
+    query = (select(column, func.sum(usage.c.cost_usd))
+             .where(usage.c.ts >= start_ms, column.is_not(None) if owner is None else column == owner)
              .group_by(column))
     with engine.connect() as conn:
         return {str(owner): float(total or 0.0) for owner, total in conn.execute(query)}

@@ -165,6 +165,7 @@ class ResourcesApi:
         if key is None:
             raise NotFound(f"no key {key_id!r}", code="key_not_found")
         self.accounts.put_key(key)
+        await self.accounts.budgets_loaded()  # a budget set now counts what the key spent in its period at once
         return key
 
     async def remove_key(self, identity: Identity, key_id: str) -> None:
@@ -214,6 +215,7 @@ class ResourcesApi:
         if user is None:
             raise NotFound(f"no user {id!r}", code="user_not_found")
         self.accounts.user_changed(user)
+        await self.accounts.budgets_loaded()
         if role != user.role:
             await self.audit.awrite("role_change", method="admin", user_id=id, role=user.role, previous=role)
         return with_teams(user, await asyncio.to_thread(self.store.teams_of, id))
@@ -313,6 +315,7 @@ class ResourcesApi:
         if team is None:
             raise NotFound(f"no team {id!r}", code="team_not_found")
         self.accounts.team_changed(team)
+        await self.accounts.budgets_loaded()
         return team.public()
 
     async def delete_team(self, id: Id, cascade: Annotated[bool, Query(

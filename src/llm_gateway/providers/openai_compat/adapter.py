@@ -87,7 +87,7 @@ class PassthroughDecoder(EventTranslator, StreamDecoder):
         except orjson.JSONDecodeError:
             return event + b"\n\n"
         if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-            self.usage = Usage.from_openai(chunk["usage"])
+            self.usage = Usage.from_openai(chunk["usage"], chunk)
             if self._strip and not chunk.get("choices"):
                 return b""
         return event + b"\n\n"
@@ -200,7 +200,7 @@ class OpenAICompatibleProvider(Provider):
             return ParsedResponse(body, None)
         usage = obj.get("usage") if isinstance(obj, dict) else None
         if isinstance(usage, dict):
-            return ParsedResponse(body, Usage.from_openai(usage))
+            return ParsedResponse(body, Usage.from_openai(usage, obj))
         texts: list[str] = []
         if isinstance(obj, dict):
             completion_texts_of_chunk(obj, texts)

@@ -24,14 +24,19 @@ def _count(obj: Any, name: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def responses_usage(usage: Any) -> Usage | None:
-    """The gateway's Usage from a Responses API `usage` object."""
+def responses_usage(usage: Any, response: dict[str, Any] | None = None) -> Usage | None:
+    """The gateway's Usage from a Responses API `usage` object (and the `service_tier` of its `response`)."""
     if not isinstance(usage, dict):
         return None
     inp, out = usage.get("input_tokens_details"), usage.get("output_tokens_details")
+    tier = response.get("service_tier") if response is not None else None
+    output = response.get("output") if response is not None else None
+    searches = sum(1 for item in output if isinstance(item, dict) and item.get("type") == "web_search_call"
+                   ) if isinstance(output, list) else 0
     return Usage(_count(usage, "input_tokens"), _count(usage, "output_tokens"),
                  cached_tokens=_count(inp, "cached_tokens"), cache_write_tokens=_count(inp, "cache_write_tokens"),
-                 reasoning_tokens=_count(out, "reasoning_tokens"))
+                 reasoning_tokens=_count(out, "reasoning_tokens"), web_searches=searches,
+                 service_tier=tier if isinstance(tier, str) else "")
 
 
 def usage_of_body(body: bytes) -> Usage | None:
@@ -39,7 +44,7 @@ def usage_of_body(body: bytes) -> Usage | None:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    return responses_usage(obj.get("usage")) if isinstance(obj, dict) else None
+    return responses_usage(obj.get("usage"), obj) if isinstance(obj, dict) else None
 
 
 class NativeResponsesDecoder(RelayedStreamDecoder):
@@ -61,5 +66,5 @@ class NativeResponsesDecoder(RelayedStreamDecoder):
             except orjson.JSONDecodeError:
                 obj = None
             if isinstance(obj, dict) and isinstance(obj.get("response"), dict):
-                self.usage = responses_usage(obj["response"].get("usage")) or self.usage
+                self.usage = responses_usage(obj["response"].get("usage"), obj["response"]) or self.usage
         return event + b"\n\n"
