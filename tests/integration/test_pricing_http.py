@@ -218,11 +218,7 @@ def test_the_priority_service_tier_is_charged_at_its_price(
     """A client that asks OpenAI for `service_tier: priority` is billed 1.7 times the default price: the ledger
     and the budget must see that, not the default price."""
     db = tmp_path / "tier.db"
-    config = {"providers": [{"name": "oa", "type": "openai", "base_url": f"{replay.url}/v1", "api_key": "sk-oa",
-                             "models": ["gpt-4o"]}],
-              "database": {"url": f"sqlite:///{db}", "ledger_flush_interval_s": 0.1}}
-    gw = gateway_factory([], config=config, env={"LLM_GATEWAY_MASTER_KEY": MASTER})
-    key = admin(gw, "POST", "keys", json={"budget_usd": 1.0}).json()
+    gw, key = _openai_with_a_budgeted_key(gateway_factory, replay, db)
     body = {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 10, "service_tier": "priority"}
     headers = {"authorization": f"Bearer {key['key']}"}
     replay.reply = Reply(200, json.dumps(PRIORITY_REPLY).encode())
@@ -235,6 +231,16 @@ def test_the_priority_service_tier_is_charged_at_its_price(
     assert all(r["price_source"].endswith("openai/gpt-4o (service_tier priority)") for r in rows), rows
     spend = admin(gw, "GET", "spend", params={"kind": "key"}).json()["data"]
     assert spend[0]["spent_usd"] == pytest.approx(2 * PRIORITY_COST)
+
+
+def _openai_with_a_budgeted_key(gateway_factory: Callable[..., GatewayProcess], replay: ReplayServer,
+                                db: Path) -> tuple[GatewayProcess, dict[str, Any]]:
+    """A gateway with one OpenAI provider (gpt-4o) in front of `replay`, and a key with a $1 budget."""
+    config = {"providers": [{"name": "oa", "type": "openai", "base_url": f"{replay.url}/v1", "api_key": "sk-oa",
+                             "models": ["gpt-4o"]}],
+              "database": {"url": f"sqlite:///{db}", "ledger_flush_interval_s": 0.1}}
+    gw = gateway_factory([], config=config, env={"LLM_GATEWAY_MASTER_KEY": MASTER})
+    return gw, admin(gw, "POST", "keys", json={"budget_usd": 1.0}).json()
 
 
 # OpenAI's Response after two web_search tool calls: gpt-4o (USD per 1M: input 2.50, output 10) and $10 per
@@ -255,11 +261,7 @@ def test_web_search_calls_of_a_native_response_are_charged(
     """OpenAI bills each web_search call of the Responses API ($10 per 1,000) beside the tokens; a native
     deployment gets the tool as sent, so the calls were made and billed but left out of the record."""
     db = tmp_path / "search.db"
-    config = {"providers": [{"name": "oa", "type": "openai", "base_url": f"{replay.url}/v1", "api_key": "sk-oa",
-                             "models": ["gpt-4o"]}],
-              "database": {"url": f"sqlite:///{db}", "ledger_flush_interval_s": 0.1}}
-    gw = gateway_factory([], config=config, env={"LLM_GATEWAY_MASTER_KEY": MASTER})
-    key = admin(gw, "POST", "keys", json={"budget_usd": 1.0}).json()
+    gw, key = _openai_with_a_budgeted_key(gateway_factory, replay, db)
     replay.reply = Reply(200, json.dumps(SEARCHED).encode())
     answer = httpx.post(f"{gw.v1}/responses", headers={"authorization": f"Bearer {key['key']}"}, timeout=30,
                         json={"model": "gpt-4o", "input": "news?", "tools": [{"type": "web_search"}]})
