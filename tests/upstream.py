@@ -165,7 +165,7 @@ def make_app(state: Upstream) -> web.Application:
         delay = _delay(model)
         first_token = int(model.split("-")[1]) / 1000 if model.startswith("ttft-") else 0.0
         words = [WORDS[i % len(WORDS)] for i in range(state.chunks)]
-        prompt_tokens = 11
+        prompt_tokens = 5_000_000_000 if model == "huge-usage" else 11  # past a 32-bit column
         created = int(time.time())
         base = {"id": "chatcmpl-test", "created": created, "model": model, "system_fingerprint": "fp_test"}
         with_usage = model != "no-usage"

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+# More tokens than any request holds (2^28): an upstream's count past it is a bug, kept at this so that the
+# ledger's 32-bit columns take the row, and sums of several counts, too (a refused row would stop its batch).
+MAX_COUNT = 1 << 28
+
 
 def _count(obj: Any, name: str) -> int:
     value = obj.get(name) if isinstance(obj, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return min(value, MAX_COUNT) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 class Usage:

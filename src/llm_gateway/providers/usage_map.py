@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_gateway.accounting.usage_types import Usage
+from llm_gateway.accounting.usage_types import MAX_COUNT, Usage
 
 # provider usage field (dotted path) -> the Usage fields it adds to. `list[key=value].field` reads `field` of
 # the item of a list whose `key` is `value` (Gemini's per-modality counts, Bedrock's cache writes per TTL).
@@ -79,7 +79,7 @@ def _lookup(obj: dict[str, Any], path: list[Step]) -> int:
                 return 0
             value = next((item for item in value if isinstance(item, dict) and item.get(item_key) == item_value),
                          None)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return min(value, MAX_COUNT) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def usage_from(table: str, raw: dict[str, Any], into: Usage | None = None) -> Usage:

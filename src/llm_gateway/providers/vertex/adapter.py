@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import orjson
 
-from llm_gateway.accounting.usage_types import Usage
+from llm_gateway.accounting.usage_types import MAX_COUNT, Usage
 from llm_gateway.errors import GatewayError, NotFound, UpstreamUnavailable
 from llm_gateway.providers import embeddings
 from llm_gateway.providers.anthropic.adapter import AnthropicProvider
@@ -134,7 +134,7 @@ class VertexProvider(Provider):
             vectors.append(found.get("values") or [])
             count = (found.get("statistics") or {}).get("token_count")
             tokens += int(count) if isinstance(count, int | float) else 0
-        usage = Usage(tokens) if tokens else None
+        usage = Usage(min(tokens, MAX_COUNT)) if tokens else None
         out = embeddings.embeddings_response(vectors, call.model, call.body, usage)
         return ParsedResponse(orjson.dumps(out), usage)
 
