@@ -3,12 +3,14 @@ given as `database.url`, dropped when the test is done."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -31,6 +33,21 @@ def fresh_schema(prefix: str, skip_unavailable: bool = False) -> Iterator[str]:
     try:
         yield f"{SERVER}?options=-csearch_path%3D{schema}"
     finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        _drop(engine, schema)
+
+
+def _drop(engine: Engine, schema: str) -> None:
+    """Drop the schema; a gateway of the test may still be running (fixtures end in any order) and deadlock the
+    drop with its own statements: PostgreSQL then aborts one side, and the drop is tried again."""
+    try:
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+                return
+            except OperationalError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
+    finally:
         engine.dispose()
