@@ -246,3 +246,24 @@ def test_a_token_with_two_groups_gives_two_teams_and_a_later_one_takes_one_away(
     assert [e["detail"] for e in rows if e["event"] == "team_change"] == [
         {"joined": [], "left": ["team_data"]}, {"joined": ["team_data", "team_ml"], "left": []}]
     assert [e["detail"]["team_id"] for e in rows if e["event"] == "key_blocked"] == ["team_data"]
+
+
+def test_refused_large_tokens_do_not_pile_up_in_memory(gateway: GatewayProcess) -> None:
+    """Each refused token is remembered for 60 s (10,000 at most): kept by their text, 400 made-up 60 KB tokens held
+    24 MB of the gateway's memory (10,000 of them 600 MB, from anyone, without a key)."""
+    import psutil  # noqa: PLC0415
+
+    proc = psutil.Process(gateway.proc.pid)
+    filler = "A" * 60_000
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        def send(i: int) -> httpx.Response:
+            return client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": []},
+                               headers={"authorization": f"Bearer e30.{filler}{i:06d}.x"})
+        first = send(0)
+        assert first.status_code == 401, first.text
+        assert filler not in first.text
+        rss_before = proc.memory_info().rss
+        for i in range(1, 401):
+            assert send(i).status_code == 401
+    grown = proc.memory_info().rss - rss_before
+    assert grown < 12 * 2**20, f"400 refused tokens kept {grown / 2**20:.0f} MB"
