@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import escape
 
-from llm_gateway.ui.session import Sessions, base_path
+from llm_gateway.ui.session import Sessions, base_path, over_tls
 
 from .audit import AuditLog
 from .groups import GroupSync, Synced, groups_of
@@ -63,7 +63,7 @@ class SignIns:
     def keep_flow(self, request: Request, response: Response, flow: dict[str, str]) -> None:
         response.set_cookie(FLOW_COOKIE, self.signer.dumps(flow), max_age=FLOW_MAX_AGE_S,
                             path=base_path(request) + "/sso", httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https")
+                            secure=over_tls(request, self.public_url))
 
     def read_flow(self, request: Request) -> dict[str, str] | None:
         raw = request.cookies.get(FLOW_COOKIE)
@@ -85,7 +85,8 @@ class SignIns:
         target = then if then and then.startswith(base_path(request) + "/") else base_path(request)
         response = RedirectResponse(target, status_code=303, headers=_HEADERS)
         await self.sessions.sign_in(request, identity, f"{method}:{provider}", response)  # sign-out finds the IdP
-        response.delete_cookie(FLOW_COOKIE, path=base_path(request) + "/sso")
+        response.delete_cookie(FLOW_COOKIE, path=base_path(request) + "/sso", httponly=True, samesite="lax",
+                               secure=over_tls(request, self.public_url))
         await self.audit.awrite("sign_in", method=method, provider=provider, subject=subject, user_id=identity.user_id,
                           client_ip=client_ip(request), roles=sorted(identity.roles), team_id=identity.team_id,
                                 teams=list(synced.teams))

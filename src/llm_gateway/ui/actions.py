@@ -85,7 +85,7 @@ class Actions:
         token = secrets.token_urlsafe(24)
         response = self.ui.render(request, "login.html", None, status=status, login_csrf=token, error=error)
         response.set_cookie(PRE_COOKIE, token, max_age=3600, path=base_path(request), httponly=True,
-                            samesite="lax", secure=request.url.scheme == "https")
+                            samesite="lax", secure=self.ui.sessions.secure(request))
         return response
 
     async def login(self, request: Request) -> Response:
@@ -99,7 +99,8 @@ class Actions:
             return await self.login_form(request, "that key or token is not valid", 401)
         response = RedirectResponse(f"{base_path(request)}/", status_code=303, headers=HEADERS)
         await self.ui.sessions.sign_in(request, identity, method, response)
-        response.delete_cookie(PRE_COOKIE, path=base_path(request))
+        response.delete_cookie(PRE_COOKIE, path=base_path(request), secure=self.ui.sessions.secure(request),
+                               httponly=True, samesite="lax")
         return response
 
     async def _identity_of(self, secret: str) -> tuple[Identity | None, str]:
