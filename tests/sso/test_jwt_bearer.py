@@ -194,6 +194,21 @@ def test_dashboard_sign_in_and_out_with_the_master_key_are_audited(gateway: Gate
     assert MASTER not in json.dumps(rows)
 
 
+def test_a_refused_dashboard_sign_in_is_audited(gateway: GatewayProcess) -> None:
+    """Someone guessing the master key or a user token at /ui/login left no trace: the form's refusals are
+    `sign_in_refused` rows (without the secret tried), as the IdPs' are."""
+    guess = "mk-guessed-secret-5d1e"
+    with httpx.Client(base_url=gateway.url) as browserless:
+        page = browserless.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        refused_form = browserless.post("/ui/login", data={"csrf": csrf.group(1), "secret": guess})
+        assert refused_form.status_code == 401
+    rows = audit(gateway, event="sign_in_refused")
+    assert any(r["method"] == "dashboard" and r["client_ip"] == "127.0.0.1" for r in rows), rows
+    assert guess not in json.dumps(rows)
+
+
 def test_the_teams_budget_applies_to_a_token(gateway: GatewayProcess, idp: JwksServer) -> None:
     access = token(idp.keys[0], iss=idp.url, aud=AUD, sub="olga", groups=["ops"])
     assert chat(gateway, access)  # the sync creates team_ops
