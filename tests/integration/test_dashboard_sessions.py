@@ -219,3 +219,14 @@ def test_cookies_are_secure_when_browsers_reach_the_gateway_over_https(
         assert signed.status_code == 303, signed.text
         session = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}="))
         assert "secure" in session.lower() and "httponly" in session.lower(), session
+
+
+def test_the_csv_export_names_its_own_file(gw: GatewayProcess) -> None:
+    """`view` went into the download's file name as given: a link could make a signed-in admin save the usage
+    (which holds model names clients chose) as `usage-x.bat`, and a non-Latin-1 `view` was a 500."""
+    ui, _ = sign_in(gw, MASTER)
+    for view in ['x.bat"; x="', "\u2603", "series"]:
+        r = ui.get("/export.csv", params={"view": view})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-disposition"] in ('attachment; filename="usage-groups.csv"',
+                                                    'attachment; filename="usage-series.csv"'), r.headers
