@@ -23,7 +23,7 @@ from .oidc import OidcProvider, SignInRefused
 
 FLOW_COOKIE = "llm_gateway_sso_flow"
 FLOW_MAX_AGE_S = 600
-_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
+SSO_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
             "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"}
 
 
@@ -40,7 +40,7 @@ def client_ip(request: Request) -> str | None:
 def refusal_page(request: Request, message: str, status: int = 401) -> HTMLResponse:
     page = (f"<!doctype html><title>Sign-in refused</title><h1>Sign-in refused</h1><p role=alert>{escape(message)}"
             f"</p><p><a href=\"{escape(base_path(request))}/login\">Back to sign-in</a></p>")
-    return HTMLResponse(page, status_code=status, headers=_HEADERS)
+    return HTMLResponse(page, status_code=status, headers=SSO_HEADERS)
 
 
 class SignIns:
@@ -83,7 +83,7 @@ class SignIns:
             self.on_blocked(key)
         identity = synced.identity()
         target = then if then and then.startswith(base_path(request) + "/") else base_path(request)
-        response = RedirectResponse(target, status_code=303, headers=_HEADERS)
+        response = RedirectResponse(target, status_code=303, headers=SSO_HEADERS)
         await self.sessions.sign_in(request, identity, f"{method}:{provider}", response)  # sign-out finds the IdP
         response.delete_cookie(FLOW_COOKIE, path=base_path(request) + "/sso", httponly=True, samesite="lax",
                                secure=over_tls(request, self.public_url))
@@ -120,7 +120,7 @@ class OidcRoutes:
         then = request.query_params.get("then")
         if then:
             flow["then"] = then[:300]
-        response = RedirectResponse(url, status_code=303, headers=_HEADERS)
+        response = RedirectResponse(url, status_code=303, headers=SSO_HEADERS)
         self.signins.keep_flow(request, response, flow)
         return response
 
