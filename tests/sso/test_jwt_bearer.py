@@ -212,10 +212,11 @@ def test_a_refused_dashboard_sign_in_is_audited(gateway: GatewayProcess) -> None
 def test_the_teams_budget_applies_to_a_token(gateway: GatewayProcess, idp: JwksServer) -> None:
     access = token(idp.keys[0], iss=idp.url, aud=AUD, sub="olga", groups=["ops"])
     assert chat(gateway, access)  # the sync creates team_ops
-    patched = httpx.patch(f"{gateway.url}/api/v1/teams/team_ops", json={"budget_usd": 1e-5},
+    # a budget set after spending counts what was spent in its period: the first call's $0.000016
+    patched = httpx.patch(f"{gateway.url}/api/v1/teams/team_ops", json={"budget_usd": 2.5e-5},
                           headers={"authorization": f"Bearer {MASTER}"})
     assert patched.status_code == 200, patched.text
-    assert chat(gateway, access)  # spends $0.000016 of the $0.00001
+    assert chat(gateway, access)  # spends another $0.000016: $0.000032 of the $0.000025
     with pytest.raises(openai.RateLimitError) as info:
         chat(gateway, access)
     assert info.value.code == "budget_exceeded"
