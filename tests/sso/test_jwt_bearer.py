@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
+import psutil
 import pytest
 from tests.conftest import GatewayProcess, launch
 from tests.sso.idp import JwksServer, token
@@ -266,9 +267,7 @@ def test_a_token_with_two_groups_gives_two_teams_and_a_later_one_takes_one_away(
 
 def test_refused_large_tokens_do_not_pile_up_in_memory(gateway: GatewayProcess) -> None:
     """Each refused token is remembered for 60 s (10,000 at most): kept by their text, 400 made-up 60 KB tokens held
-    24 MB of the gateway's memory (10,000 of them 600 MB, from anyone, without a key)."""
-    import psutil
-
+    28 MB of the gateway's memory (10,000 of them 600 MB, from anyone, without a key)."""
     proc = psutil.Process(gateway.proc.pid)
     filler = "A" * 60_000
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
