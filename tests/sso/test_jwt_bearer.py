@@ -282,3 +282,14 @@ def test_refused_large_tokens_do_not_pile_up_in_memory(gateway: GatewayProcess) 
             assert send(i).status_code == 401
     grown = proc.memory_info().rss - rss_before
     assert grown < 12 * 2**20, f"400 refused tokens kept {grown / 2**20:.0f} MB"
+
+
+def test_an_issuer_with_a_trailing_slash_is_the_same_issuer(gateway: GatewayProcess, idp: JwksServer) -> None:
+    """Auth0 (and others) write `iss` with a trailing slash ("https://tenant.auth0.com/"): the gateway matched the
+    issuer without it and then required `iss` to equal the slash-less form, so every such token was refused."""
+    slashed = token(idp.keys[0], iss=idp.url + "/", aud=AUD, sub="sam", groups=["data-team"])
+    plain = token(idp.keys[0], iss=idp.url, aud=AUD, sub="sam", groups=["data-team"])
+    assert chat(gateway, slashed)
+    assert chat(gateway, plain)
+    sam = [r["user_id"] for r in audit(gateway, event="sign_in") if r["subject"] == "sam"]
+    assert len(sam) == 2 and sam[0] == sam[1]  # one user, whichever form the IdP writes

@@ -65,7 +65,7 @@ class TrustedIssuer:
         self.registry = JWSRegistry(algorithms=self.algorithms)
         audience = config.audience
         claims: dict[str, dict[str, object]] = {name: {"essential": True} for name in config.required_claims}
-        claims["iss"] = {"essential": True, "value": self.keys.issuer}
+        claims["iss"] = {"essential": True, "values": self.keys.iss_values}
         claims["exp"] = {"essential": True}
         claims[config.user_claim] = {"essential": True}
         if audience is not None:
