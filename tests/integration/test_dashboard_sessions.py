@@ -201,3 +201,32 @@ def test_a_team_admin_makes_keys_only_for_its_teams_members(gw: GatewayProcess) 
     api.post("keys", json={"user_id": "ruth", "team_id": "blue", "alias": "ruths-blue-key"})
     page = ui.get("/users/ruth")
     assert page.status_code == 200 and "ruths-blue-key" not in page.text  # her keys of other teams are not red's
+
+
+def test_cookies_are_secure_when_browsers_reach_the_gateway_over_https(
+        gateway_factory: Callable[..., GatewayProcess], upstream: Upstream, tmp_path: Path) -> None:
+    """Behind a proxy that ends TLS the gateway hears plain HTTP; `sso.public_url` says browsers use https, so the
+    session cookie must be `Secure` (or the browser sends it over any plain-HTTP request to the host)."""
+    cfg = {**config(upstream, f"sqlite:///{tmp_path}/secure.db"), "sso": {"public_url": "https://llm.example.com"}}
+    gw = gateway_factory(config=cfg, env={"LLM_GATEWAY_MASTER_KEY": MASTER})
+    with httpx.Client(base_url=f"{gw.url}/ui") as ui:
+        page = ui.get("/login")
+        pre = page.headers["set-cookie"]
+        assert "secure" in pre.lower(), pre
+        value = pre.split(";", 1)[0]  # the client keeps Secure cookies from plain HTTP: send it by hand
+        signed = ui.post("/login", data={"csrf": form_token(page.text), "secret": MASTER},
+                         headers={"cookie": value})
+        assert signed.status_code == 303, signed.text
+        session = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}="))
+        assert "secure" in session.lower() and "httponly" in session.lower(), session
+
+
+def test_the_csv_export_names_its_own_file(gw: GatewayProcess) -> None:
+    """`view` went into the download's file name as given: a link could make a signed-in admin save the usage
+    (which holds model names clients chose) as `usage-x.bat`, and a non-Latin-1 `view` was a 500."""
+    ui, _ = sign_in(gw, MASTER)
+    for view in ['x.bat"; x="', "\u2603", "series"]:
+        r = ui.get("/export.csv", params={"view": view})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-disposition"] in ('attachment; filename="usage-groups.csv"',
+                                                    'attachment; filename="usage-series.csv"'), r.headers

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
+import psutil
 import pytest
 from tests.conftest import GatewayProcess, launch
 from tests.sso.idp import JwksServer, token
@@ -194,6 +195,21 @@ def test_dashboard_sign_in_and_out_with_the_master_key_are_audited(gateway: Gate
     assert MASTER not in json.dumps(rows)
 
 
+def test_a_refused_dashboard_sign_in_is_audited(gateway: GatewayProcess) -> None:
+    """Someone guessing the master key or a user token at /ui/login left no trace: the form's refusals are
+    `sign_in_refused` rows (without the secret tried), as the IdPs' are."""
+    guess = "mk-guessed-secret-5d1e"
+    with httpx.Client(base_url=gateway.url) as browserless:
+        page = browserless.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        refused_form = browserless.post("/ui/login", data={"csrf": csrf.group(1), "secret": guess})
+        assert refused_form.status_code == 401
+    rows = audit(gateway, event="sign_in_refused")
+    assert any(r["method"] == "dashboard" and r["client_ip"] == "127.0.0.1" for r in rows), rows
+    assert guess not in json.dumps(rows)
+
+
 def test_the_teams_budget_applies_to_a_token(gateway: GatewayProcess, idp: JwksServer) -> None:
     access = token(idp.keys[0], iss=idp.url, aud=AUD, sub="olga", groups=["ops"])
     assert chat(gateway, access)  # the sync creates team_ops; the team spends $0.000016
@@ -245,3 +261,33 @@ def test_a_token_with_two_groups_gives_two_teams_and_a_later_one_takes_one_away(
     assert [e["detail"] for e in rows if e["event"] == "team_change"] == [
         {"joined": [], "left": ["team_data"]}, {"joined": ["team_data", "team_ml"], "left": []}]
     assert [e["detail"]["team_id"] for e in rows if e["event"] == "key_blocked"] == ["team_data"]
+
+
+def test_refused_large_tokens_do_not_pile_up_in_memory(gateway: GatewayProcess) -> None:
+    """Each refused token is remembered for 60 s (10,000 at most): kept by their text, 400 made-up 60 KB tokens held
+    28 MB of the gateway's memory (10,000 of them 600 MB, from anyone, without a key)."""
+    proc = psutil.Process(gateway.proc.pid)
+    filler = "A" * 60_000
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        def send(i: int) -> httpx.Response:
+            return client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": []},
+                               headers={"authorization": f"Bearer e30.{filler}{i:06d}.x"})
+        first = send(0)
+        assert first.status_code == 401, first.text
+        assert filler not in first.text
+        rss_before = proc.memory_info().rss
+        for i in range(1, 401):
+            assert send(i).status_code == 401
+    grown = proc.memory_info().rss - rss_before
+    assert grown < 12 * 2**20, f"400 refused tokens kept {grown / 2**20:.0f} MB"
+
+
+def test_an_issuer_with_a_trailing_slash_is_the_same_issuer(gateway: GatewayProcess, idp: JwksServer) -> None:
+    """Auth0 (and others) write `iss` with a trailing slash ("https://tenant.auth0.com/"): the gateway matched the
+    issuer without it and then required `iss` to equal the slash-less form, so every such token was refused."""
+    slashed = token(idp.keys[0], iss=idp.url + "/", aud=AUD, sub="sam", groups=["data-team"])
+    plain = token(idp.keys[0], iss=idp.url, aud=AUD, sub="sam", groups=["data-team"])
+    assert chat(gateway, slashed)
+    assert chat(gateway, plain)
+    sam = [r["user_id"] for r in audit(gateway, event="sign_in") if r["subject"] == "sam"]
+    assert len(sam) == 2 and sam[0] == sam[1]  # one user, whichever form the IdP writes

@@ -77,3 +77,12 @@ async def test_keys_are_reread_hourly_and_a_withdrawn_key_stops_validating(idp: 
     monkeypatch.setattr(jwks, "MAX_AGE_S", 0.0)
     with pytest.raises(SignInRefused, match="does not publish"):
         await oidc.validate_id_token(good, "n-1")
+
+
+async def test_an_issuer_with_a_trailing_slash_is_accepted(idp: JwksServer) -> None:
+    """Auth0's ID tokens name `https://tenant.auth0.com/`; configured with or without the slash, they pass."""
+    for configured in (idp.url, idp.url + "/"):
+        oidc = OidcProvider(OidcProviderConfig(name="corp", issuer=configured, client_id="gw-client"))
+        for iss in (idp.url + "/", idp.url):
+            got = await oidc.validate_id_token(token(idp.keys[0], **claims(idp, iss=iss)), "n-1")
+            assert got["sub"] == "ann"

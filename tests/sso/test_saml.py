@@ -53,16 +53,23 @@ def gateway(upstream: Upstream, idp: SamlIdp, tmp_path_factory: pytest.TempPathF
     gw.stop()
 
 
-def start(gw: GatewayProcess) -> tuple[str, str]:
+BROWSER = httpx.Client()  # one browser: the sign-in it starts keeps its cookie, as a real one does
+
+
+def start(gw: GatewayProcess, browser: httpx.Client = BROWSER) -> tuple[str, str]:
     """The AuthnRequest and RelayState the gateway sends the browser to the IdP with."""
-    r = httpx.get(f"{gw.url}/ui/sso/saml/{NAME}/start")
+    r = browser.get(f"{gw.url}/ui/sso/saml/{NAME}/start")
     assert r.status_code == 303, r.text
     query = parse_qs(urlsplit(r.headers["location"]).query)
     return query["SAMLRequest"][0], query["RelayState"][0]
 
 
-def post(gw: GatewayProcess, response: str, relay: str) -> httpx.Response:
-    return httpx.post(f"{gw.url}/ui/sso/saml/{NAME}/acs", data={"SAMLResponse": response, "RelayState": relay})
+def post(gw: GatewayProcess, response: str, relay: str, browser: httpx.Client = BROWSER) -> httpx.Response:
+    """The IdP's POST to the ACS from `browser`, and the gateway's redirects as far as the dashboard."""
+    r = browser.post(f"{gw.url}/ui/sso/saml/{NAME}/acs", data={"SAMLResponse": response, "RelayState": relay})
+    while r.status_code == 303 and "/ui/sso/" in r.headers["location"]:
+        r = browser.get(httpx.URL(gw.url).join(r.headers["location"]))
+    return r
 
 
 def refusals(gw: GatewayProcess, at_least: int = 0) -> list[str]:
@@ -86,6 +93,19 @@ def test_a_valid_response_signs_in_once_and_a_replay_is_refused(gateway: Gateway
     again = post(gateway, response, relay)
     assert again.status_code == 401 and "already used" in again.text
     assert any("already used" in r for r in refusals(gateway, 1))
+
+
+def test_a_response_signs_in_only_where_its_sign_in_started(gateway: GatewayProcess,
+                                                           idp: SamlIdp) -> None:
+    """Login CSRF: mallory starts a sign-in, gets the IdP's response for herself and has the victim's browser post
+    it (a cross-site form): the victim must not end up in mallory's account (her keys, her request log)."""
+    idp.users["mallory"] = []
+    with httpx.Client() as mallory, httpx.Client() as victim:
+        request, relay = start(gateway, mallory)
+        r = post(gateway, idp.respond(request, "mallory"), relay, victim)
+        assert r.status_code == 401 and "not started in this browser" in r.text, r.text
+        assert "llm_gateway_ui" not in victim.cookies
+    assert any("not started in this browser" in reason for reason in refusals(gateway, 1))
 
 
 @pytest.mark.parametrize(("kwargs", "reason"), [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from llm_gateway.keys.model import now_ms
 
 log = logging.getLogger("llm_gateway.audit")
 
+CAPPED_PER_S = 20  # refusals anyone can cause: at most this many rows a second, the rest counted in the log
 EVENTS = ("sign_in", "sign_in_refused", "sign_out", "role_change", "team_change", "token_refused", "key_issued",
           "key_blocked", "token_rotated")
 
@@ -26,6 +28,7 @@ class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pending: set[asyncio.Task[None]] = set()
+        self._second, self._count, self._suppressed = 0, 0, 0
 
     def write(self, event: str, *, outcome: str = "ok", method: str = "", provider: str = "",
               subject: str | None = None, user_id: str | None = None, client_ip: str | None = None,
@@ -41,6 +44,20 @@ class AuditLog:
         task = asyncio.get_running_loop().create_task(self._write(event, fields))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def record_capped(self, event: str, **fields: Any) -> None:
+        """`record`, at most CAPPED_PER_S rows a second: for refusals that anyone can cause, so that a flood of bad
+        credentials cannot become a flood of writes."""
+        second = int(time.time())
+        if second != self._second:
+            if self._suppressed:
+                log.warning("%d %s row(s) not written to the audit table (rate cap)", self._suppressed, event)
+            self._second, self._count, self._suppressed = second, 0, 0
+        if self._count >= CAPPED_PER_S:
+            self._suppressed += 1
+            return
+        self._count += 1
+        self.record(event, **fields)
 
     async def awrite(self, event: str, **fields: Any) -> None:
         """Write and wait (cold paths: the row exists when the answer leaves); errors are logged."""

@@ -46,6 +46,8 @@ class Issuer:
 
     def __init__(self, issuer: str, jwks_url: str | None = None) -> None:
         self.issuer = issuer.rstrip("/")
+        # what `iss` may say: IdPs write their issuer with a trailing slash (Auth0) or without, and configs either
+        self.iss_values = [self.issuer, self.issuer + "/"]
         self.jwks_url = jwks_url
         self.discovery: dict[str, Any] | None = None
         self.keys: dict[str | None, Key] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -64,7 +65,7 @@ class TrustedIssuer:
         self.registry = JWSRegistry(algorithms=self.algorithms)
         audience = config.audience
         claims: dict[str, dict[str, object]] = {name: {"essential": True} for name in config.required_claims}
-        claims["iss"] = {"essential": True, "value": self.keys.issuer}
+        claims["iss"] = {"essential": True, "values": self.keys.iss_values}
         claims["exp"] = {"essential": True}
         claims[config.user_claim] = {"essential": True}
         if audience is not None:
@@ -113,7 +114,8 @@ class JwtAuth:
         self.on_blocked = on_blocked
         self.clock = clock
         self._valid: dict[str, tuple[KeyRecord, float]] = {}
-        self._refused: dict[str, tuple[str, float]] = {}
+        # by the token's SHA-256, not its text: anyone may send made-up tokens up to the head limit (64 KB each)
+        self._refused: dict[bytes, tuple[str, float]] = {}
         self._checking: dict[str, asyncio.Future[tuple[KeyRecord, float]]] = {}  # one check per new token
         self._audit_second, self._audit_count, self._suppressed = 0, 0, 0
 
@@ -123,7 +125,8 @@ class JwtAuth:
         now = self.clock()
         if hit is not None and now < hit[1]:
             return hit[0]
-        refused = self._refused.get(token)
+        digest = hashlib.sha256(token.encode()).digest()
+        refused = self._refused.get(digest)
         if refused is not None and now < refused[1]:
             raise Unauthorized(refused[0], code=CODE)
         pending = self._checking.get(token)
@@ -134,7 +137,7 @@ class JwtAuth:
         try:
             record, expires = await asyncio.shield(pending)
         except TokenRefused as exc:
-            self._remember_refusal(token, str(exc), now)
+            self._remember_refusal(digest, str(exc), now)
             raise Unauthorized(str(exc), code=CODE) from None
         if len(self._valid) >= _MAX_CACHED:
             self._valid = {t: v for t, v in self._valid.items() if v[1] > now}
@@ -143,12 +146,12 @@ class JwtAuth:
         self._valid[token] = (record, expires)
         return record
 
-    def _remember_refusal(self, token: str, reason: str, now: float) -> None:
+    def _remember_refusal(self, digest: bytes, reason: str, now: float) -> None:
         if len(self._refused) >= _MAX_CACHED:
             self._refused = {t: v for t, v in self._refused.items() if v[1] > now}
             if len(self._refused) >= _MAX_CACHED:
                 self._refused.clear()
-        self._refused[token] = (reason, now + _REFUSED_S)
+        self._refused[digest] = (reason, now + _REFUSED_S)
         # at most _AUDIT_PER_S rows a second: a flood of made-up tokens must not become a flood of writes
         second = int(now)
         if second != self._audit_second:

@@ -87,7 +87,7 @@ class OidcProvider:
             raise SignInRefused("the ID token is signed with a key the issuer does not publish")
         try:
             token = jwt.decode(id_token, key, algorithms=ALGORITHMS, registry=self.registry)
-            jwt.JWTClaimsRegistry(leeway=30, iss={"essential": True, "value": self.issuer.issuer},
+            jwt.JWTClaimsRegistry(leeway=30, iss={"essential": True, "values": self.issuer.iss_values},
                                   aud={"essential": True, "value": self.config.client_id},
                                   exp={"essential": True}, sub={"essential": True},
                                   nonce={"essential": True, "value": nonce}).validate(token.claims)

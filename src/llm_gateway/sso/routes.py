@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import escape
 
-from llm_gateway.ui.session import Sessions, base_path
+from llm_gateway.ui.session import Sessions, base_path, over_tls
 
 from .audit import AuditLog
 from .groups import GroupSync, Synced, groups_of
@@ -23,7 +23,7 @@ from .oidc import OidcProvider, SignInRefused
 
 FLOW_COOKIE = "llm_gateway_sso_flow"
 FLOW_MAX_AGE_S = 600
-_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
+SSO_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
             "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"}
 
 
@@ -40,7 +40,7 @@ def client_ip(request: Request) -> str | None:
 def refusal_page(request: Request, message: str, status: int = 401) -> HTMLResponse:
     page = (f"<!doctype html><title>Sign-in refused</title><h1>Sign-in refused</h1><p role=alert>{escape(message)}"
             f"</p><p><a href=\"{escape(base_path(request))}/login\">Back to sign-in</a></p>")
-    return HTMLResponse(page, status_code=status, headers=_HEADERS)
+    return HTMLResponse(page, status_code=status, headers=SSO_HEADERS)
 
 
 class SignIns:
@@ -63,7 +63,7 @@ class SignIns:
     def keep_flow(self, request: Request, response: Response, flow: dict[str, str]) -> None:
         response.set_cookie(FLOW_COOKIE, self.signer.dumps(flow), max_age=FLOW_MAX_AGE_S,
                             path=base_path(request) + "/sso", httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https")
+                            secure=over_tls(request, self.public_url))
 
     def read_flow(self, request: Request) -> dict[str, str] | None:
         raw = request.cookies.get(FLOW_COOKIE)
@@ -83,9 +83,10 @@ class SignIns:
             self.on_blocked(key)
         identity = synced.identity()
         target = then if then and then.startswith(base_path(request) + "/") else base_path(request)
-        response = RedirectResponse(target, status_code=303, headers=_HEADERS)
+        response = RedirectResponse(target, status_code=303, headers=SSO_HEADERS)
         await self.sessions.sign_in(request, identity, f"{method}:{provider}", response)  # sign-out finds the IdP
-        response.delete_cookie(FLOW_COOKIE, path=base_path(request) + "/sso")
+        response.delete_cookie(FLOW_COOKIE, path=base_path(request) + "/sso", httponly=True, samesite="lax",
+                               secure=over_tls(request, self.public_url))
         await self.audit.awrite("sign_in", method=method, provider=provider, subject=subject, user_id=identity.user_id,
                           client_ip=client_ip(request), roles=sorted(identity.roles), team_id=identity.team_id,
                                 teams=list(synced.teams))
@@ -119,7 +120,7 @@ class OidcRoutes:
         then = request.query_params.get("then")
         if then:
             flow["then"] = then[:300]
-        response = RedirectResponse(url, status_code=303, headers=_HEADERS)
+        response = RedirectResponse(url, status_code=303, headers=SSO_HEADERS)
         self.signins.keep_flow(request, response, flow)
         return response
 

@@ -3,8 +3,11 @@ response or assertion required, audience, destination, recipient, InResponseTo a
 SHA-1 signatures and digests refused before anything is verified, assertion ids remembered in the database until
 they expire (a replay is refused on every replica), and the SP's metadata served for the IdP.
 
-The request id travels in a signed RelayState rather than a cookie: the IdP's POST back is cross-site, and the
-browser does not send SameSite=Lax cookies with it.
+The request id travels in a signed RelayState: the IdP's POST back is cross-site, and the browser does not send
+SameSite=Lax cookies with it. So that a response is signed in only in the browser that started its sign-in (not in
+a victim's, to whom someone posts their own response: login CSRF), the ACS does not sign in: it checks the response,
+then sends the browser (a top-level GET, which carries Lax cookies) to `finish` with a short-lived signed ticket,
+and `finish` signs in when the browser's flow cookie, set at `start`, names the same request.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import calendar
+import hmac
 import logging
 import shutil
 import time
@@ -33,8 +37,11 @@ from sqlalchemy.exc import IntegrityError
 
 from llm_gateway.db.tables import saml_assertions
 from llm_gateway.settings import SamlProviderConfig
+from llm_gateway.ui.session import base_path
 
-from .routes import FLOW_MAX_AGE_S, SignIns, refusal_page
+from .routes import FLOW_MAX_AGE_S, SSO_HEADERS, SignIns, refusal_page
+
+TICKET_MAX_AGE_S = 120  # from the ACS to `finish`: one redirect
 
 log = logging.getLogger("llm_gateway.sso")
 _DSIG = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -110,6 +117,7 @@ class SamlRoutes:
     def add_to(self, router: APIRouter) -> None:
         router.add_api_route("/sso/saml/{name}/start", self.start, methods=["GET"])
         router.add_api_route("/sso/saml/{name}/acs", self.acs, methods=["POST"])
+        router.add_api_route("/sso/saml/{name}/finish", self.finish, methods=["GET"])
         router.add_api_route("/sso/saml/{name}/metadata", self.metadata, methods=["GET"])
 
     def _root(self, request: Request) -> str:
@@ -129,21 +137,23 @@ class SamlRoutes:
         try:
             client = await asyncio.to_thread(provider.client, self._root(request))
             then = request.query_params.get("then", "")[:300]
-            info = await asyncio.to_thread(self._prepare, client, provider, then)
+            info, request_id = await asyncio.to_thread(self._prepare, client, provider, then)
         except Exception as exc:  # metadata unreachable or unusable: say so, never a trace
             log.warning("saml %s: cannot start (%s: %s)", name, type(exc).__name__, exc)
             return refusal_page(request, f"{provider.label} cannot be reached; try again shortly", 503)
         location = dict(info["headers"])["Location"]
-        return RedirectResponse(location, status_code=303, headers={"cache-control": "no-store"})
+        response = RedirectResponse(location, status_code=303, headers={"cache-control": "no-store"})
+        self.signins.keep_flow(request, response, {"saml": request_id})  # `finish` checks it is this browser
+        return response
 
-    def _prepare(self, client: Saml2Client, provider: SamlProvider, then: str) -> dict[str, Any]:
+    def _prepare(self, client: Saml2Client, provider: SamlProvider, then: str) -> tuple[dict[str, Any], str]:
         request_id, request_xml = client.create_authn_request(
             client.sso_location(provider.config.entity_id, BINDING_HTTP_REDIRECT), binding=BINDING_HTTP_REDIRECT)
         relay = self.signins.signer.dumps({"saml": request_id, "then": then})
         info: dict[str, Any] = client.apply_binding(
             BINDING_HTTP_REDIRECT, str(request_xml),
             client.sso_location(provider.config.entity_id, BINDING_HTTP_REDIRECT), relay_state=relay)
-        return info
+        return info, str(request_id)
 
     async def acs(self, request: Request, name: str) -> Response:
         provider = self.providers.get(name)
@@ -192,10 +202,34 @@ class SamlRoutes:
         email = next(iter(attributes.get("email") or attributes.get("mail") or []), None)
         display = next(iter(attributes.get("displayName") or attributes.get("name") or []), None)
         groups = [g for g in attributes.get(provider.config.groups_attribute) or [] if isinstance(g, str)]
-        then = str(flow.get("then") or "")
-        return await self.signins.complete(request, issuer=provider.config.entity_id, subject=str(subject),
-                                           groups=groups, method="saml", provider=name, email=email,
-                                           name=display, then=then or None)
+        mapping = self.signins.sync.mapping  # only mapped groups matter to the sync: the ticket stays short
+        ticket = self.signins.signer.dumps({"saml_ticket": request_id, "subject": str(subject),
+                                            "groups": [g for g in groups if g in mapping], "email": email,
+                                            "name": display, "then": str(flow.get("then") or "")})
+        return RedirectResponse(f"{base_path(request)}/sso/saml/{name}/finish?ticket={ticket}", status_code=303,
+                                headers=SSO_HEADERS)
+
+    async def finish(self, request: Request, name: str) -> Response:
+        """The sign-in, in the browser whose flow cookie names the request the checked response answered."""
+        provider = self.providers.get(name)
+        if provider is None:
+            return refusal_page(request, "no such sign-in method", 404)
+        try:
+            ticket = self.signins.signer.loads(request.query_params.get("ticket", ""), max_age=TICKET_MAX_AGE_S)
+            request_id = str(ticket["saml_ticket"])
+        except (BadSignature, KeyError, TypeError):
+            return await self.signins.refused(request, "saml", name, "the sign-in expired or was not started here")
+        flow = self.signins.read_flow(request)
+        started = str((flow or {}).get("saml") or "")
+        if not started or not hmac.compare_digest(started.encode(), request_id.encode()):
+            return await self.signins.refused(request, "saml", name, "the sign-in was not started in this browser",
+                                              subject=str(ticket.get("subject") or "") or None)
+        email, display = ticket.get("email"), ticket.get("name")
+        return await self.signins.complete(
+            request, issuer=provider.config.entity_id, subject=str(ticket["subject"]),
+            groups=[str(g) for g in ticket.get("groups") or []], method="saml", provider=name,
+            email=email if isinstance(email, str) else None, name=display if isinstance(display, str) else None,
+            then=str(ticket.get("then") or "") or None)
 
     def _first_use(self, assertion_id: str, expires_ms: int) -> bool:
         now = int(time.time() * 1000)

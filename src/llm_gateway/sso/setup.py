@@ -68,7 +68,7 @@ def build_sso(config: GatewayConfig, accounts: Accounts) -> Sso:
     if config.auth.jwt:
         sso.jwt = JwtAuth(config.auth.jwt, sync, audit, accounts.put_key)
         accounts.auth_stage.jwt = sso.jwt.identify
-    sessions = Sessions.for_master_key(config.auth.master_key, accounts.engine)
+    sessions = Sessions.for_master_key(config.auth.master_key, accounts.engine, config.sso.public_url)
     signins = SignIns(sessions, sync, audit, config.auth.master_key, config.sso.public_url, accounts.put_key)
     oidc = [OidcProvider(p) for p in config.sso.oidc]
     OidcRoutes(oidc, signins).add_to(router)

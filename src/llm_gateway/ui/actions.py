@@ -22,6 +22,7 @@ from llm_gateway.api.admin.wire import check_master
 from llm_gateway.api.cache_admin import ClearInput
 from llm_gateway.errors import GatewayError
 from llm_gateway.keys.roles import MASTER, Identity, of_user, require_admin, require_key_holder, require_team
+from llm_gateway.sso.audit import AuditLog
 
 from .dashboard import HEADERS, Dashboard
 from .pages import Pages
@@ -63,6 +64,7 @@ class Actions:
     def __init__(self, ui: Dashboard) -> None:
         self.ui = ui
         self.pages = Pages(ui)
+        self.audit = AuditLog(ui.engine)  # refused sign-ins (accepted ones: the sessions' observer)
 
     def add_to(self, router: APIRouter) -> None:
         add = router.add_api_route
@@ -85,7 +87,7 @@ class Actions:
         token = secrets.token_urlsafe(24)
         response = self.ui.render(request, "login.html", None, status=status, login_csrf=token, error=error)
         response.set_cookie(PRE_COOKIE, token, max_age=3600, path=base_path(request), httponly=True,
-                            samesite="lax", secure=request.url.scheme == "https")
+                            samesite="lax", secure=self.ui.sessions.secure(request))
         return response
 
     async def login(self, request: Request) -> Response:
@@ -96,10 +98,14 @@ class Actions:
         secret = str(form.get("secret", "")).strip()
         identity, method = await self._identity_of(secret)
         if identity is None:
+            self.audit.record_capped("sign_in_refused", outcome="refused", method="dashboard",
+                                     client_ip=request.client.host if request.client else None,
+                                     reason="not the master key or a user token" if secret else "no key given")
             return await self.login_form(request, "that key or token is not valid", 401)
         response = RedirectResponse(f"{base_path(request)}/", status_code=303, headers=HEADERS)
         await self.ui.sessions.sign_in(request, identity, method, response)
-        response.delete_cookie(PRE_COOKIE, path=base_path(request))
+        response.delete_cookie(PRE_COOKIE, path=base_path(request), secure=self.ui.sessions.secure(request),
+                               httponly=True, samesite="lax")
         return response
 
     async def _identity_of(self, secret: str) -> tuple[Identity | None, str]:

@@ -83,7 +83,7 @@ class Dashboard:
         self.routing = routing
         self.cache = cache
         self.auth = auth
-        self.sessions = Sessions.for_master_key(auth.master_key, accounts.engine)
+        self.sessions = Sessions.for_master_key(auth.master_key, accounts.engine, accounts.config.sso.public_url)
         self.static = Static()
         self.templates = Environment(loader=PackageLoader("llm_gateway.ui", "templates"),
                                      autoescape=select_autoescape(default=True), auto_reload=False)

@@ -297,7 +297,8 @@ class Pages:
         window = data.Window.of(q.get("range", "30d"), int(time.time() * 1000))
         out = io.StringIO()
         writer = csv.writer(out)
-        if q.get("view") == "series":
+        view = "series" if q.get("view") == "series" else "groups"  # the file's name: never the query's text
+        if view == "series":
             series = await self._run(data.series, self.ui.engine, scope, window, q.get("split") or None,
                                      q.get("metric", "cost"))
             writer.writerow(["time", *(_cell(s["name"]) for s in series["series"])])
@@ -312,7 +313,7 @@ class Pages:
             for r in rows:
                 writer.writerow([_cell(r["value"]), r["requests"], r["tokens"], round(r["cost"], 9), r["errors"],
                                  round(r["latency_ms"], 3)])
-        name = f"usage-{q.get('view', 'groups')}.csv"
+        name = f"usage-{view}.csv"
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={**HEADERS, "content-disposition": f'attachment; filename="{name}"'})
 

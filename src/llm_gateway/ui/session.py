@@ -51,6 +51,12 @@ class Session:
     sid: str = field(default="", repr=False)  # the random id the cookie carries (the database keeps its SHA-256)
 
 
+def over_tls(request: Request, public_url: str | None) -> bool:
+    """Whether browsers reach the gateway over https: the request came over TLS, or `sso.public_url` says so (a proxy
+    that ends TLS speaks plain HTTP to the gateway). Cookies are then `Secure`."""
+    return request.url.scheme == "https" or bool(public_url and public_url.lower().startswith("https://"))
+
+
 def base_path(request: Request) -> str:
     """Where the dashboard is, as the browser sees it: the ASGI root path, or a proxy's X-Forwarded-Prefix."""
     prefix = request.scope.get("root_path", "") or request.headers.get("x-forwarded-prefix", "")
@@ -59,21 +65,27 @@ def base_path(request: Request) -> str:
 
 
 class Sessions:
-    def __init__(self, secret: bytes, engine: Engine, idle_s: int = IDLE_S, absolute_s: int = ABSOLUTE_S) -> None:
+    def __init__(self, secret: bytes, engine: Engine, idle_s: int = IDLE_S, absolute_s: int = ABSOLUTE_S,
+                 public_url: str | None = None) -> None:
         self.signer = URLSafeTimedSerializer(secret, salt="llm-gateway dashboard session")
         self.engine = engine
+        self.public_url = public_url  # sso.public_url: an https one makes the cookie Secure behind a TLS proxy
         self.idle_s = idle_s
         self.absolute_s = absolute_s
         # told of every sign-in and sign-out ("sign_in" | "sign_out", request, identity, method): the audit trail
         self.observers: list[Callable[[str, Request, Identity, str], None]] = []
 
     @classmethod
-    def for_master_key(cls, master_key: str | None, engine: Engine) -> Sessions:
+    def for_master_key(cls, master_key: str | None, engine: Engine, public_url: str | None = None) -> Sessions:
         """Signed with a key derived from the master key (replicas agree; changing the master key signs everyone
         out), or with a random key of this process when there is none."""
         if master_key is None:
-            return cls(secrets.token_bytes(32), engine)
-        return cls(hmac.new(master_key.encode(), b"llm-gateway dashboard sessions", hashlib.sha256).digest(), engine)
+            return cls(secrets.token_bytes(32), engine, public_url=public_url)
+        return cls(hmac.new(master_key.encode(), b"llm-gateway dashboard sessions", hashlib.sha256).digest(), engine,
+                   public_url=public_url)
+
+    def secure(self, request: Request) -> bool:
+        return over_tls(request, self.public_url)
 
     async def sign_in(self, request: Request, identity: Identity, method: str, response: Response) -> None:
         """Sign `identity` in on `response`: the one entry point of every sign-in method."""
@@ -106,7 +118,7 @@ class Sessions:
         if session is not None:
             for observe in self.observers:
                 observe("sign_out", request, session.identity, session.method)
-        response.delete_cookie(COOKIE, path=base_path(request), secure=request.url.scheme == "https",
+        response.delete_cookie(COOKIE, path=base_path(request), secure=self.secure(request),
                                httponly=True, samesite="lax")
 
     @staticmethod
@@ -178,7 +190,7 @@ class Sessions:
         value = self.signer.dumps({"k": session.sid, "c": session.csrf, "i": session.issued})
         remaining = max(0, min(self.idle_s, session.issued + self.absolute_s - int(time.time())))
         response.set_cookie(COOKIE, value, max_age=remaining, path=base_path(request), httponly=True,
-                            samesite="lax", secure=request.url.scheme == "https")
+                            samesite="lax", secure=self.secure(request))
 
 
 def _hash(sid: str) -> str:
