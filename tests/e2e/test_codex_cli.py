@@ -98,6 +98,8 @@ def test_codex_exec_through_the_gateway(codex: Path, gw: GatewayProcess, tmp_pat
     # reports no usage), where the model's 16 Gemma tokens of odd text can take several times as many (31 seen);
     # an uncapped turn runs to the context's end, thousands.
     assert rows[0][2] > 2000 and 0 < rows[0][3] <= MAX_OUTPUT * 12
-    log = gw.log()
+    deadline = time.monotonic() + 10  # the request's log line may come after its ledger row
+    while '"path":"/v1/responses","status":200' not in (log := gw.log()) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert '"path":"/v1/responses","status":200' in log
     assert "built-in tools dropped from a /v1/responses request for model 'gemma': web_search" in log
