@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from tests.conftest import GatewayProcess, metric_value, upstream_args
+from tests.conftest import GatewayProcess, launch, metric_value, upstream_args
 from tests.upstream import Upstream, free_port
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -35,6 +35,58 @@ def test_malformed_requests(gateway: GatewayProcess, data: bytes, headers: dict[
     r = httpx.post(f"{gateway.v1}/chat/completions", content=data, headers=headers)
     assert r.status_code == status
     assert needle in str(error_of(r)["message"])
+
+
+@pytest.fixture(scope="module")
+def translating(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway whose models go to providers that translate the OpenAI request (never reached here)."""
+    providers = [{"name": "ant", "type": "anthropic", "base_url": f"{upstream.url}/anthropic", "api_key": "sk-ant-up",
+                  "models": [{"name": "claude", "model": "claude-sonnet-4-5"}]},
+                 {"name": "gem", "type": "gemini", "base_url": f"{upstream.url}/gemini", "api_key": "AIza-test",
+                  "models": [{"name": "gemini", "model": "gemini-2.0-flash"}]},
+                 {"name": "bed", "type": "bedrock", "base_url": f"{upstream.url}/bedrock",
+                  "options": {"region": "us-east-1"}, "models": [{"name": "bedrock", "model": "anthropic.claude-3"}]}]
+    gw = launch([], tmp_path_factory.mktemp("translating"), config={"providers": providers},
+                env={"AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_PROFILE": ""})
+    yield gw
+    gw.stop()
+
+
+TOOL_CALLS_5 = [{"role": "assistant", "tool_calls": 5}]
+TEXT_5 = [{"role": "user", "content": [{"type": "text", "text": 5}]}]
+BASE = {"/v1/chat/completions": CHAT, "/v1/messages": {**CHAT, "max_tokens": 10}, "/v1/responses": {"input": "hi"}}
+
+
+@pytest.mark.parametrize(("path", "model", "fields"), [
+    ("/v1/chat/completions", "gemini", {"stop": 5}),
+    ("/v1/chat/completions", "gemini", {"tools": 5}),
+    ("/v1/chat/completions", "gemini", {"reasoning_effort": [1]}),
+    ("/v1/chat/completions", "gemini", {"messages": TOOL_CALLS_5}),
+    ("/v1/chat/completions", "bedrock", {"stop": True}),
+    ("/v1/chat/completions", "bedrock", {"tools": 1.5}),
+    ("/v1/chat/completions", "bedrock", {"messages": [{"role": "assistant", "tool_calls": [{"function": 5}]}]}),
+    ("/v1/chat/completions", "claude", {"stop": 1e308}),
+    ("/v1/chat/completions", "claude", {"reasoning_effort": {"a": 1}}),
+    ("/v1/chat/completions", "claude", {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": 5}}]}]}),
+    ("/v1/chat/completions", "claude", {"messages": [{"role": "assistant", "tool_calls": [5]}], "stream": True}),
+    ("/v1/messages", "gemini", {"stop_sequences": 5}),
+    ("/v1/messages", "claude", {"metadata": "str"}),
+    ("/v1/messages", "claude", {"messages": TEXT_5}),
+    ("/v1/responses", "bedrock", {"input": TEXT_5}),
+])
+def test_a_request_that_cannot_be_translated_is_400(translating: GatewayProcess, path: str, model: str,
+                                                    fields: dict[str, object]) -> None:
+    r = httpx.post(f"{translating.url}{path}", json={**BASE[path], "model": model, **fields})
+    assert r.status_code == 400, r.text
+    if path == "/v1/messages":
+        body = r.json()
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body
+        message = body["error"]["message"]
+    else:
+        message = error_of(r)["message"]
+    assert "could not be translated" in str(message)
+    assert "Traceback" not in translating.log()
 
 
 def test_curl_default_form_content_type_with_json_body_is_accepted(gateway: GatewayProcess) -> None:
