@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,8 @@ def error_of(r: httpx.Response) -> dict[str, object]:
     (b'{"model": 5, "messages": []}', {"content-type": "application/json"}, 400, "model must be a string"),
     (b'{"model": "m", "stream": "yes"}', {"content-type": "application/json"}, 400, "stream must be a boolean"),
     (b"model=m", {"content-type": "text/plain"}, 400, "not valid JSON"),  # keyless: any type, read as JSON
+    (gzip.compress(b'{"model": "m"}', mtime=0), {"content-type": "application/json", "content-encoding": "gzip"}, 415,
+     "compressed"),
 ])
 def test_malformed_requests(gateway: GatewayProcess, data: bytes, headers: dict[str, str], status: int,
                             needle: str) -> None:

@@ -80,6 +80,11 @@ def parse_body(request: Request, any_type: bool = False) -> dict[str, Any]:
     try:
         body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":  # looked at only here: a plain JSON body is read whatever the header says
+            raise GatewayError(f"request bodies compressed with content-encoding {encoding[:40]!r} are not accepted: "
+                               "send the JSON uncompressed", status=415, type="invalid_request_error",
+                               code="unsupported_media_type") from None
         raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
