@@ -42,14 +42,20 @@ def test_malformed_requests(gateway: GatewayProcess, data: bytes, headers: dict[
 
 @pytest.fixture(scope="module")
 def translating(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    """A gateway whose models go to providers that translate the OpenAI request (never reached here)."""
+    """A gateway whose models go to providers that translate the OpenAI request (never reached here), with a
+    guardrail and a token limit."""
     providers = [{"name": "ant", "type": "anthropic", "base_url": f"{upstream.url}/anthropic", "api_key": "sk-ant-up",
                   "models": [{"name": "claude", "model": "claude-sonnet-4-5"}]},
                  {"name": "gem", "type": "gemini", "base_url": f"{upstream.url}/gemini", "api_key": "AIza-test",
                   "models": [{"name": "gemini", "model": "gemini-2.0-flash"}]},
                  {"name": "bed", "type": "bedrock", "base_url": f"{upstream.url}/bedrock",
-                  "options": {"region": "us-east-1"}, "models": [{"name": "bedrock", "model": "anthropic.claude-3"}]}]
-    gw = launch([], tmp_path_factory.mktemp("translating"), config={"providers": providers},
+                  "options": {"region": "us-east-1"}, "models": [{"name": "bedrock", "model": "anthropic.claude-3"}]},
+                 {"name": "openai", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}]
+    config = {"providers": providers,  # and parts that read the request before any provider does
+              "guardrails": [{"name": "words", "type": "keywords", "keywords": ["forbidden-topic"]}],
+              "guardrail_policy": {"default": ["words"]},
+              "limits": {"rules": [{"scope": "key", "tokens": 10_000_000}]}}
+    gw = launch([], tmp_path_factory.mktemp("translating"), config=config,
                 env={"AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_PROFILE": ""})
     yield gw
     gw.stop()
@@ -89,6 +95,19 @@ def test_a_request_that_cannot_be_translated_is_400(translating: GatewayProcess,
     else:
         message = error_of(r)["message"]
     assert "could not be translated" in str(message)
+    assert "Traceback" not in translating.log()
+
+
+@pytest.mark.parametrize("fields", [
+    {"messages": 5},
+    {"messages": [{"role": "assistant", "tool_calls": [{"function": 5}]}, {"role": "user", "content": "hi"}]},
+    {"messages": [{"role": "assistant", "tool_calls": [{"function": None}]}, {"role": "user", "content": "hi"}]},
+])
+def test_guardrails_and_token_limits_read_any_request_shape(translating: GatewayProcess,
+                                                            fields: dict[str, object]) -> None:
+    """The guardrail and the token estimate read a request the upstream judges; what it makes of it is its own."""
+    r = httpx.post(f"{translating.v1}/chat/completions", json={**CHAT, **fields}, headers={"user": "u"})
+    assert r.status_code < 500, r.text
     assert "Traceback" not in translating.log()
 
 

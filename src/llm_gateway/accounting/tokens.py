@@ -155,9 +155,10 @@ class TokenCounter:
                     overhead += _content_texts(value, texts, model)
                 elif key == "tool_calls" and isinstance(value, list):
                     for call in value:
-                        fn = call.get("function", {}) if isinstance(call, dict) else {}
-                        texts.append(str(fn.get("name", "")))
-                        texts.append(str(fn.get("arguments", "")))
+                        fn = call.get("function") if isinstance(call, dict) else None
+                        if isinstance(fn, dict):  # another shape (`"function": 5`): the upstream's 400
+                            texts.append(str(fn.get("name", "")))
+                            texts.append(str(fn.get("arguments", "")))
                 elif isinstance(value, str):
                     texts.append(value)
         if tools:
