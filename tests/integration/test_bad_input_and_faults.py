@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -108,6 +109,23 @@ def test_guardrails_and_token_limits_read_any_request_shape(translating: Gateway
     """The guardrail and the token estimate read a request the upstream judges; what it makes of it is its own."""
     r = httpx.post(f"{translating.v1}/chat/completions", json={**CHAT, **fields}, headers={"user": "u"})
     assert r.status_code < 500, r.text
+    assert "Traceback" not in translating.log()
+
+
+DEEP = "[" * 300 + "]" * 300  # deeper than orjson writes (254 levels), which it reads (1,024)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings"])
+def test_a_body_nested_deeper_than_the_gateway_writes_is_400(translating: GatewayProcess, path: str) -> None:
+    """The gateway writes the bodies it reads (an ingress's translation, a guardrail's rewrite, a stored echo):
+    what it could read but not write was a 500, or a 502 after the upstream had answered."""
+    body = json.dumps({**BASE.get(path, {"input": "hi"}), "model": "m", "metadata": {"a": "DEEP"}})
+    r = httpx.post(f"{translating.url}{path}", content=body.replace('"DEEP"', DEEP),
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (r.json().get("type") == "error") == (path == "/v1/messages"), r.text  # the client's format
+    assert "nested too deeply" in error["message"]
     assert "Traceback" not in translating.log()
 
 
