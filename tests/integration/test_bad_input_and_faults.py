@@ -129,6 +129,17 @@ def test_a_body_nested_deeper_than_the_gateway_writes_is_400(translating: Gatewa
     assert "Traceback" not in translating.log()
 
 
+@pytest.mark.parametrize("header", ["x-gateway-metadata", "x-gateway"])
+def test_gateway_metadata_nested_deeper_than_the_gateway_writes_is_400(translating: GatewayProcess,
+                                                                        header: str) -> None:
+    """The metadata goes into the ledger row as JSON: one it cannot write lost the row of a request it served."""
+    value = '{"a": DEEP}' if header == "x-gateway-metadata" else '{"metadata": {"a": DEEP}}'
+    r = httpx.post(f"{translating.v1}/chat/completions", json={**CHAT, "model": "m"},
+                   headers={header: value.replace("DEEP", DEEP)})
+    assert r.status_code == 400, r.text
+    assert "nested too deeply" in str(error_of(r)["message"])
+
+
 def test_curl_default_form_content_type_with_json_body_is_accepted(gateway: GatewayProcess) -> None:
     r = httpx.post(f"{gateway.v1}/chat/completions", content=httpx.Request("POST", "/", json=CHAT).content,
                    headers={"content-type": "application/x-www-form-urlencoded"})
