@@ -108,7 +108,7 @@ class MessagesApi:
         try:
             return to_openai_request(body, counting)
         except UNTRANSLATABLE as exc:  # `metadata: "x"`, a text block whose text is a number
-            raise untranslatable("Messages") from exc
+            raise untranslatable("Anthropic Messages") from exc
 
     @staticmethod
     def _reject(request: Request, responder: Responder, err: GatewayError) -> None:

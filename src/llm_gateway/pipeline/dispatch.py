@@ -130,7 +130,7 @@ class Dispatcher:
         try:
             prepared = provider.prepare(call)
         except UNTRANSLATABLE as exc:  # a provider's translation met a field of the wrong type: `stop: 5`
-            raise untranslatable("chat completions", ctx.model) from exc
+            raise untranslatable("OpenAI", ctx.model) from exc
         if prepared.dropped:  # parameters the provider cannot take: the client learns which were left out
             ctx.response_headers.append(("x-llm-gateway-dropped-params", ",".join(prepared.dropped)))
         timeouts = dep.timeouts or provider.timeouts
@@ -385,4 +385,3 @@ def _gateway_error(exc: BaseException) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
     return ServiceUnavailable(f"upstream attempt failed: {type(exc).__name__}")
-
