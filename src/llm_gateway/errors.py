@@ -44,6 +44,18 @@ class BadRequest(GatewayError):
     type = "invalid_request_error"
 
 
+# What translating a request between wire formats raises on a field of a type or shape the format does not take
+# (`stop: 5`, `tool_calls: [5]`, a text block whose text is a number): the client's fault, a 400 (`untranslatable`).
+UNTRANSLATABLE = (TypeError, AttributeError, KeyError, IndexError, ValueError)
+
+
+def untranslatable(api: str, model: object = None) -> BadRequest:
+    """The 400 for a request whose translation (Anthropic/Responses ingress, a provider adapter) hit UNTRANSLATABLE."""
+    target = f" for model {model!r}" if isinstance(model, str) else ""
+    return BadRequest(f"the request could not be translated{target}: a field has a value of the wrong type or shape "
+                      f"(see the {api} API reference)")
+
+
 class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"

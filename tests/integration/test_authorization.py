@@ -405,6 +405,10 @@ def test_pass_through_reads_the_model_of_any_body(gw: Gw) -> None:
     r = httpx.post(url, headers=auth, data={"model": ["gpt-4o-mini", "gpt-4o"]},
                    files={"file": ("a.wav", b"RIFF", "audio/wav")})
     assert r.status_code == 400 and r.json()["error"]["code"] == "ambiguous_model"
+    # a boundary longer than the parser takes (RFC 2046: 70 at most) is a body that cannot be read, not a 500
+    r = httpx.post(url, headers={**auth, "content-type": f"multipart/form-data; boundary={'b' * 300}"},
+                   content=b"--x--")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_body", r.text
     assert gw.upstream.requests[before:] == []
     # the model the key may use, and a multipart body that names none (a file upload), go through
     r = httpx.post(url, headers=auth, data={"model": "gpt-4o-mini"},

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from tests.conftest import GatewayProcess, metric_value, upstream_args
+from tests.conftest import GatewayProcess, launch, metric_value, upstream_args
 from tests.upstream import Upstream, free_port
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -29,12 +31,113 @@ def error_of(r: httpx.Response) -> dict[str, object]:
     (b'{"model": 5, "messages": []}', {"content-type": "application/json"}, 400, "model must be a string"),
     (b'{"model": "m", "stream": "yes"}', {"content-type": "application/json"}, 400, "stream must be a boolean"),
     (b"model=m", {"content-type": "text/plain"}, 400, "not valid JSON"),  # keyless: any type, read as JSON
+    (gzip.compress(b'{"model": "m"}', mtime=0), {"content-type": "application/json", "content-encoding": "gzip"}, 415,
+     "compressed"),
 ])
 def test_malformed_requests(gateway: GatewayProcess, data: bytes, headers: dict[str, str], status: int,
                             needle: str) -> None:
     r = httpx.post(f"{gateway.v1}/chat/completions", content=data, headers=headers)
     assert r.status_code == status
     assert needle in str(error_of(r)["message"])
+
+
+@pytest.fixture(scope="module")
+def translating(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway whose models go to providers that translate the OpenAI request (never reached here), with a
+    guardrail and a token limit."""
+    providers = [{"name": "ant", "type": "anthropic", "base_url": f"{upstream.url}/anthropic", "api_key": "sk-ant-up",
+                  "models": [{"name": "claude", "model": "claude-sonnet-4-5"}]},
+                 {"name": "gem", "type": "gemini", "base_url": f"{upstream.url}/gemini", "api_key": "AIza-test",
+                  "models": [{"name": "gemini", "model": "gemini-2.0-flash"}]},
+                 {"name": "bed", "type": "bedrock", "base_url": f"{upstream.url}/bedrock",
+                  "options": {"region": "us-east-1"}, "models": [{"name": "bedrock", "model": "anthropic.claude-3"}]},
+                 {"name": "openai", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}]
+    config = {"providers": providers,  # and parts that read the request before any provider does
+              "guardrails": [{"name": "words", "type": "keywords", "keywords": ["forbidden-topic"]}],
+              "guardrail_policy": {"default": ["words"]},
+              "limits": {"rules": [{"scope": "key", "tokens": 10_000_000}]}}
+    gw = launch([], tmp_path_factory.mktemp("translating"), config=config,
+                env={"AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_PROFILE": ""})
+    yield gw
+    gw.stop()
+
+
+TOOL_CALLS_5 = [{"role": "assistant", "tool_calls": 5}]
+TEXT_5 = [{"role": "user", "content": [{"type": "text", "text": 5}]}]
+BASE = {"/v1/chat/completions": CHAT, "/v1/messages": {**CHAT, "max_tokens": 10}, "/v1/responses": {"input": "hi"}}
+
+
+@pytest.mark.parametrize(("path", "model", "fields"), [
+    ("/v1/chat/completions", "gemini", {"stop": 5}),
+    ("/v1/chat/completions", "gemini", {"tools": 5}),
+    ("/v1/chat/completions", "gemini", {"reasoning_effort": [1]}),
+    ("/v1/chat/completions", "gemini", {"messages": TOOL_CALLS_5}),
+    ("/v1/chat/completions", "bedrock", {"stop": True}),
+    ("/v1/chat/completions", "bedrock", {"tools": 1.5}),
+    ("/v1/chat/completions", "bedrock", {"messages": [{"role": "assistant", "tool_calls": [{"function": 5}]}]}),
+    ("/v1/chat/completions", "claude", {"stop": 1e308}),
+    ("/v1/chat/completions", "claude", {"reasoning_effort": {"a": 1}}),
+    ("/v1/chat/completions", "claude", {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": 5}}]}]}),
+    ("/v1/chat/completions", "claude", {"messages": [{"role": "assistant", "tool_calls": [5]}], "stream": True}),
+    ("/v1/messages", "gemini", {"stop_sequences": 5}),
+    ("/v1/messages", "claude", {"metadata": "str"}),
+    ("/v1/messages", "claude", {"messages": TEXT_5}),
+    ("/v1/responses", "bedrock", {"input": TEXT_5}),
+])
+def test_a_request_that_cannot_be_translated_is_400(translating: GatewayProcess, path: str, model: str,
+                                                    fields: dict[str, object]) -> None:
+    r = httpx.post(f"{translating.url}{path}", json={**BASE[path], "model": model, **fields})
+    assert r.status_code == 400, r.text
+    if path == "/v1/messages":
+        body = r.json()
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body
+        message = body["error"]["message"]
+    else:
+        message = error_of(r)["message"]
+    assert "could not be translated" in str(message)
+    assert "Traceback" not in translating.log()
+
+
+@pytest.mark.parametrize("fields", [
+    {"messages": 5},
+    {"messages": [{"role": "assistant", "tool_calls": [{"function": 5}]}, {"role": "user", "content": "hi"}]},
+    {"messages": [{"role": "assistant", "tool_calls": [{"function": None}]}, {"role": "user", "content": "hi"}]},
+])
+def test_guardrails_and_token_limits_read_any_request_shape(translating: GatewayProcess,
+                                                            fields: dict[str, object]) -> None:
+    """The guardrail and the token estimate read a request the upstream judges; what it makes of it is its own."""
+    r = httpx.post(f"{translating.v1}/chat/completions", json={**CHAT, **fields}, headers={"user": "u"})
+    assert r.status_code < 500, r.text
+    assert "Traceback" not in translating.log()
+
+
+DEEP = "[" * 300 + "]" * 300  # deeper than orjson writes (254 levels), which it reads (1,024)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings"])
+def test_a_body_nested_deeper_than_the_gateway_writes_is_400(translating: GatewayProcess, path: str) -> None:
+    """The gateway writes the bodies it reads (an ingress's translation, a guardrail's rewrite, a stored echo):
+    what it could read but not write was a 500, or a 502 after the upstream had answered."""
+    body = json.dumps({**BASE.get(path, {"input": "hi"}), "model": "m", "metadata": {"a": "DEEP"}})
+    r = httpx.post(f"{translating.url}{path}", content=body.replace('"DEEP"', DEEP),
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (r.json().get("type") == "error") == (path == "/v1/messages"), r.text  # the client's format
+    assert "nested too deeply" in error["message"]
+    assert "Traceback" not in translating.log()
+
+
+@pytest.mark.parametrize("header", ["x-gateway-metadata", "x-gateway"])
+def test_gateway_metadata_nested_deeper_than_the_gateway_writes_is_400(translating: GatewayProcess,
+                                                                        header: str) -> None:
+    """The metadata goes into the ledger row as JSON: one it cannot write lost the row of a request it served."""
+    value = '{"a": DEEP}' if header == "x-gateway-metadata" else '{"metadata": {"a": DEEP}}'
+    r = httpx.post(f"{translating.v1}/chat/completions", json={**CHAT, "model": "m"},
+                   headers={header: value.replace("DEEP", DEEP)})
+    assert r.status_code == 400, r.text
+    assert "nested too deeply" in str(error_of(r)["message"])
 
 
 def test_curl_default_form_content_type_with_json_body_is_accepted(gateway: GatewayProcess) -> None:

@@ -148,3 +148,7 @@ async def test_images_by_url_are_reserved_at_what_they_cost(gw: GatewayProcess) 
     cost = (11 + 10 * 765) * 10e-6 + 2 * 20e-6
     assert ok and spent(gw, "key", key["id"]) == pytest.approx(len(ok) * cost)
     assert len(ok) * cost <= 0.2 + cost, f"{len(ok)} requests of ${cost} admitted on a $0.20 budget"
+    # the estimate reads messages of any shape (the upstream judges them): `messages: 5` beside the word "image"
+    r = httpx.post(f"{gw.v1}/chat/completions", json={"model": "images-slow-200", "messages": 5, "user": "image"},
+                   headers={"authorization": f"Bearer {key['key']}"})
+    assert r.json()["error"]["type"] == "upstream_error", r.text  # it got there (the test upstream fails on it)

@@ -124,6 +124,8 @@ def test_ttl_per_model_and_per_request(gateway_factory: Factory, upstream: Upstr
     assert chat(gw, text, model="short")[0] == "HIT"
     assert chat(gw, text)[0] == "MISS"
     assert chat(gw, f"{text}!", extra_body={"x-gateway": {"cache_ttl": 0.6}})[0] == "MISS"
+    for odd in ("nan", "-inf"):  # not a TTL: not cached (NaN was kept for ever, past max_ttl_s)
+        assert chat(gw, f"{text} {odd}", extra_headers={"x-gateway-cache-ttl": odd})[0] == "BYPASS"
     time.sleep(0.7)
     assert chat(gw, text, model="short")[0] == "MISS"  # expired
     assert chat(gw, f"{text}!")[0] == "MISS"  # the per-request TTL expired too
@@ -182,6 +184,10 @@ def test_redis_cache_is_shared_by_two_gateways(gateway_factory: Factory, upstrea
         r = httpx.post(f"{two.url}/api/v1/cache/clear", json={"model": "m"})
         assert r.status_code == 200 and r.json()["cleared"] == 1
         assert chat(one, text)[0] == "MISS"
+        # a TTL that is not a number of seconds: not cached (NaN failed the Redis write, an unhandled task error)
+        assert chat(one, f"{text} nan", extra_headers={"x-gateway-cache-ttl": "nan"})[0] == "BYPASS"
+        time.sleep(0.2)
+        assert "Traceback" not in one.log() and "never retrieved" not in one.log()
     finally:
         for name in store.scan_iter(match=f"{prefix}*"):
             store.delete(name)

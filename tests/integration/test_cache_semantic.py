@@ -128,6 +128,13 @@ def test_embeddings_through_the_gateways_own_provider(gateway_factory: Factory, 
     assert embedded and embedded[-1].body["model"] == "text-embedding-3-small"
     status, similarity, _ = chat(gw, f"{tag} something else entirely")
     assert status == "HIT-SEMANTIC" and similarity == "1.0000"
+    # the prompt's text is read from whatever shape the messages have (the upstream judges them), never a 500
+    for messages in (5, [{"role": "user", "content": [{"type": "text", "text": 5}]}],
+                     [{"role": "system", "content": [{"type": "text", "text": None}]},
+                      {"role": "user", "content": tag}]):
+        r = httpx.post(f"{gw.v1}/chat/completions", json={"model": "m", "messages": messages})
+        assert r.status_code < 500, (messages, r.text)
+    assert "Traceback" not in gw.log()
 
 
 def test_the_embedding_a_provider_makes_for_the_semantic_cache_is_charged(gateway_factory: Factory,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import httpx
 import openai
 import pytest
 from tests.conftest import GatewayProcess
@@ -37,3 +38,15 @@ def test_a_chain_alternates_between_replicas(gateway_factory: Callable[..., Gate
     clients[1].responses.delete(previous)
     with pytest.raises(openai.NotFoundError):
         clients[0].responses.retrieve(previous)
+    # What PostgreSQL refuses in text (NUL) or a column's width must neither lose an answer nor be a 500.
+    for model in ("m\u0000x", "x" * 250):
+        stored = clients[0].responses.create(model=model, input="odd")
+        assert clients[1].responses.retrieve(stored.id).id == stored.id
+    for method, path in (("GET", "/v1/responses/a%00b"), ("DELETE", "/v1/responses/a%00b"),
+                         ("GET", "/v1/responses/a%00b/input_items")):
+        r = httpx.request(method, f"{replicas[0].url}{path}")
+        assert r.status_code == 404, (path, r.text)
+    r = httpx.post(f"{replicas[0].v1}/responses", json={"model": "m", "input": "hi",
+                                                        "previous_response_id": "resp_\u0000"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "previous_response_not_found", r.text
+    assert "Traceback" not in replicas[0].log()

@@ -155,9 +155,10 @@ class TokenCounter:
                     overhead += _content_texts(value, texts, model)
                 elif key == "tool_calls" and isinstance(value, list):
                     for call in value:
-                        fn = call.get("function", {}) if isinstance(call, dict) else {}
-                        texts.append(str(fn.get("name", "")))
-                        texts.append(str(fn.get("arguments", "")))
+                        fn = call.get("function") if isinstance(call, dict) else None
+                        if isinstance(fn, dict):  # another shape (`"function": 5`): the upstream's 400
+                            texts.append(str(fn.get("name", "")))
+                            texts.append(str(fn.get("arguments", "")))
                 elif isinstance(value, str):
                     texts.append(value)
         if tools:
@@ -202,7 +203,8 @@ def remote_image_tokens(body: dict[str, Any], model: str) -> int:
     """At most what the pictures a chat body gives by URL cost (a URL of a few bytes stands for up to ~1,600
     tokens); pictures in `data:` URLs are left out, their bytes outnumber their tokens."""
     total = 0
-    for message in body.get("messages") or ():
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():  # another shape: the upstream's 400
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, list):
             continue

@@ -14,7 +14,7 @@ from llm_gateway.accounting.tokens import TokenCounter
 from llm_gateway.api.anthropic_stream import MessagesStreamEncoder
 from llm_gateway.api.anthropic_wire import error_body, error_object, to_message, to_openai_request
 from llm_gateway.api.openai import OpenAIApi, parse_body, request_id_of
-from llm_gateway.errors import GatewayError, NotFound, UpstreamHTTPError
+from llm_gateway.errors import UNTRANSLATABLE, GatewayError, NotFound, UpstreamHTTPError, untranslatable
 from llm_gateway.providers.base import CHAT, NativeBody
 from llm_gateway.routing.catalog import Catalog
 from llm_gateway.server.http import Request, Responder, WrappingResponder
@@ -104,7 +104,11 @@ class MessagesApi:
         self.counter = counter
 
     def _canonical(self, request: Request, counting: bool = False) -> dict[str, Any]:
-        return to_openai_request(parse_body(request, self.openai.forward_client_auth), counting)
+        body = parse_body(request, self.openai.forward_client_auth)
+        try:
+            return to_openai_request(body, counting)
+        except UNTRANSLATABLE as exc:  # `metadata: "x"`, a text block whose text is a number
+            raise untranslatable("Anthropic Messages") from exc
 
     @staticmethod
     def _reject(request: Request, responder: Responder, err: GatewayError) -> None:

@@ -68,6 +68,12 @@ def _only_model(names: set[str]) -> str | None:
     return next(iter(names), None)
 
 
+# orjson reads JSON nested up to 1,024 levels and writes it up to 254: a body the gateway writes again (an
+# ingress's translation, a guardrail's rewrite, a stored response's echo) failed as a 500, or as a 502 once the
+# upstream had answered. It is refused as it is read.
+MAX_WRITTEN_DEPTH = 254
+
+
 def parse_body(request: Request, any_type: bool = False) -> dict[str, Any]:
     """The JSON object of a request, or a 4xx naming what is wrong with it. `any_type`: whatever the content type
     says (genai-gateway read every body as JSON; so does keyless mode)."""
@@ -80,9 +86,20 @@ def parse_body(request: Request, any_type: bool = False) -> dict[str, Any]:
     try:
         body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":  # looked at only here: a plain JSON body is read whatever the header says
+            raise GatewayError(f"request bodies compressed with content-encoding {encoding[:40]!r} are not accepted: "
+                               "send the JSON uncompressed", status=415, type="invalid_request_error",
+                               code="unsupported_media_type") from None
         raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
+    if len(request.body) > 2 * MAX_WRITTEN_DEPTH:  # fewer bytes cannot nest that deep
+        try:  # ~1/7 of what reading it cost
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise BadRequest(f"the request body is nested too deeply: at most {MAX_WRITTEN_DEPTH} levels of arrays "
+                             "and objects", code="invalid_json") from None
     return body
 
 

@@ -85,10 +85,10 @@ def _multipart(content_type: str, params: dict[bytes, bytes], body: bytes) -> li
             models.append(part.data.decode("utf-8", "replace"))
         part.reset()
 
-    parser = MultipartParser(boundary, {"on_header_field": header_field, "on_header_value": header_value,
-                                        "on_header_end": header_end, "on_part_data": data,
-                                        "on_part_end": part_end})
-    try:
+    try:  # the parser refuses a boundary longer than it takes (256 bytes) as it starts
+        parser = MultipartParser(boundary, {"on_header_field": header_field, "on_header_value": header_value,
+                                            "on_header_end": header_end, "on_part_data": data,
+                                            "on_part_end": part_end})
         parser.write(body)
         parser.finalize()
     except (FormParserError, ValueError):

@@ -28,7 +28,7 @@ from llm_gateway.api.responses_wire import (
     to_chat_request,
     to_response,
 )
-from llm_gateway.errors import BadRequest, GatewayError, NotFound
+from llm_gateway.errors import UNTRANSLATABLE, BadRequest, GatewayError, NotFound, untranslatable
 from llm_gateway.keys.model import KeyRecord, Principal
 from llm_gateway.providers.base import CHAT, RESPONSES_WIRE, NativeBody
 from llm_gateway.responses.store import ResponseStore, conversation, owner_of
@@ -209,8 +209,11 @@ class ResponsesApi:
                     raise NotFound(f"Previous response with id '{previous}' not found.",
                                    param="previous_response_id", code="previous_response_not_found")
                 history = conversation(chain)
-            own = input_items(req.get("input"))
-            body, dropped, names = to_chat_request(req, history + own)
+            try:
+                own = input_items(req.get("input"))
+                body, dropped, names = to_chat_request(req, history + own)
+            except UNTRANSLATABLE as exc:  # an input text that is a number, …
+                raise untranslatable("Responses") from exc
             if self.default_max_output_tokens is not None and "max_tokens" not in body:
                 body["max_tokens"] = self.default_max_output_tokens
             if dropped and self.reject_builtin_tools and self._translated(body["model"]):

@@ -133,7 +133,7 @@ def decide(ctx: RequestContext, config: CacheConfig, ttl: float) -> Decision:
             asked = float(raw_ttl)
         except (TypeError, ValueError):
             asked = -1.0
-        if asked <= 0:
+        if not asked > 0:  # zero, negative, not a number (NaN): not cached
             return Decision(False, False, ttl, "request")
         ttl = min(asked, config.max_ttl_s)
     control = ctx.request.headers.get("cache-control", "").lower()

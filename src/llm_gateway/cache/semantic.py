@@ -98,12 +98,14 @@ class ProviderEmbedder:
 def prompt_text(body: dict[str, Any], limit: int) -> str:
     """The conversation as text, one `role: content` line per message; its end is kept when too long."""
     lines = []
-    for message in body.get("messages") or ():
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():  # another shape: the upstream's 400
         if not isinstance(message, dict):
             continue
         content = message.get("content")
         if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            content = " ".join(p["text"] for p in content
+                               if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
         if isinstance(content, str) and content:
             lines.append(f"{message.get('role', 'user')}: {content}")
     text = "\n".join(lines)

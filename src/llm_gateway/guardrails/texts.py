@@ -13,7 +13,8 @@ def request_slots(endpoint: str, body: dict[str, Any]) -> list[Slot]:
     """The texts a client sends: chat messages (string or text parts), a completion prompt, embedding input."""
     slots: list[Slot] = []
     if endpoint == CHAT:
-        for message in body.get("messages") or ():
+        messages = body.get("messages")
+        for message in messages if isinstance(messages, list) else ():  # another shape: the upstream's 400
             if isinstance(message, dict):
                 _content(message, "content", slots)
     elif endpoint == COMPLETIONS:

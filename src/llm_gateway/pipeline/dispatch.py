@@ -17,7 +17,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from llm_gateway.errors import BadRequest, GatewayError, ServiceUnavailable, UpstreamTimeout
+from llm_gateway.errors import (
+    UNTRANSLATABLE,
+    BadRequest,
+    GatewayError,
+    ServiceUnavailable,
+    UpstreamTimeout,
+    untranslatable,
+)
 from llm_gateway.pipeline.context import RequestContext
 from llm_gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, NATIVE_BODY, NativeBody, UpstreamCall
 from llm_gateway.providers.http import HttpClient, Timeouts, UpstreamResponse
@@ -120,7 +127,10 @@ class Dispatcher:
             raise forbidden(ctx.model)
         provider = dep.provider
         call = self.call_for(ctx, dep, client_auth)
-        prepared = provider.prepare(call)
+        try:
+            prepared = provider.prepare(call)
+        except UNTRANSLATABLE as exc:  # a provider's translation met a field of the wrong type: `stop: 5`
+            raise untranslatable("OpenAI", ctx.model) from exc
         if prepared.dropped:  # parameters the provider cannot take: the client learns which were left out
             ctx.response_headers.append(("x-llm-gateway-dropped-params", ",".join(prepared.dropped)))
         timeouts = dep.timeouts or provider.timeouts

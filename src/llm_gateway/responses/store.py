@@ -18,6 +18,14 @@ from llm_gateway.db.tables import responses
 from llm_gateway.keys.model import KeyRecord, Principal
 
 MAX_CHAIN = 1000  # previous_response_id links followed at most (a chain longer than this is cut at its start)
+ID_WIDTH = int(responses.c.id.type.length)  # type: ignore[attr-defined]
+MODEL_WIDTH = int(responses.c.model.type.length)  # type: ignore[attr-defined]
+
+
+def _storable(response_id: str) -> bool:
+    """Whether an id a client names could be stored at all: PostgreSQL refuses NUL in text (an error, not a miss),
+    and an id wider than the column never was one."""
+    return len(response_id) <= ID_WIDTH and "\x00" not in response_id
 
 
 def owner_of(identity: KeyRecord | Principal | None) -> str:
@@ -27,6 +35,12 @@ def owner_of(identity: KeyRecord | Principal | None) -> str:
     if isinstance(identity, KeyRecord):
         return f"team:{identity.team_id}" if identity.team_id else f"key:{identity.id}"
     return "master"
+
+
+def _model(name: object) -> str:
+    """The model name as its column holds it: cut to the width and rid of NUL, which PostgreSQL refuses (a client
+    chooses the name, through a wildcard route); the stored response keeps it whole."""
+    return str(name).replace("\x00", "")[:MODEL_WIDTH]
 
 
 @dataclass(slots=True)
@@ -44,12 +58,15 @@ class ResponseStore:
 
     def put(self, owner: str, input_items: list[dict[str, Any]], response: dict[str, Any]) -> None:
         row = {"id": response["id"], "owner": owner, "created_at": int(self.clock() * 1000),
-               "previous_response_id": response.get("previous_response_id"), "model": str(response.get("model", "")),
+               "previous_response_id": response.get("previous_response_id"),
+               "model": _model(response.get("model", "")),
                "input": orjson.dumps(input_items).decode(), "response": orjson.dumps(response).decode()}
         with self.engine.begin() as conn:
             conn.execute(insert(responses).values(**row))
 
     def get(self, response_id: str, owner: str) -> Stored | None:
+        if not _storable(response_id):
+            return None
         with self.engine.connect() as conn:
             row = conn.execute(select(responses.c.previous_response_id, responses.c.input, responses.c.response)
                                .where(responses.c.id == response_id, responses.c.owner == owner)).first()
@@ -58,6 +75,8 @@ class ResponseStore:
         return Stored(response_id, row.previous_response_id, orjson.loads(row.input), orjson.loads(row.response))
 
     def delete(self, response_id: str, owner: str) -> bool:
+        if not _storable(response_id):
+            return False
         with self.engine.begin() as conn:
             done = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.owner == owner))
         return bool(done.rowcount)
@@ -66,7 +85,7 @@ class ResponseStore:
         """The response and those it follows, oldest first; None when the response itself is not the owner's.
         A deleted or expired response earlier in the chain ends it there."""
         out: list[Stored] = []
-        at: str | None = response_id
+        at: str | None = response_id if _storable(response_id) else None
         with self.engine.connect() as conn:
             while at is not None and len(out) < MAX_CHAIN:
                 row = conn.execute(select(responses.c.previous_response_id, responses.c.input,

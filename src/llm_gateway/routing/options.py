@@ -87,6 +87,10 @@ def _set(opts: RequestOptions, name: str, value: Any, from_header: bool) -> None
                 raise _bad(name, "the header must hold a JSON object") from None
         if not isinstance(value, dict):
             raise _bad(name, "must be an object")
+        try:  # written into the ledger row as JSON: orjson writes 254 levels (a header's JSON may have 1,024)
+            orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            raise _bad(name, "is nested too deeply") from None
         opts.metadata = value
     elif name == "hedge":
         _set_hedge(opts, value)

@@ -397,7 +397,10 @@ def _metadata_text(ctx: RequestContext) -> str | None:
     options = ctx.options
     if options is None or not options.metadata:
         return None
-    text = orjson.dumps(options.metadata).decode()
+    try:
+        text = orjson.dumps(options.metadata).decode()
+    except orjson.JSONEncodeError:  # refused as the request came (routing.options); never the row lost for it
+        return None
     return text if len(text) <= MAX_METADATA_CHARS else None
 
 
