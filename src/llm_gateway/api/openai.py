@@ -94,7 +94,9 @@ def parse_body(request: Request, any_type: bool = False) -> dict[str, Any]:
         raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
-    if len(request.body) > 2 * MAX_WRITTEN_DEPTH:  # fewer bytes cannot nest that deep
+    raw = request.body
+    # Fewer bytes, or fewer brackets, cannot nest that deep: the usual body is not written again here.
+    if len(raw) > 2 * MAX_WRITTEN_DEPTH and raw.count(b"{") + raw.count(b"[") > MAX_WRITTEN_DEPTH:
         try:  # ~1/7 of what reading it cost
             orjson.dumps(body)
         except orjson.JSONEncodeError:
