@@ -51,6 +51,10 @@ def translating(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) ->
                   "models": [{"name": "gemini", "model": "gemini-2.0-flash"}]},
                  {"name": "bed", "type": "bedrock", "base_url": f"{upstream.url}/bedrock",
                   "options": {"region": "us-east-1"}, "models": [{"name": "bedrock", "model": "anthropic.claude-3"}]},
+                 {"name": "az", "type": "azure", "base_url": f"{upstream.url}/azure", "api_key": "az-key",
+                  "models": ["azure-*"]},
+                 {"name": "bedwild", "type": "bedrock", "base_url": f"{upstream.url}/bedrock", "models": ["bedrock-*"],
+                  "options": {"region": "us-east-1", "access_key_id": "AKIDTEST", "secret_access_key": "secret"}},
                  {"name": "openai", "type": "openai-compatible", "base_url": f"{upstream.url}/v1", "models": ["*"]}]
     config = {"providers": providers,  # and parts that read the request before any provider does
               "guardrails": [{"name": "words", "type": "keywords", "keywords": ["forbidden-topic"]}],
@@ -97,6 +101,17 @@ def test_a_request_that_cannot_be_translated_is_400(translating: GatewayProcess,
         message = error_of(r)["message"]
     assert "could not be translated" in str(message)
     assert "Traceback" not in translating.log()
+
+
+@pytest.mark.parametrize("model", ["az/..", "az/.", "bedwild/..", "bedwild/."])
+def test_a_model_name_is_never_a_dot_segment_of_the_providers_url(translating: GatewayProcess, upstream: Upstream,
+                                                                   model: str) -> None:
+    """A deployment name the client chooses goes into the provider's URL path: `..` there would send the request,
+    with the provider's key, to another path of the provider's API (`/openai/deployments/../chat/completions`)."""
+    before = len(upstream.requests)
+    r = httpx.post(f"{translating.v1}/chat/completions", json={**CHAT, "model": model})
+    assert r.status_code == 400 and error_of(r)["code"] == "invalid_model", r.text
+    assert len(upstream.requests) == before  # nothing went out
 
 
 @pytest.mark.parametrize("fields", [

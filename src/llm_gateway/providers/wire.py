@@ -9,7 +9,7 @@ their own, with the provider's key on the connection. Configured values are chec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from llm_gateway.errors import BadRequest
 
@@ -59,6 +59,15 @@ class PreparedRequest:
 
 class UnsafeUpstreamRequest(BadRequest):
     code = "invalid_upstream_request"
+
+
+def path_segment(name: str) -> str:
+    """`name` (a model or deployment, which a wildcard route lets the client choose) as one segment of a provider's
+    URL path. Slashes are encoded; `.` and `..` cannot be, as URL resolution removes them wherever the path is
+    read: the request would go, with the provider's credentials, to another path of its API."""
+    if name in (".", ".."):
+        raise BadRequest(f"the model name {name!r} is not a model", param="model", code="invalid_model")
+    return quote(name, safe="")
 
 
 def render_head(request: PreparedRequest, host: str) -> bytes:

@@ -8,12 +8,12 @@ the path is `/openai/deployments/{deployment}/{endpoint}?api-version=...`.
 from __future__ import annotations
 
 import importlib
-from urllib.parse import quote
 
 from llm_gateway.errors import NotFound
 from llm_gateway.providers.base import PreparedRequest, UpstreamCall
 from llm_gateway.providers.credentials import Refresher
 from llm_gateway.providers.openai_compat.adapter import CANONICAL, OpenAICompatibleProvider
+from llm_gateway.providers.wire import path_segment
 from llm_gateway.settings import ProviderConfig
 
 API_VERSION = "2024-10-21"
@@ -69,6 +69,6 @@ class AzureProvider(OpenAICompatibleProvider):
             prepared.path = f"{self.base_path}/openai/v1/{call.endpoint}"
         else:
             # The deployment may be the client's (`azure/<any name>`): it stays one path segment.
-            prepared.path = (f"{self.base_path}/openai/deployments/{quote(call.model, safe='')}/{call.endpoint}"
+            prepared.path = (f"{self.base_path}/openai/deployments/{path_segment(call.model)}/{call.endpoint}"
                              f"?api-version={self.api_version}")
         return prepared

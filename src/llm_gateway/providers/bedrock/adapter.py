@@ -12,7 +12,6 @@ import importlib
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
@@ -35,6 +34,7 @@ from llm_gateway.providers.credentials import Refresher
 from llm_gateway.providers.error_map import kind_of_status, mapped_error
 from llm_gateway.providers.params import ParamPolicy
 from llm_gateway.providers.usage_map import usage_from
+from llm_gateway.providers.wire import path_segment
 from llm_gateway.settings import ProviderConfig
 
 SERVICE = "bedrock"
@@ -101,7 +101,7 @@ class BedrockProvider(Provider):
         return PreparedRequest("POST", path, headers, body)
 
     def _path(self, model: str, action: str) -> str:
-        return f"{self.base_path}/model/{quote(model, safe='')}/{action}"  # `:` in model ids goes out as %3A
+        return f"{self.base_path}/model/{path_segment(model)}/{action}"  # `:` in model ids goes out as %3A
 
     def prepare(self, call: UpstreamCall) -> PreparedRequest:
         if call.endpoint == EMBEDDINGS:
