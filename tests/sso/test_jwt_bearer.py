@@ -178,13 +178,16 @@ def test_concurrent_first_uses_share_one_check(gateway: GatewayProcess, idp: Jwk
     assert [u["email"] for u in users].count("dave@example.com") == 1
 
 
+def _sign_in_form(browserless: httpx.Client, secret: str) -> httpx.Response:
+    """The dashboard's sign-in form, sent with `secret` as a browser would (its CSRF token from the page)."""
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browserless.get("/ui/login").text)
+    assert csrf is not None
+    return browserless.post("/ui/login", data={"csrf": csrf.group(1), "secret": secret})
+
+
 def test_dashboard_sign_in_and_out_with_the_master_key_are_audited(gateway: GatewayProcess) -> None:
     with httpx.Client(base_url=gateway.url) as browserless:
-        page = browserless.get("/ui/login")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert csrf is not None
-        signed = browserless.post("/ui/login", data={"csrf": csrf.group(1), "secret": MASTER})
-        assert signed.status_code == 303
+        assert _sign_in_form(browserless, MASTER).status_code == 303
         home = browserless.get("/ui/")
         session_csrf = re.search(r'name="csrf" value="([^"]+)"', home.text)
         assert session_csrf is not None
@@ -200,11 +203,7 @@ def test_a_refused_dashboard_sign_in_is_audited(gateway: GatewayProcess) -> None
     `sign_in_refused` rows (without the secret tried), as the IdPs' are."""
     guess = "mk-guessed-secret-5d1e"
     with httpx.Client(base_url=gateway.url) as browserless:
-        page = browserless.get("/ui/login")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert csrf is not None
-        refused_form = browserless.post("/ui/login", data={"csrf": csrf.group(1), "secret": guess})
-        assert refused_form.status_code == 401
+        assert _sign_in_form(browserless, guess).status_code == 401
     rows = audit(gateway, event="sign_in_refused")
     assert any(r["method"] == "dashboard" and r["client_ip"] == "127.0.0.1" for r in rows), rows
     assert guess not in json.dumps(rows)
