@@ -22,6 +22,18 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+def width_of(column: Column[str]) -> int:
+    return int(column.type.length)  # type: ignore[attr-defined]
+
+
+def fit_text(value: str, width: int) -> str:
+    """A text a client chose, as a column `width` characters wide takes it: cut, and rid of NUL, which PostgreSQL
+    refuses in text (a refused row fails its whole write)."""
+    if len(value) > width or "\x00" in value:
+        return value.replace("\x00", "")[:width]
+    return value
+
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for a ledger that grows forever.
 _ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
 

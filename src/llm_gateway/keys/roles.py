@@ -102,7 +102,7 @@ def require_team(identity: Identity, team_id: str | None) -> None:
 def require_key_holder(identity: Identity, user_id: str, teams: list[str]) -> None:
     """Whom a key `identity` makes may be given to (`teams`: that user's teams). The key's user is charged for it
     and shown as its spender, so a team admin may name only the members of its team; admins anyone."""
-    if identity.is_admin or user_id == identity.user_id or (identity.is_team_admin and identity.team_id in teams):
+    if may_see_user(identity, user_id, teams):  # the same people: themselves, or (team admins) their members
         return
     raise forbidden(f"user {user_id!r} is not a member of your team {identity.team_id!r}", code="not_a_member",
                     param="user_id")

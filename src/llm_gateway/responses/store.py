@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, delete, insert, select
 
-from llm_gateway.db.tables import responses
+from llm_gateway.db.tables import fit_text, responses, width_of
 from llm_gateway.keys.model import KeyRecord, Principal
 
 MAX_CHAIN = 1000  # previous_response_id links followed at most (a chain longer than this is cut at its start)
-ID_WIDTH = int(responses.c.id.type.length)  # type: ignore[attr-defined]
-MODEL_WIDTH = int(responses.c.model.type.length)  # type: ignore[attr-defined]
+ID_WIDTH = width_of(responses.c.id)
+MODEL_WIDTH = width_of(responses.c.model)
 
 
 def _storable(response_id: str) -> bool:
@@ -35,12 +35,6 @@ def owner_of(identity: KeyRecord | Principal | None) -> str:
     if isinstance(identity, KeyRecord):
         return f"team:{identity.team_id}" if identity.team_id else f"key:{identity.id}"
     return "master"
-
-
-def _model(name: object) -> str:
-    """The model name as its column holds it: cut to the width and rid of NUL, which PostgreSQL refuses (a client
-    chooses the name, through a wildcard route); the stored response keeps it whole."""
-    return str(name).replace("\x00", "")[:MODEL_WIDTH]
 
 
 @dataclass(slots=True)
@@ -59,7 +53,8 @@ class ResponseStore:
     def put(self, owner: str, input_items: list[dict[str, Any]], response: dict[str, Any]) -> None:
         row = {"id": response["id"], "owner": owner, "created_at": int(self.clock() * 1000),
                "previous_response_id": response.get("previous_response_id"),
-               "model": _model(response.get("model", "")),
+               # a client chooses the model name (a wildcard route): its column takes it; the response keeps it whole
+               "model": fit_text(str(response.get("model", "")), MODEL_WIDTH),
                "input": orjson.dumps(input_items).decode(), "response": orjson.dumps(response).decode()}
         with self.engine.begin() as conn:
             conn.execute(insert(responses).values(**row))

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, insert
 
-from llm_gateway.db.tables import ledger_batches, usage
+from llm_gateway.db.tables import fit_text, ledger_batches, usage, width_of
 from llm_gateway.errors import UpstreamHTTPError
 from llm_gateway.keys.model import KeyRecord
 from llm_gateway.pipeline.context import GATEWAY_ERROR, RequestContext
@@ -56,7 +56,7 @@ STAGING = "gw_usage_batch"
 # Columns whose text a client chooses, wholly or in part (a model name, a `user`, a pass-through path, the texts
 # quoting them): cut to the column's width and rid of NUL, which PostgreSQL refuses in text. One such row failed
 # its batch's every write, and no row after it was ever written.
-CLIENT_TEXT = tuple((name, int(usage.c[name].type.length))  # type: ignore[attr-defined]
+CLIENT_TEXT = tuple((name, width_of(usage.c[name]))
                     for name in ("user_id", "model", "provider", "deployment", "endpoint", "upstream_model",
                                  "end_user", "price_source", "error", "attempt_log"))
 
@@ -64,8 +64,8 @@ CLIENT_TEXT = tuple((name, int(usage.c[name].type.length))  # type: ignore[attr-
 def fit_client_text(row: dict[str, Any]) -> None:
     for name, width in CLIENT_TEXT:
         value = row[name]
-        if value and (len(value) > width or "\x00" in value):
-            row[name] = value.replace("\x00", "")[:width]
+        if value:
+            row[name] = fit_text(value, width)
 
 
 def _idle_priority() -> None:
